@@ -1,0 +1,67 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Layers, lowest first. A target only depends on targets above it in this list.
+//   COpenBLAS, CKernels, CCairo, CPNG  — C shims and micro-kernels
+//   Tensors      — storage and the kernels SD needs
+//   Checkpoints  — safetensors, safe pickle reader, key layouts, embedding files
+//   pareidolia   — the command-line tool (thin)
+let package = Package(
+    name: "Pareidolia",
+    products: [
+        .executable(name: "pareidolia", targets: ["pareidolia"]),
+        .executable(name: "pareidolia-bench", targets: ["pareidolia-bench"]),
+        .library(name: "Tensors", targets: ["Tensors"]),
+        .library(name: "Checkpoints", targets: ["Checkpoints"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenBLAS is opened with dlopen, not linked: its core type (kernel family) is fixed by a
+        // constructor when the library loads, so the loader must pick it (OPENBLAS_CORETYPE) first.
+        // See Sources/COpenBLAS/openblas_loader.c.
+        .target(
+            name: "COpenBLAS",
+            cSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("dl")]
+        ),
+        // Hot loops outside BLAS (im2col, norms, softmax, activations, fp16/bf16 conversion), with
+        // per-function ISA attributes chosen at run time.
+        .target(
+            name: "CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
+            linkerSettings: [.linkedLibrary("m")]
+        ),
+        .systemLibrary(
+            name: "CCairo",
+            pkgConfig: "cairo",
+            providers: [.apt(["libcairo2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        .executableTarget(
+            name: "pareidolia",
+            dependencies: [
+                "Tensors", "Checkpoints",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "pareidolia-bench",
+            dependencies: [
+                "Tensors", "Checkpoints",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
+    ],
+    // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,24 @@
+import Foundation
+
+/// Splits loops over the machine's cores (the non-BLAS kernels; OpenBLAS has its own threads).
+public enum Parallel {
+    /// Worker count: the cores this process may use.
+    public static let workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Calls `body(range)` on disjoint chunks covering `0..<count`, in parallel when the work is
+    /// large enough (`grain` = fewest iterations worth a thread).
+    public static func forRanges(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(workers, max(1, count / max(grain, 1)))
+        if chunks == 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    /// Calls `body(i)` for each `i` in `0..<count`, spread over the cores.
+    public static func forEach(_ count: Int, grain: Int = 1, _ body: (Int) -> Void) {
+        forRanges(count, grain: grain) { range in for i in range { body(i) } }
+    }
+}

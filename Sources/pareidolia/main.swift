@@ -1,0 +1,2 @@
+import Tensors
+try BLAS.load(); print(BLAS.coreName)
