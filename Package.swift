@@ -1,10 +1,15 @@
 // swift-tools-version: 6.0
+import Foundation
 import PackageDescription
+
+/// The package root, for assets embedded at compile time (Sources/CAssets).
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
 
 // Layers, lowest first. A target only depends on targets above it in this list.
 //   COpenBLAS, CKernels, CCairo, CPNG  — C shims and micro-kernels
 //   Tensors      — storage and the kernels SD needs
 //   Checkpoints  — safetensors, safe pickle reader, key layouts, embedding files
+//   Models       — tokenizer, CLIP text encoder, UNet, VAE
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -13,6 +18,7 @@ let package = Package(
         .executable(name: "pareidolia-bench", targets: ["pareidolia-bench"]),
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
+        .library(name: "Models", targets: ["Models"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,16 +45,27 @@ let package = Package(
             providers: [.apt(["libcairo2-dev"])]
         ),
         .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // Assets/ files embedded in the binary with .incbin.
+        .target(
+            name: "CAssets",
+            cSettings: [.define("PD_ASSETS_DIR", to: packageRoot + "/Assets")]
+        ),
+        .systemLibrary(
             name: "CPNG",
             pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"])]
         ),
         .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
+        .target(name: "Models", dependencies: ["Tensors", "Checkpoints", "CZlib", "CAssets"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints",
+                "Tensors", "Checkpoints", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,6 +78,7 @@ let package = Package(
         ),
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
     swiftLanguageModes: [.v5]
