@@ -15,8 +15,8 @@ public struct CLIPToken: Sendable, Equatable {
 /// The CLIP tokenizer of SD 1.x, giving the same ids as HF `CLIPTokenizer`:
 /// clean-up, lower-casing, CLIP's pre-tokenising pattern, byte-level BPE with `</w>`.
 ///
-/// Known difference: HF runs `ftfy.fix_text` first, which repairs mojibake; we only apply the
-/// Unicode NFC normalisation it includes (identical for well-formed prompts).
+/// Known difference: HF runs `ftfy.fix_text` first; we port the fixes that matter for typed
+/// prompts (`TextCleanup`) but not its mojibake repair.
 public final class CLIPTokenizer: @unchecked Sendable {
     public let vocabulary: CLIPVocabulary
     public static let contextLength = 77
@@ -78,9 +78,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
 
     // MARK: - Text clean-up and pre-tokenising
 
-    /// NFC, whitespace runs collapsed to one space, trimmed, lower-cased.
+    /// ftfy-style clean-up, whitespace runs collapsed to one space, trimmed, lower-cased.
     static func normalize(_ text: String) -> String {
-        let nfc = text.precomposedStringWithCanonicalMapping
+        let nfc = TextCleanup.fixText(text)
         var out = ""
         var pendingSpace = false
         for scalar in nfc.unicodeScalars {

@@ -1,0 +1,131 @@
+import Foundation
+import Tensors
+
+/// Where model weights come from: a checkpoint archive, a folder, or a test dictionary.
+public protocol WeightSource {
+    /// Every tensor name the source holds.
+    var tensorNames: [String] { get }
+    /// The stored shape of a tensor, or nil when absent.
+    func shape(of name: String) -> [Int]?
+    /// The tensor as float32 (converted once if stored in 16 bits).
+    func float32(_ name: String) throws -> Tensor
+    /// A label for messages (the file or folder).
+    var label: String { get }
+}
+
+/// A model failed to bind: what was missing, of the wrong shape, or unreadable.
+public struct WeightLoadError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Binds a model's parameters to checkpoint keys and keeps the tally that loading reports:
+/// missing keys, wrong shapes, and (at the end) the keys nobody asked for.
+///
+/// Blocks ask for their weights by key relative to a scope (`scoped("down_blocks.0")`); the binder
+/// collects problems instead of stopping at the first, so one load reports them all.
+public final class WeightBinder {
+    public let source: WeightSource
+    private let prefix: String
+    private let state: State
+
+    final class State {
+        var used = Set<String>()
+        var missing: [String] = []
+        var wrongShape: [String] = []
+        var unreadable: [String] = []
+    }
+
+    public init(source: WeightSource, prefix: String = "") {
+        self.source = source
+        self.prefix = prefix
+        self.state = State()
+    }
+
+    private init(source: WeightSource, prefix: String, state: State) {
+        self.source = source
+        self.prefix = prefix
+        self.state = state
+    }
+
+    /// The key prefix of this scope: the module path in the checkpoint's naming.
+    public var path: String { prefix }
+
+    /// A binder whose keys are relative to `component` (joined with ".").
+    public func scoped(_ component: String) -> WeightBinder {
+        WeightBinder(source: source, prefix: join(component), state: state)
+    }
+
+    private func join(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
+
+    /// The tensor at `key` with `shape`. Problems are recorded and a zero tensor of the expected
+    /// shape is returned so binding can go on; `finish()` turns them into one error.
+    /// `alternatives` are other layouts of the same weight (a 1×1 conv stored for a linear, say):
+    /// a stored shape with the same element count is accepted and reshaped.
+    public func tensor(_ key: String, shape: [Int], acceptingReshapeOf alternatives: [[Int]] = []) -> Tensor {
+        let name = join(key)
+        guard let stored = source.shape(of: name) else {
+            state.missing.append(name)
+            return Tensor(zeros: shape)
+        }
+        state.used.insert(name)
+        guard stored == shape || alternatives.contains(stored) else {
+            state.wrongShape.append("\(name) is \(stored), expected \(shape)")
+            return Tensor(zeros: shape)
+        }
+        do {
+            let t = try source.float32(name)
+            return stored == shape ? t : try t.reshaped(shape)
+        } catch {
+            state.unreadable.append("\(error)")
+            return Tensor(zeros: shape)
+        }
+    }
+
+    /// True when the source holds `key` (for optional parts such as a conv shortcut).
+    public func has(_ key: String) -> Bool { source.shape(of: join(key)) != nil }
+
+    /// Stored shape of `key`, for configs read off the weights.
+    public func shape(of key: String) -> [Int]? { source.shape(of: join(key)) }
+
+    /// Keys under this binder's prefix that no block used.
+    public var unused: [String] {
+        let p = prefix.isEmpty ? "" : prefix + "."
+        return source.tensorNames.filter { $0.hasPrefix(p) && !state.used.contains($0) }.sorted()
+    }
+
+    /// Throws one error listing every missing, wrong-shape and unreadable key; returns the unused
+    /// keys (callers report them as a warning: checkpoints often carry extras such as EMA copies).
+    @discardableResult
+    public func finish(model: String, ignoringUnused ignored: (String) -> Bool = { _ in false }) throws -> [String] {
+        let s = state
+        if !s.missing.isEmpty || !s.wrongShape.isEmpty || !s.unreadable.isEmpty {
+            var parts: [String] = []
+            if !s.missing.isEmpty { parts.append("\(s.missing.count) missing (\(Self.sample(s.missing)))") }
+            if !s.wrongShape.isEmpty { parts.append("\(s.wrongShape.count) wrong-shape (\(Self.sample(s.wrongShape)))") }
+            if !s.unreadable.isEmpty { parts.append("\(s.unreadable.count) unreadable (\(Self.sample(s.unreadable)))") }
+            throw WeightLoadError(description: "\(source.label): \(model) weights do not fit: " + parts.joined(separator: "; "))
+        }
+        return unused.filter { !ignored($0) }
+    }
+
+    static func sample(_ items: [String], limit: Int = 3) -> String {
+        let head = items.prefix(limit).joined(separator: ", ")
+        return items.count > limit ? head + ", … \(items.count - limit) more" : head
+    }
+}
+
+/// A `WeightSource` over an in-memory dictionary (tests, converted layouts).
+public struct DictionaryWeights: WeightSource {
+    public let tensors: [String: Tensor]
+    public let label: String
+    public init(_ tensors: [String: Tensor], label: String = "weights") {
+        self.tensors = tensors
+        self.label = label
+    }
+    public var tensorNames: [String] { Array(tensors.keys) }
+    public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
+    public func float32(_ name: String) throws -> Tensor {
+        guard let t = tensors[name] else { throw WeightLoadError(description: "\(label): no tensor \(name)") }
+        return t
+    }
+}

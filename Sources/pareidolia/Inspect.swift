@@ -1,0 +1,2 @@
+import ArgumentParser
+struct Inspect: ParsableCommand { func run() throws {} }

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+struct Pareidolia: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pareidolia",
+        abstract: "Look inside Stable Diffusion 1.x: inspect checkpoints, tokenize prompts.",
+        subcommands: [Inspect.self, Tokenize.self]
+    )
+}
+
+/// A user-facing failure: printed as one line, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
