@@ -27,8 +27,22 @@ public enum BLAS {
     }
 
     /// The core type the loader would request for the CPU it runs on, or nil.
-    public static var preferredCoreType: String? {
-        pd_openblas_coretype_for(pd_cpu_detect()).map { String(cString: $0) }
+    public static var preferredCoreType: String? { coreType(for: CPUFeatures.current) }
+
+    /// The core type the loader requests for a CPU with `features` (nil: OpenBLAS decides).
+    public static func coreType(for features: CPUFeatures) -> String? {
+        var f = pd_cpu_features()
+        f.avx2 = features.avx2 ? 1 : 0
+        f.fma = features.fma ? 1 : 0
+        f.avx512f = features.avx512 ? 1 : 0
+        f.avx512cd = features.avx512 ? 1 : 0
+        f.avx512bw = features.avx512 ? 1 : 0
+        f.avx512dq = features.avx512 ? 1 : 0
+        f.avx512vl = features.avx512 ? 1 : 0
+        f.os_ymm = features.osSavesYMM ? 1 : 0
+        f.os_zmm = features.osSavesZMM ? 1 : 0
+        f.vendor_amd = features.amd ? 1 : 0
+        return pd_openblas_coretype_for(f).map { String(cString: $0) }
     }
 
     /// Row-major `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`.
@@ -43,4 +57,32 @@ public enum BLAS {
         pd_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
                  a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
+}
+
+/// The CPU features that decide OpenBLAS's kernel family and our own kernels' paths.
+public struct CPUFeatures: Sendable, Equatable {
+    public var avx2 = false, fma = false, f16c = false
+    /// AVX-512 F, CD, BW, DQ and VL together (what SkylakeX kernels need).
+    public var avx512 = false
+    public var avx512bf16 = false, avx512fp16 = false
+    public var osSavesYMM = false, osSavesZMM = false
+    public var amd = false, intel = false
+
+    public init() {}
+
+    public static let current: CPUFeatures = {
+        let c = pd_cpu_detect()
+        var f = CPUFeatures()
+        f.avx2 = c.avx2 != 0
+        f.fma = c.fma != 0
+        f.f16c = c.f16c != 0
+        f.avx512 = c.avx512f != 0 && c.avx512cd != 0 && c.avx512bw != 0 && c.avx512dq != 0 && c.avx512vl != 0
+        f.avx512bf16 = c.avx512bf16 != 0
+        f.avx512fp16 = c.avx512fp16 != 0
+        f.osSavesYMM = c.os_ymm != 0
+        f.osSavesZMM = c.os_zmm != 0
+        f.amd = c.vendor_amd != 0
+        f.intel = c.vendor_intel != 0
+        return f
+    }()
 }
