@@ -76,9 +76,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints"]),
+        // Shared test helpers: expectClose and the golden fixtures.
+        .target(name: "TestSupport", dependencies: ["Tensors", "Checkpoints"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
     swiftLanguageModes: [.v5]

@@ -1,0 +1,96 @@
+import Foundation
+import Tensors
+
+/// One pre-norm transformer layer of the CLIP text tower.
+struct CLIPEncoderLayer {
+    let norm1: LayerNorm
+    let q, k, v, out: Linear
+    let norm2: LayerNorm
+    let fc1, fc2: Linear
+    let heads: Int
+    let quickGELU: Bool
+
+    init(_ w: WeightBinder, _ c: CLIPTextConfig) {
+        let d = c.hiddenSize
+        norm1 = LayerNorm(w.scoped("layer_norm1"), dim: d, eps: c.layerNormEps)
+        q = Linear(w.scoped("self_attn.q_proj"), in: d, out: d)
+        k = Linear(w.scoped("self_attn.k_proj"), in: d, out: d)
+        v = Linear(w.scoped("self_attn.v_proj"), in: d, out: d)
+        out = Linear(w.scoped("self_attn.out_proj"), in: d, out: d)
+        norm2 = LayerNorm(w.scoped("layer_norm2"), dim: d, eps: c.layerNormEps)
+        fc1 = Linear(w.scoped("mlp.fc1"), in: d, out: c.intermediateSize)
+        fc2 = Linear(w.scoped("mlp.fc2"), in: c.intermediateSize, out: d)
+        heads = c.heads
+        quickGELU = c.hiddenAct == "quick_gelu"
+    }
+
+    func callAsFunction(_ x: Tensor) throws -> Tensor {  // [B, T, D]
+        let h = try norm1(x)
+        let a = try attention(q: q(h), k: k(h), v: v(h), heads: heads, causal: true)  // [B, T, D]
+        let x1 = try add(x, out(a))
+        let m = try fc1(norm2(x1))  // [B, T, I]
+        let act = quickGELU ? try quickGelu(m) : try gelu(m)
+        return try add(x1, fc2(act))  // [B, T, D]
+    }
+}
+
+/// CLIP text encoder of SD 1.x (transformers `CLIPTextModel`): token + position embeddings,
+/// causal pre-norm transformer layers with quick GELU, final layer norm.
+public final class CLIPTextModel {
+    public let config: CLIPTextConfig
+    let tokenEmbedding: Tensor     // [V, D]
+    let positionEmbedding: Tensor  // [P, D]
+    let layers: [CLIPEncoderLayer]
+    let finalNorm: LayerNorm
+
+    /// Binds the weights under `w`. Accepts keys with and without transformers 4's `text_model.`
+    /// prefix (transformers 5 dropped it).
+    public init(_ w: WeightBinder, config: CLIPTextConfig) {
+        self.config = config
+        let root = w.has("text_model.embeddings.token_embedding.weight") ? w.scoped("text_model") : w
+        let d = config.hiddenSize
+        tokenEmbedding = root.tensor("embeddings.token_embedding.weight", shape: [config.vocabSize, d])
+        positionEmbedding = root.tensor("embeddings.position_embedding.weight", shape: [config.maxPositions, d])
+        layers = (0..<config.layers).map { CLIPEncoderLayer(root.scoped("encoder.layers.\($0)"), config) }
+        finalNorm = LayerNorm(root.scoped("final_layer_norm"), dim: d, eps: config.layerNormEps)
+    }
+
+    /// Token + position embeddings for `ids` ([B][T] token ids, T ≤ max positions).
+    public func embed(_ ids: [[Int32]]) throws -> Tensor {
+        let b = ids.count, t = ids.first?.count ?? 0, d = config.hiddenSize
+        guard ids.allSatisfy({ $0.count == t }), t <= config.maxPositions else {
+            throw TensorError("text encoder: expected \(b) sequences of equal length ≤ \(config.maxPositions)")
+        }
+        let out = Tensor(uninitializedShape: [b, t, d])  // [B, T, D]
+        for (i, row) in ids.enumerated() {
+            for (j, id) in row.enumerated() {
+                guard id >= 0, Int(id) < config.vocabSize else { throw TensorError("text encoder: token id \(id) outside the vocabulary") }
+                let dst = out.pointer + (i * t + j) * d
+                let tok = tokenEmbedding.pointer + Int(id) * d, pos = positionEmbedding.pointer + j * d
+                for c in 0..<d { dst[c] = tok[c] + pos[c] }
+            }
+        }
+        return out
+    }
+
+    /// Hidden states after the embeddings (index 0) and after each layer (1…L), as
+    /// transformers' `output_hidden_states` gives them; `upTo` stops early.
+    public func hiddenStates(_ ids: [[Int32]], upTo last: Int? = nil) throws -> [Tensor] {
+        var states = [try embed(ids)]
+        for layer in layers.prefix(last ?? layers.count) { states.append(try layer(states.last!)) }
+        return states
+    }
+
+    /// Conditioning for the UNet with A1111's clip skip: 1 = the last layer, 2 = the penultimate
+    /// layer's output, and so on; the final layer norm is applied in every case.
+    public func encode(_ ids: [[Int32]], clipSkip: Int = 1) throws -> Tensor {  // [B, T, D]
+        guard (1...config.layers).contains(clipSkip) else {
+            throw TensorError("clip skip \(clipSkip) outside 1…\(config.layers)")
+        }
+        let states = try hiddenStates(ids, upTo: config.layers - (clipSkip - 1))
+        return try finalNorm(states.last!)
+    }
+
+    /// The final-layer-normed output of the last layer (transformers' `last_hidden_state`).
+    public func lastHiddenState(_ ids: [[Int32]]) throws -> Tensor { try encode(ids, clipSkip: 1) }
+}

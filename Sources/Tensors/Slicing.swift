@@ -1,0 +1,46 @@
+import Foundation
+
+/// Zero padding of the last two dimensions: [B, C, H, W] → [B, C, H+top+bottom, W+left+right].
+/// The VAE encoder's stride-2 convs pad only right and bottom (diffusers `Downsample2D`, padding 0).
+public func pad2d(_ x: Tensor, top: Int = 0, bottom: Int = 0, left: Int = 0, right: Int = 0) throws -> Tensor {
+    guard x.rank == 4, min(top, bottom, left, right) >= 0 else {
+        throw TensorError("pad2d: expected [B, C, H, W] and non-negative padding, got \(x.shape)")
+    }
+    let (n, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+    let (oh, ow) = (h + top + bottom, w + left + right)
+    let y = Tensor(zeros: [x.shape[0], x.shape[1], oh, ow])  // [B, C, H', W']
+    Parallel.forRanges(n, grain: max(1, 16384 / max(1, oh * ow))) { planes in
+        for p in planes {
+            let src = x.pointer + p * h * w, dst = y.pointer + p * oh * ow + top * ow + left
+            for r in 0..<h { (dst + r * ow).update(from: src + r * w, count: w) }
+        }
+    }
+    return y
+}
+
+/// Splits along `axis` into consecutive parts of the given sizes (copies).
+public func split(_ x: Tensor, axis: Int, sizes: [Int]) throws -> [Tensor] {
+    guard (0..<x.rank).contains(axis), sizes.reduce(0, +) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else {
+        throw TensorError("split: sizes \(sizes) do not add up to dimension \(axis) of \(x.shape)")
+    }
+    let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+    let total = x.shape[axis]
+    var start = 0
+    return sizes.map { size in
+        var shape = x.shape
+        shape[axis] = size
+        let y = Tensor(uninitializedShape: shape)  // [..., size, ...]
+        for o in 0..<outer {
+            (y.pointer + o * size * inner).update(from: x.pointer + (o * total + start) * inner, count: size * inner)
+        }
+        start += size
+        return y
+    }
+}
+
+/// Elementwise clamp into [lo, hi].
+public func clamp(_ x: Tensor, min lo: Float, max hi: Float) -> Tensor {
+    let y = Tensor(uninitializedShape: x.shape)
+    for i in 0..<x.count { y.pointer[i] = Swift.min(Swift.max(x.pointer[i], lo), hi) }
+    return y
+}
