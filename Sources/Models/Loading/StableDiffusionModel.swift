@@ -1,0 +1,130 @@
+import Checkpoints
+import Foundation
+import Tensors
+
+/// The three networks of an SD 1.x model and its tokenizer, loaded from a diffusers folder or a
+/// single-file checkpoint (.safetensors or .ckpt; fp32 or fp16; EMA-only or full).
+public final class StableDiffusionModel {
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    /// What was loaded, for logs ("diffusers SD 1.x folder (UNet, VAE, text encoder)").
+    public let summary: String
+    /// Checkpoint keys no block used (EMA copies, training state, …), by component.
+    public let unusedKeys: [String: [String]]
+
+    init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
+         summary: String, unusedKeys: [String: [String]]) {
+        self.tokenizer = tokenizer
+        self.textEncoder = textEncoder
+        self.unet = unet
+        self.vae = vae
+        self.summary = summary
+        self.unusedKeys = unusedKeys
+    }
+
+    /// Architecture settings. Single-file checkpoints carry none: SD 1.5's are assumed (with the
+    /// widths read off the weights) unless given here; diffusers folders have their config.json files.
+    public struct Configs: Sendable {
+        public var unet: UNetConfig
+        public var vae: VAEConfig
+        public var text: CLIPTextConfig
+        public init(unet: UNetConfig = .sd15, vae: VAEConfig = .sd15, text: CLIPTextConfig = .sd15) {
+            self.unet = unet
+            self.vae = vae
+            self.text = text
+        }
+
+        /// The config.json files of a diffusers folder (missing ones: SD 1.5's).
+        public init(diffusersFolder path: String) throws {
+            let root = URL(fileURLWithPath: path)
+            func data(_ component: String) throws -> Data? {
+                let url = root.appendingPathComponent(component).appendingPathComponent("config.json")
+                return FileManager.default.fileExists(atPath: url.path) ? try Data(contentsOf: url) : nil
+            }
+            unet = try data("unet").map { try UNetConfig(json: $0, source: "\(path)/unet/config.json") } ?? .sd15
+            vae = try data("vae").map { try VAEConfig(json: $0, source: "\(path)/vae/config.json") } ?? .sd15
+            text = try data("text_encoder").map { try CLIPTextConfig(json: $0, source: "\(path)/text_encoder/config.json") } ?? .sd15
+        }
+    }
+
+    /// Loads every part; `vaeEncoder: false` skips the encoder (txt2img does not need it).
+    /// `configs` overrides the architecture assumed for single-file checkpoints.
+    public static func load(_ path: String, configs: Configs? = nil, vaeEncoder: Bool = true) throws -> StableDiffusionModel {
+        let archive = try Checkpoint.open(path)
+        let detection = ModelDetection(archive)
+        switch detection.kind {
+        case .diffusersFolderSD1:
+            return try loadFolder(archive, path: path, summary: detection.summary, vaeEncoder: vaeEncoder)
+        case .sd1Checkpoint:
+            return try loadSingleFile(archive, configs: configs, summary: detection.summary, vaeEncoder: vaeEncoder)
+        case .sd2, .sdxl, .inpainting:
+            throw WeightLoadError(description: "\(archive.name): \(detection.summary); Pareidolia runs SD 1.x text-to-image models only")
+        default:
+            throw WeightLoadError(description: "\(archive.name): expected an SD 1.x model (a diffusers folder or a single-file checkpoint), found \(detection.summary)")
+        }
+    }
+
+    // Keys real checkpoints carry that no network needs.
+    static func ignorable(_ key: String) -> Bool {
+        key.hasSuffix("position_ids") || key.hasPrefix("model_ema.") || key.hasPrefix("loss.")
+    }
+
+    private static func loadFolder(_ archive: CheckpointArchive, path: String, summary: String, vaeEncoder: Bool) throws -> StableDiffusionModel {
+        let root = URL(fileURLWithPath: path)
+        for part in ["unet", "vae", "text_encoder"] where archive.components[part] == nil {
+            throw WeightLoadError(description: "\(archive.name): the diffusers folder has no \(part)/ weights")
+        }
+        let c = try Configs(diffusersFolder: path)
+        let (unetConfig, vaeConfig, textConfig) = (c.unet, c.vae, c.text)
+
+        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: "unet/"))
+        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "vae/", rename: KeyLayouts.vaeLegacyDiffusers))
+        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: "text_encoder/"))
+        let tokenizerFolder = root.appendingPathComponent("tokenizer")
+        let tokenizer = FileManager.default.fileExists(atPath: tokenizerFolder.path) ? try CLIPTokenizer(folder: tokenizerFolder) : CLIPTokenizer()
+        return try assemble(tokenizer: tokenizer, unet: (unetW, unetConfig), vae: (vaeW, vaeConfig), text: (textW, textConfig),
+                            summary: summary, vaeEncoder: vaeEncoder)
+    }
+
+    private static func loadSingleFile(_ archive: CheckpointArchive, configs: Configs?, summary: String, vaeEncoder: Bool) throws -> StableDiffusionModel {
+        var unetConfig = configs?.unet ?? .sd15
+        let unetPrefix = "model.diffusion_model."
+        // Without a given config, read the few sizes that fine-tunes may change off the weights.
+        if configs == nil, let conv = archive[unetPrefix + "input_blocks.0.0.weight"]?.shape, conv.count == 4 {
+            unetConfig.inChannels = conv[1]
+            unetConfig.blockOutChannels = unetConfig.blockOutChannels.map { $0 * conv[0] / 320 }
+        }
+        if configs == nil, let k = archive[unetPrefix + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"]?.shape, k.count == 2 {
+            unetConfig.crossAttentionDim = k[1]
+        }
+        var textConfig = configs?.text ?? .sd15
+        let textPrefix = "cond_stage_model.transformer."
+        let layerIndices = archive.names.compactMap { name -> Int? in
+            guard name.hasPrefix(textPrefix), let r = name.range(of: "encoder.layers.") else { return nil }
+            return Int(name[r.upperBound...].prefix { $0.isNumber })
+        }
+        if configs == nil, let last = layerIndices.max() { textConfig.layers = last + 1 }
+        let vaeConfig = configs?.vae ?? .sd15
+        let l = unetConfig.layersPerBlock, levels = vaeConfig.blockOutChannels.count
+        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: unetPrefix) { KeyLayouts.unet(ldm: $0, layersPerBlock: l) })
+        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "first_stage_model.") { KeyLayouts.vae(ldm: $0, levels: levels) })
+        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: textPrefix))
+        return try assemble(tokenizer: CLIPTokenizer(), unet: (unetW, unetConfig), vae: (vaeW, vaeConfig), text: (textW, textConfig),
+                            summary: summary, vaeEncoder: vaeEncoder)
+    }
+
+    private static func assemble(tokenizer: CLIPTokenizer, unet: (WeightBinder, UNetConfig), vae: (WeightBinder, VAEConfig),
+                                 text: (WeightBinder, CLIPTextConfig), summary: String, vaeEncoder: Bool) throws -> StableDiffusionModel {
+        let textEncoder = CLIPTextModel(text.0, config: text.1)
+        let unetModel = UNet2DConditionModel(unet.0, config: unet.1)
+        let vaeModel = AutoencoderKL(vae.0, config: vae.1, decoderOnly: !vaeEncoder)
+        var unused: [String: [String]] = [:]
+        unused["text_encoder"] = try text.0.finish(model: "text encoder", ignoringUnused: ignorable)
+        unused["unet"] = try unet.0.finish(model: "UNet", ignoringUnused: ignorable)
+        unused["vae"] = try vae.0.finish(model: "VAE", ignoringUnused: { ignorable($0) || (!vaeEncoder && ($0.hasPrefix("encoder.") || $0.hasPrefix("quant_conv."))) })
+        return StableDiffusionModel(tokenizer: tokenizer, textEncoder: textEncoder, unet: unetModel, vae: vaeModel,
+                                    summary: summary, unusedKeys: unused.filter { !$0.value.isEmpty })
+    }
+}
