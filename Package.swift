@@ -10,6 +10,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 //   Tensors      — storage and the kernels SD needs
 //   Checkpoints  — safetensors, safe pickle reader, key layouts, embedding files
 //   Models       — tokenizer, CLIP text encoder, UNet, VAE
+//   Diffusion    — RNGs, samplers, guidance, prompt parsing and weighting, the pipeline
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -19,6 +20,7 @@ let package = Package(
         .library(name: "Tensors", targets: ["Tensors"]),
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .library(name: "Models", targets: ["Models"]),
+        .library(name: "Diffusion", targets: ["Diffusion"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,10 +64,11 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
         .target(name: "Models", dependencies: ["Tensors", "Checkpoints", "CZlib", "CAssets"]),
+        .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models",
+                "Tensors", "Checkpoints", "Models", "Diffusion",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -81,6 +84,7 @@ let package = Package(
         .testTarget(name: "TensorsTests", dependencies: ["Tensors", "Checkpoints", "TestSupport"]),
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors", "TestSupport"]),
+        .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
     swiftLanguageModes: [.v5]

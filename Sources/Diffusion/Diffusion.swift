@@ -1,0 +1,2 @@
+// The diffusion layer: random numbers like torch, samplers, guidance, prompts, the pipeline.
+import Tensors
