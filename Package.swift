@@ -10,6 +10,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 //   Tensors      — storage and the kernels SD needs
 //   Checkpoints  — safetensors, safe pickle reader, key layouts, embedding files
 //   Models       — tokenizer, CLIP text encoder, UNet, VAE
+//   Imaging      — PNG files (libpng), atomic writes
 //   Diffusion    — RNGs, samplers, guidance, prompt parsing and weighting, the pipeline
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
@@ -64,7 +65,9 @@ let package = Package(
         .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
         .target(name: "Models", dependencies: ["Tensors", "Checkpoints", "CZlib", "CAssets"]),
-        .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models"]),
+        // Image files: PNG with text chunks, written atomically.
+        .target(name: "Imaging", dependencies: ["Tensors", "CPNG"]),
+        .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [

@@ -55,8 +55,13 @@ public final class CLIPTextModel {
         finalNorm = LayerNorm(root.scoped("final_layer_norm"), dim: d, eps: config.layerNormEps)
     }
 
+    /// Rows of the token-embedding input to replace: (batch item, token position, vector). This is
+    /// how textual-inversion vectors enter: in place of their placeholder tokens, before the
+    /// position embeddings are added (A1111's `EmbeddingsWithFixes`).
+    public typealias EmbeddingOverride = (batch: Int, position: Int, vector: [Float])
+
     /// Token + position embeddings for `ids` ([B][T] token ids, T ≤ max positions).
-    public func embed(_ ids: [[Int32]]) throws -> Tensor {
+    public func embed(_ ids: [[Int32]], overrides: [EmbeddingOverride] = []) throws -> Tensor {
         let b = ids.count, t = ids.first?.count ?? 0, d = config.hiddenSize
         guard ids.allSatisfy({ $0.count == t }), t <= config.maxPositions else {
             throw TensorError("text encoder: expected \(b) sequences of equal length ≤ \(config.maxPositions)")
@@ -70,24 +75,31 @@ public final class CLIPTextModel {
                 for c in 0..<d { dst[c] = tok[c] + pos[c] }
             }
         }
+        for o in overrides {
+            guard o.batch < b, o.position < t, o.vector.count == d else {
+                throw TensorError("text encoder: embedding vector of width \(o.vector.count) at token \(o.position) does not fit [\(b), \(t), \(d)]")
+            }
+            let dst = out.pointer + (o.batch * t + o.position) * d, pos = positionEmbedding.pointer + o.position * d
+            for c in 0..<d { dst[c] = o.vector[c] + pos[c] }
+        }
         return out
     }
 
     /// Hidden states after the embeddings (index 0) and after each layer (1…L), as
     /// transformers' `output_hidden_states` gives them; `upTo` stops early.
-    public func hiddenStates(_ ids: [[Int32]], upTo last: Int? = nil) throws -> [Tensor] {
-        var states = [try embed(ids)]
+    public func hiddenStates(_ ids: [[Int32]], upTo last: Int? = nil, overrides: [EmbeddingOverride] = []) throws -> [Tensor] {
+        var states = [try embed(ids, overrides: overrides)]
         for layer in layers.prefix(last ?? layers.count) { states.append(try layer(states.last!)) }
         return states
     }
 
     /// Conditioning for the UNet with A1111's clip skip: 1 = the last layer, 2 = the penultimate
     /// layer's output, and so on; the final layer norm is applied in every case.
-    public func encode(_ ids: [[Int32]], clipSkip: Int = 1) throws -> Tensor {  // [B, T, D]
+    public func encode(_ ids: [[Int32]], clipSkip: Int = 1, overrides: [EmbeddingOverride] = []) throws -> Tensor {  // [B, T, D]
         guard (1...config.layers).contains(clipSkip) else {
             throw TensorError("clip skip \(clipSkip) outside 1…\(config.layers)")
         }
-        let states = try hiddenStates(ids, upTo: config.layers - (clipSkip - 1))
+        let states = try hiddenStates(ids, upTo: config.layers - (clipSkip - 1), overrides: overrides)
         return try finalNorm(states.last!)
     }
 
