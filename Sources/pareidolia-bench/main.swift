@@ -1,1 +1,15 @@
-print("bench")
+import ArgumentParser
+import Tensors
+
+// OpenBLAS picks its kernels when it loads: load it before anything else.
+try? BLAS.load()
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pareidolia-bench",
+        abstract: "Benchmarks: figures and ratios against peers measured in the same run.",
+        subcommands: []
+    )
+}
+
+Bench.main()

@@ -1,0 +1,121 @@
+import CKernels
+import Foundation
+
+/// Called with post-softmax attention rows: batch, head, first query row, row count and
+/// probabilities [rows, Nk] (row-major), valid only during the call. Calls are serialised (never
+/// two at once) but may come from any thread and in any order of (batch, head, rowStart).
+public typealias AttentionProbabilities = (_ batch: Int, _ head: Int, _ rowStart: Int, _ rows: Int, _ probs: UnsafePointer<Float>) -> Void
+
+/// How attention spreads its work; internal so that benchmarks can compare the choices.
+enum AttentionSchedule: Equatable {
+    /// The C slice kernel (attention.c), (batch, head, query slice) items split over the cores.
+    case kernel
+    /// sgemm + softmax + sgemm per item, items split over the cores, single-threaded sgemm.
+    case sgemmAcrossCores
+    /// sgemm + softmax + sgemm, one slice at a time with OpenBLAS's threads.
+    case sgemmThreaded
+}
+
+enum AttentionTuning {
+    nonisolated(unsafe) static var schedule: AttentionSchedule = .kernel
+    /// Score bytes per slice (per worker) when the caller does not give sliceRows.
+    nonisolated(unsafe) static var sliceBytes = 1 << 20
+}
+
+/// Multi-head scaled dot-product attention with diffusers' head layout: q [B, Nq, H·D],
+/// k and v [B, Nk, H·D], head h = channels h·D..<(h+1)·D → [B, Nq, H·D].
+///
+/// Heads are read in place through sgemm leading dimensions (no transposes). Queries go in slices
+/// of `sliceRows` (default: ~1 MB of scores, so a slice stays in L2), so at most one
+/// `sliceRows × Nk` score buffer per core exists, never all heads' scores at once.
+/// `causal`: query i sees keys j ≤ i (CLIP's mask; PyTorch's top-left `is_causal`).
+/// `scale` defaults to 1/√D. `probabilities`, when given, sees each slice after the softmax.
+public func attention(
+    q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool = false, scale: Float? = nil,
+    sliceRows: Int? = nil, probabilities: AttentionProbabilities? = nil
+) throws -> Tensor {
+    try BLAS.load()
+    try requireRank(q, 3, "attention q", "[B, Nq, H·D]")
+    try requireRank(k, 3, "attention k", "[B, Nk, H·D]")
+    try requireShape(v, k.shape, "attention v")
+    let (B, Nq, HD) = (q.shape[0], q.shape[1], q.shape[2])
+    let Nk = k.shape[1]
+    guard k.shape[0] == B, k.shape[2] == HD else { throw TensorError("attention: k \(k.shape) does not match q \(q.shape)") }
+    guard heads >= 1, HD % heads == 0 else { throw TensorError("attention: \(HD) channels do not split into \(heads) heads") }
+    if let sliceRows, sliceRows < 1 { throw TensorError("attention: sliceRows must be ≥ 1, got \(sliceRows)") }
+    let D = HD / heads
+    try requireInt32(Nq, Nk, HD, what: "attention")
+    let alpha = scale ?? 1 / Float(D).squareRoot()
+
+    let y = Tensor(uninitializedShape: [B, Nq, HD])  // [B, Nq, H·D]
+    if y.count == 0 { return y }
+    if Nk == 0 { y.pointer.update(repeating: 0, count: y.count); return y }  // no keys: empty sums
+
+    let rowsPerSlice = min(Nq, sliceRows ?? max(16, AttentionTuning.sliceBytes / (4 * Nk)))
+    let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
+    let callbackLock = NSLock()
+
+    // sgemm schedules: one (batch, head, slice) item: scores, softmax, probabilities, output rows.
+    func run(_ item: Int, scores: UnsafeMutablePointer<Float>, parallelSoftmax: Bool) {
+        let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
+        let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
+        let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
+        let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
+        let vh = v.pointer + b * Nk * HD + h * D
+        // scores [rows, Nk] = alpha · Q Kᵀ
+        BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
+                   c: scores, ldc: Nk)
+        if parallelSoftmax {
+            Parallel.forRanges(rows, grain: max(1, 16384 / Nk)) { r in
+                pd_softmax_rows(scores, Int32(Nk), Nk, r.lowerBound, r.upperBound, causal ? 1 : 0, r0)
+            }
+        } else {
+            pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, causal ? 1 : 0, r0)
+        }
+        if let probabilities {
+            callbackLock.lock()
+            probabilities(b, h, r0, rows, scores)
+            callbackLock.unlock()
+        }
+        // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
+        BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
+                   c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
+    }
+
+    let items = B * heads * slices
+    switch AttentionTuning.schedule {
+    case .kernel:
+        // Contiguous item ranges: a core's consecutive slices share one head's K and V in cache.
+        let work = pd_attention_work_floats(Int32(Nk), Int32(D), Int32(rowsPerSlice))
+        Parallel.forRanges(items) { range in
+            Scratch.withBuffer(work + (probabilities == nil ? 0 : rowsPerSlice * Nk)) { buffer in
+                let probs = probabilities == nil ? nil : buffer + work
+                for item in range {
+                    let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
+                    let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
+                    let offset = b * Nq * HD + h * D, kvOffset = b * Nk * HD + h * D
+                    pd_attention_slice(q.pointer + offset, k.pointer + kvOffset, v.pointer + kvOffset, y.pointer + offset,
+                                       Int32(HD), Int32(D), Int32(Nk), r0, Int32(rows), alpha, causal ? 1 : 0, buffer, probs)
+                    if let probabilities, let probs {
+                        callbackLock.lock()
+                        probabilities(b, h, r0, rows, probs)
+                        callbackLock.unlock()
+                    }
+                }
+            }
+        }
+    case .sgemmAcrossCores:
+        withSingleThreadedBLAS {
+            Parallel.forRanges(items) { range in
+                Scratch.withBuffer(rowsPerSlice * Nk) { scores in
+                    for item in range { run(item, scores: scores, parallelSoftmax: false) }
+                }
+            }
+        }
+    case .sgemmThreaded:
+        Scratch.withBuffer(rowsPerSlice * Nk) { scores in
+            for item in 0..<items { run(item, scores: scores, parallelSoftmax: true) }
+        }
+    }
+    return y
+}

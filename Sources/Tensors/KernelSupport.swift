@@ -1,0 +1,94 @@
+import CKernels
+import Foundation
+
+/// The instruction-set level the C kernels run at (chosen at run time from the CPU).
+public enum KernelISA: Int, Sendable, CustomStringConvertible {
+    case baseline = 0, avx2 = 1, avx512 = 2
+
+    /// The best level this CPU supports.
+    public static var supported: KernelISA { KernelISA(rawValue: Int(pd_isa_supported())) ?? .baseline }
+    /// The level in use.
+    public static var current: KernelISA { KernelISA(rawValue: Int(pd_isa())) ?? .baseline }
+    /// Forces a level (clamped to `supported`; nil = best). Tests use it to run every code path;
+    /// do not change it while kernels run.
+    @discardableResult
+    public static func force(_ level: KernelISA?) -> KernelISA {
+        KernelISA(rawValue: Int(pd_set_isa(Int32(level?.rawValue ?? -1)))) ?? .baseline
+    }
+
+    public var description: String { ["baseline", "AVX2", "AVX-512"][rawValue] }
+}
+
+/// Reusable scratch memory (im2col columns, attention scores). Fresh multi-megabyte allocations
+/// are mmap'ed and page-faulted on every call; keeping a few buffers avoids that cost.
+enum Scratch {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var free: [TensorStorage] = []
+    private static let maxKept = 8
+    private static let maxKeptFloats = 64 << 20  // 256 MB: larger requests are not kept
+
+    /// Runs `body` with at least `count` floats (contents undefined) that nobody else uses meanwhile.
+    static func withBuffer<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        let storage = take(count)
+        defer { give(storage) }
+        return try body(storage.pointer)
+    }
+
+    private static func take(_ count: Int) -> TensorStorage {
+        lock.lock()
+        // The smallest kept buffer that is big enough.
+        var best: Int?
+        for (i, s) in free.enumerated() where s.count >= count && (best == nil || s.count < free[best!].count) {
+            best = i
+        }
+        if let best {
+            let s = free.remove(at: best)
+            lock.unlock()
+            return s
+        }
+        lock.unlock()
+        return TensorStorage(count: count)
+    }
+
+    private static func give(_ storage: TensorStorage) {
+        guard storage.count <= maxKeptFloats else { return }
+        lock.lock()
+        defer { lock.unlock() }
+        free.append(storage)
+        if free.count > maxKept {
+            // Drop the smallest: big ones are the expensive ones to fault in again.
+            let i = free.indices.min { free[$0].count < free[$1].count }!
+            free.remove(at: i)
+        }
+    }
+}
+
+/// Runs `body` with OpenBLAS limited to one thread, for regions that already run one sgemm per
+/// core (nested thread pools would oversubscribe the cores).
+func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+    let saved = BLAS.threads
+    if saved == 1 { return try body() }
+    BLAS.threads = 1
+    defer { BLAS.threads = saved }
+    return try body()
+}
+
+// Shape checks shared by the kernels; each throws a one-line TensorError.
+
+@inline(__always)
+func requireRank(_ t: Tensor, _ rank: Int, _ what: String, _ layout: String) throws {
+    guard t.rank == rank else { throw TensorError("\(what): expected \(layout), got \(t.shape)") }
+}
+
+@inline(__always)
+func requireShape(_ t: Tensor, _ shape: [Int], _ what: String) throws {
+    guard t.shape == shape else { throw TensorError("\(what): expected shape \(shape), got \(t.shape)") }
+}
+
+/// sgemm takes 32-bit sizes; larger operands would silently wrap.
+@inline(__always)
+func requireInt32(_ values: Int..., what: String) throws {
+    for v in values where v > Int(Int32.max) {
+        throw TensorError("\(what): dimension \(v) exceeds the 32-bit BLAS interface")
+    }
+}

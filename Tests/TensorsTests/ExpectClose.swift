@@ -1,0 +1,68 @@
+import Testing
+@testable import Tensors
+
+/// Every kernel suite nests in this one so that tests which force an ISA level (`forEachISA`)
+/// never overlap with each other.
+@Suite(.serialized) enum KernelTests {}
+
+/// Checks shapes, then max |actual − expected| ≤ relTol · max |expected|; on failure reports the
+/// worst element by multi-index with both values. NaN anywhere in `actual` counts as a failure.
+func expectClose(_ actual: Tensor, _ expected: Tensor, relTol: Float = 1e-5, _ what: String,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    guard actual.shape == expected.shape else {
+        Issue.record("\(what): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
+        return
+    }
+    var worst = -1
+    var worstError: Float = -1
+    for i in 0..<expected.count {
+        let a = actual.pointer[i], e = expected.pointer[i]
+        let err = a == e ? 0 : (a.isNaN || e.isNaN ? Float.infinity : abs(a - e))
+        if err > worstError { worstError = err; worst = i }
+    }
+    let limit = relTol * expected.maxAbs
+    guard worst >= 0, worstError > limit else { return }
+    var index: [Int] = []
+    var rem = worst
+    for d in expected.shape.reversed() { index.insert(rem % d, at: 0); rem /= d }
+    Issue.record("\(what): max error \(worstError) > \(limit) (relTol \(relTol) × max |ref| \(expected.maxAbs)) at \(index): got \(actual.pointer[worst]), expected \(expected.pointer[worst])",
+                 sourceLocation: sourceLocation)
+}
+
+/// Runs `body` at every ISA level this CPU supports (baseline, AVX2, AVX-512), then restores
+/// the best one. Only from tests inside `KernelTests` (serialised).
+func forEachISA(_ body: (KernelISA) throws -> Void) rethrows {
+    defer { KernelISA.force(nil) }
+    for raw in 0...KernelISA.supported.rawValue {
+        let level = KernelISA.force(KernelISA(rawValue: raw))
+        try body(level)
+    }
+}
+
+/// The same values as a new tensor of `shape` (for hand-written cases).
+func tensor(_ shape: [Int], _ values: [Float]) -> Tensor {
+    try! Tensor(shape: shape, scalars: values)
+}
+
+/// Deterministic values in [-1, 1).
+func randomTensor(_ shape: [Int], seed: UInt64) -> Tensor {
+    var g = SplitMix(seed)
+    let t = Tensor(uninitializedShape: shape)
+    for i in 0..<t.count { t.pointer[i] = g.nextFloat() }
+    return t
+}
+
+/// SplitMix64: a small deterministic generator for test inputs.
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    mutating func nextFloat() -> Float { Float(next() >> 40) * 0x1p-23 - 1 }
+}
