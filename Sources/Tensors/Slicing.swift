@@ -44,3 +44,28 @@ public func clamp(_ x: Tensor, min lo: Float, max hi: Float) -> Tensor {
     for i in 0..<x.count { y.pointer[i] = Swift.min(Swift.max(x.pointer[i], lo), hi) }
     return y
 }
+
+/// Nearest-neighbour resize of the last two dimensions to `height × width`, with PyTorch's
+/// index rule (`src = min(floor(dst · in/out), in − 1)` in float; exact halving for 2×).
+/// The UNet needs it when the latent side is not a multiple of its total downsampling.
+public func upsampleNearest(_ x: Tensor, height oh: Int, width ow: Int) throws -> Tensor {
+    guard x.rank == 4, oh > 0, ow > 0 else { throw TensorError("upsampleNearest: expected [B, C, H, W] and a positive size, got \(x.shape)") }
+    let (planes, h, w) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3])
+    if oh == 2 * h && ow == 2 * w { return try upsampleNearest2x(x) }
+    func source(_ i: Int, _ input: Int, _ output: Int) -> Int {
+        if output == 2 * input { return i >> 1 }
+        return min(Int((Float(i) * (Float(input) / Float(output))).rounded(.down)), input - 1)
+    }
+    let rows = (0..<oh).map { source($0, h, oh) }, cols = (0..<ow).map { source($0, w, ow) }
+    let y = Tensor(uninitializedShape: [x.shape[0], x.shape[1], oh, ow])  // [B, C, oh, ow]
+    Parallel.forRanges(planes, grain: max(1, 16384 / (oh * ow))) { range in
+        for p in range {
+            let src = x.pointer + p * h * w, dst = y.pointer + p * oh * ow
+            for r in 0..<oh {
+                let s = src + rows[r] * w, d = dst + r * ow
+                for c in 0..<ow { d[c] = s[cols[c]] }
+            }
+        }
+    }
+    return y
+}

@@ -47,15 +47,16 @@ public final class UNet2DConditionModel {
         convOut = Conv2d(w.scoped("conv_out"), in: ch[0], out: c.outChannels, kernel: 3)
     }
 
-    /// ε prediction. `sample` [B, 4, h, w] (h, w multiples of 2^(levels−1)), one timestep per
-    /// batch item (or one for all), `context` [B, T, crossAttentionDim].
+    /// ε prediction. `sample` [B, 4, h, w], one timestep per batch item (or one for all),
+    /// `context` [B, T, crossAttentionDim].
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) throws -> Tensor {
         let b = sample.shape[0]
         let factor = 1 << (config.blockOutChannels.count - 1)
-        guard sample.rank == 4, sample.shape[1] == config.inChannels,
-              sample.shape[2] % factor == 0, sample.shape[3] % factor == 0 else {
-            throw TensorError("UNet: sample \(sample.shape) must be [B, \(config.inChannels), h, w] with h, w multiples of \(factor)")
+        guard sample.rank == 4, sample.shape[1] == config.inChannels, sample.shape[2] > 0, sample.shape[3] > 0 else {
+            throw TensorError("UNet: sample \(sample.shape) must be [B, \(config.inChannels), h, w]")
         }
+        // Sides that do not halve evenly all the way down: upsample to each skip's size instead of 2×.
+        let forwardSizes = sample.shape[2] % factor != 0 || sample.shape[3] % factor != 0
         guard context.rank == 3, context.shape[0] == b, context.shape[2] == config.crossAttentionDim else {
             throw TensorError("UNet: context \(context.shape) must be [\(b), T, \(config.crossAttentionDim)]")
         }
@@ -71,7 +72,11 @@ public final class UNet2DConditionModel {
             skips += s
         }
         h = try mid(h, temb: temb, context: context)
-        for block in up { h = try block(h, skips: &skips, temb: temb, context: context) }
+        for block in up {
+            let target = forwardSizes && skips.count > block.resnets.count
+                ? (skips[skips.count - block.resnets.count - 1].shape[2], skips[skips.count - block.resnets.count - 1].shape[3]) : nil
+            h = try block(h, skips: &skips, temb: temb, context: context, upsampleTo: target)
+        }
         return try convOut(normOut(h, silu: true))  // [B, 4, h, w]
     }
 }

@@ -73,7 +73,9 @@ struct UpBlock {
         upsamplerConv = last ? nil : Conv2d(w.scoped("upsamplers.0.conv"), in: outC, out: outC, kernel: 3)
     }
 
-    func callAsFunction(_ x: Tensor, skips: inout [Tensor], temb: Tensor, context: Tensor) throws -> Tensor {
+    /// `upsampleTo`: the size to upsample to when the latent side is not a multiple of the
+    /// UNet's total downsampling (diffusers' `forward_upsample_size`); nil doubles.
+    func callAsFunction(_ x: Tensor, skips: inout [Tensor], temb: Tensor, context: Tensor, upsampleTo: (Int, Int)?) throws -> Tensor {
         var h = x
         for (j, resnet) in resnets.enumerated() {
             h = try concat([h, skips.removeLast()], axis: 1)  // [B, C + Cskip, H, W]
@@ -81,7 +83,8 @@ struct UpBlock {
             if !attentions.isEmpty { h = try attentions[j](h, context: context) }
         }
         if let upsamplerConv {
-            h = try upsamplerConv(upsampleNearest2x(h))  // [B, C, 2H, 2W]
+            let up = try upsampleTo.map { try upsampleNearest(h, height: $0.0, width: $0.1) } ?? upsampleNearest2x(h)
+            h = try upsamplerConv(up)  // [B, C, 2H, 2W] (or the skip's size)
         }
         return h
     }
