@@ -78,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "pareidolia-bench",
             dependencies: [
-                "Tensors", "Checkpoints",
+                "Tensors", "Checkpoints", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -8,7 +8,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pareidolia-bench",
         abstract: "Benchmarks: figures and ratios against peers measured in the same run.",
-        subcommands: []
+        subcommands: [KernelsBench.self, ModelsBench.self],
+        defaultSubcommand: KernelsBench.self
     )
 }
 

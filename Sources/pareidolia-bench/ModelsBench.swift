@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import Models
+import Tensors
+
+/// The full-size SD 1.5 architecture: text encoding, one UNet evaluation (CFG batch), VAE decode,
+/// peak memory — beside PyTorch (diffusers, CPU, same thread count) measured in the same run.
+struct ModelsBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models",
+        abstract: "Text encoder, UNet (batch 2, 64×64 latents) and VAE decode (512×512) vs diffusers.")
+
+    @Option(help: "A full-size SD 1.5 diffusers folder (Tools/reference/make_fixtures.py --full-size DIR).")
+    var model: String
+
+    @Option(help: "Python with torch and diffusers, to measure PyTorch in the same run (skipped when absent).")
+    var python: String?
+
+    @Option(help: "Timed repetitions (the best is reported).")
+    var repeats = 1
+
+    @Option(help: "Latent side (64 for 512×512).")
+    var latent = 64
+
+    func run() throws {
+        try BLAS.load()
+        print("OpenBLAS core: \(BLAS.coreName), \(BLAS.threads) threads")
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let sd = try StableDiffusionModel.load(model, vaeEncoder: false)
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+
+        let ids = [sd.tokenizer.encode("a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"),
+                   sd.tokenizer.encode("")]
+        let textSeconds = try bestSeconds(repeats: repeats) { _ = try sd.textEncoder.encode(ids) }
+        let context = try sd.textEncoder.encode(ids)  // [2, 77, 768]
+        let sample = Tensor.random([2, 4, latent, latent], seed: 11)
+        let unetSeconds = try bestSeconds(repeats: repeats) { _ = try sd.unet(sample, timesteps: [981], context: context) }
+        let z = Tensor.random([1, 4, latent, latent], seed: 12)
+        let vaeSeconds = try bestSeconds(repeats: repeats) { _ = try sd.vae.decode(z) }
+        let rss = peakRSSBytes()
+
+        var torch: [String: Any]?
+        if let python {
+            torch = try runTorch(python: python)
+        }
+        var table = Table(columns: ["", "Pareidolia", "PyTorch", "ratio"])
+        func row(_ name: String, _ ours: Double, _ key: String, digits: Int = 2, unit: String = "s") {
+            let theirs = torch?[key] as? Double
+            table.add([name, fmt(ours, digits) + " " + unit, theirs.map { fmt($0, digits) + " " + unit } ?? "–",
+                       theirs.map { fmt(ours / $0, 2) } ?? "–"])
+        }
+        row("load", loadSeconds, "load_s")
+        row("text encoder (2×77 tokens)", textSeconds, "text_encoder_s", digits: 3)
+        row("UNet eval (batch 2, \(latent)×\(latent))", unetSeconds, "unet_s")
+        row("VAE decode (\(latent * 8)×\(latent * 8))", vaeSeconds, "vae_decode_s")
+        let theirRSS = (torch?["peak_rss_bytes"] as? Double).map { $0 / 1_073_741_824 }
+        table.add(["peak RSS", fmt(Double(rss) / 1_073_741_824, 2) + " GiB", theirRSS.map { fmt($0, 2) + " GiB" } ?? "–",
+                   theirRSS.map { fmt(Double(rss) / 1_073_741_824 / $0, 2) } ?? "–"])
+        print(table.render())
+        print("ratio < 1: Pareidolia is faster / smaller. PyTorch: \(torch?["torch"] as? String ?? "not measured"), \(torch?["threads"] ?? "–") threads.")
+        let weights = ["unet", "vae", "text_encoder"].reduce(0) { $0 + (sd.unusedKeys[$1]?.count ?? 0) }
+        if weights > 0 { print("note: \(weights) checkpoint keys unused") }
+    }
+
+    /// Runs Tools/reference/bench_torch.py and reads its JSON.
+    func runTorch(python: String) throws -> [String: Any] {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Tools/reference/bench_torch.py").path
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-torch-\(getpid()).json")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, "--model", model, "--threads", "\(Parallel.workers)", "--repeats", "\(repeats)",
+                       "--latent", "\(latent)", "--json", out.path]
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let data = try? Data(contentsOf: out),
+              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { throw ValidationError("\(script) failed (status \(p.terminationStatus))") }
+        try? FileManager.default.removeItem(at: out)
+        return json
+    }
+}
+
+/// Peak resident set size of this process (Linux getrusage reports KiB).
+func peakRSSBytes() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return usage.ru_maxrss * 1024
+}
