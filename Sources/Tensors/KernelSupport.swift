@@ -64,13 +64,35 @@ enum Scratch {
 }
 
 /// Runs `body` with OpenBLAS limited to one thread, for regions that already run one sgemm per
-/// core (nested thread pools would oversubscribe the cores).
+/// core (nested thread pools would oversubscribe the cores). Overlapping callers share one
+/// save/restore, so concurrent kernels cannot leave OpenBLAS stuck at one thread.
 func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-    let saved = BLAS.threads
-    if saved == 1 { return try body() }
-    BLAS.threads = 1
-    defer { BLAS.threads = saved }
+    SingleThreadedBLAS.enter()
+    defer { SingleThreadedBLAS.leave() }
     return try body()
+}
+
+private enum SingleThreadedBLAS {
+    static let lock = NSLock()
+    nonisolated(unsafe) static var depth = 0
+    nonisolated(unsafe) static var saved = 1
+
+    static func enter() {
+        lock.lock()
+        defer { lock.unlock() }
+        if depth == 0 {
+            saved = BLAS.threads
+            if saved != 1 { BLAS.threads = 1 }
+        }
+        depth += 1
+    }
+
+    static func leave() {
+        lock.lock()
+        defer { lock.unlock() }
+        depth -= 1
+        if depth == 0 && saved != 1 { BLAS.threads = saved }
+    }
 }
 
 // Shape checks shared by the kernels; each throws a one-line TensorError.

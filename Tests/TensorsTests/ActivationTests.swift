@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Activations {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         @Test func matchFixtures() throws {
             try forEachISA { isa in

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Attention {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         func load(_ name: String) throws -> (q: Tensor, k: Tensor, v: Tensor, y: Tensor, heads: Int) {
             let heads = try #require(f.parameters(name)["heads"] as? Int)
@@ -40,6 +41,19 @@ extension KernelTests {
             let c = try load(name)
             try forEachISA { isa in
                 expectClose(try attention(q: c.q, k: c.k, v: c.v, heads: c.heads), c.y, "\(name) [\(isa)]")
+            }
+        }
+
+        /// The sgemm-based schedules (kept for comparison benchmarks) must agree too.
+        @Test func sgemmSchedulesMatchFixtures() throws {
+            let saved = AttentionTuning.schedule
+            defer { AttentionTuning.schedule = saved }
+            for schedule in [AttentionSchedule.sgemmAcrossCores, .sgemmThreaded] {
+                AttentionTuning.schedule = schedule
+                for (name, causal) in [("attention", false), ("attention_long", false), ("attention_causal", true)] {
+                    let c = try load(name)
+                    expectClose(try attention(q: c.q, k: c.k, v: c.v, heads: c.heads, causal: causal, sliceRows: 5), c.y, "\(name) via \(schedule)")
+                }
             }
         }
 

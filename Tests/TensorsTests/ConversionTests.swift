@@ -3,7 +3,7 @@ import Testing
 
 extension KernelTests {
     @Suite struct Conversion {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         func convert(_ bits: [UInt16], bf16: Bool) -> [Float] {
             var out = [Float](repeating: .nan, count: bits.count)

@@ -1,9 +1,10 @@
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Convolution {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         func check(_ name: String, stride: Int, padding: Int) throws {
             let y = try conv2d(f.tensor("\(name).x"), weight: f.tensor("\(name).weight"), bias: f.tensor("\(name).bias"),

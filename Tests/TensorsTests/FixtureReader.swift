@@ -3,16 +3,16 @@ import Foundation
 
 /// Test-only safetensors reader (independent of Sources/Checkpoints, as a cross-check):
 /// 8-byte little-endian header length, JSON header, raw little-endian data.
-struct Fixtures {
+struct KernelFixtures {
     struct Entry { let dtype: String; let shape: [Int]; let bytes: Data }
 
     let entries: [String: Entry]
     let metadata: [String: String]
 
-    static let kernels: Fixtures = {
+    static let kernels: KernelFixtures = {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../Fixtures/kernels.safetensors").standardized
-        do { return try Fixtures(url: url) } catch { fatalError("cannot read \(url.path): \(error)") }
+        do { return try KernelFixtures(url: url) } catch { fatalError("cannot read \(url.path): \(error)") }
     }()
 
     init(url: URL) throws {

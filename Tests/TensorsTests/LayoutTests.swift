@@ -1,9 +1,10 @@
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Layout {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         @Test func upsampleMatchesFixture() throws {
             try forEachISA { isa in

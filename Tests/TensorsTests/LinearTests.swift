@@ -1,9 +1,10 @@
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Linear {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         @Test func matchesFixture() throws {
             let y = try linear(f.tensor("linear.x"), weight: f.tensor("linear.weight"), bias: f.tensor("linear.bias"))

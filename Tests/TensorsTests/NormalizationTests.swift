@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Normalization {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         func groupNormCase(_ name: String) throws -> (x: Tensor, w: Tensor, b: Tensor, y: Tensor, groups: Int, eps: Float) {
             let p = f.parameters(name)

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Tensors
 
 extension KernelTests {
     @Suite struct Softmax {
-        let f = Fixtures.kernels
+        let f = KernelFixtures.kernels
 
         @Test func matchesFixture() throws {
             let x = try f.tensor("softmax.x")

@@ -1,33 +1,10 @@
 import Testing
+import TestSupport
 @testable import Tensors
 
 /// Every kernel suite nests in this one so that tests which force an ISA level (`forEachISA`)
 /// never overlap with each other.
 @Suite(.serialized) enum KernelTests {}
-
-/// Checks shapes, then max |actual − expected| ≤ relTol · max |expected|; on failure reports the
-/// worst element by multi-index with both values. NaN anywhere in `actual` counts as a failure.
-func expectClose(_ actual: Tensor, _ expected: Tensor, relTol: Float = 1e-5, _ what: String,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    guard actual.shape == expected.shape else {
-        Issue.record("\(what): shape \(actual.shape), expected \(expected.shape)", sourceLocation: sourceLocation)
-        return
-    }
-    var worst = -1
-    var worstError: Float = -1
-    for i in 0..<expected.count {
-        let a = actual.pointer[i], e = expected.pointer[i]
-        let err = a == e ? 0 : (a.isNaN || e.isNaN ? Float.infinity : abs(a - e))
-        if err > worstError { worstError = err; worst = i }
-    }
-    let limit = relTol * expected.maxAbs
-    guard worst >= 0, worstError > limit else { return }
-    var index: [Int] = []
-    var rem = worst
-    for d in expected.shape.reversed() { index.insert(rem % d, at: 0); rem /= d }
-    Issue.record("\(what): max error \(worstError) > \(limit) (relTol \(relTol) × max |ref| \(expected.maxAbs)) at \(index): got \(actual.pointer[worst]), expected \(expected.pointer[worst])",
-                 sourceLocation: sourceLocation)
-}
 
 /// Runs `body` at every ISA level this CPU supports (baseline, AVX2, AVX-512), then restores
 /// the best one. Only from tests inside `KernelTests` (serialised).
