@@ -44,3 +44,15 @@ int pd_set_isa(int level) {
     __atomic_store_n(&chosen_isa, level, __ATOMIC_RELAXED);
     return level;
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void pd_tune_allocator(void) {
+#if defined(__GLIBC__)
+    // Keep large blocks in the heap (see TensorStorage): mmap'd blocks fault afresh on every use.
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
