@@ -8,9 +8,11 @@ struct CrossAttention {
     let site: String
     let q, k, v, out: Linear
     let heads: Int
+    let probes: ProbeHub?
 
-    init(_ w: WeightBinder, queryDim: Int, contextDim: Int?, heads: Int) {
+    init(_ w: WeightBinder, queryDim: Int, contextDim: Int?, heads: Int, probes: ProbeHub? = nil) {
         site = w.path
+        self.probes = probes
         q = Linear(w.scoped("to_q"), in: queryDim, out: queryDim, bias: false)
         k = Linear(w.scoped("to_k"), in: contextDim ?? queryDim, out: queryDim, bias: false)
         v = Linear(w.scoped("to_v"), in: contextDim ?? queryDim, out: queryDim, bias: false)
@@ -18,8 +20,19 @@ struct CrossAttention {
         self.heads = heads
     }
 
-    func callAsFunction(_ x: Tensor, context: Tensor? = nil) throws -> Tensor {  // [B, N, C]
+    /// `height × width`: the spatial map the N queries come from (for probes).
+    func callAsFunction(_ x: Tensor, context: Tensor? = nil, height: Int = 0, width: Int = 0) throws -> Tensor {  // [B, N, C]
         let c = context ?? x                                                      // [B, M, Cc]
+        var callback: AttentionProbabilities?
+        if let observer = probes?.attention, observer.wantsAttention(site: site, crossAttention: context != nil) {
+            let (site, heads, keys) = (self.site, self.heads, c.shape[1])
+            callback = { b, h, r0, rows, p in
+                observer.attention(site: site, batch: b, head: h, heads: heads, rowStart: r0, rows: rows, keys: keys,
+                                   probabilities: p, height: height, width: width)
+            }
+            defer { observer.attentionDone(site: site) }
+            return try out(attention(q: q(x), k: k(c), v: v(c), heads: heads, causal: false, probabilities: callback))
+        }
         let a = try attention(q: q(x), k: k(c), v: v(c), heads: heads, causal: false)  // [B, N, C]
         return try out(a)
     }
@@ -33,19 +46,19 @@ struct BasicTransformerBlock {
     let ffIn: Linear   // [C → 2·4C] (GEGLU: hidden | gate)
     let ffOut: Linear  // [4C → C]
 
-    init(_ w: WeightBinder, dim: Int, contextDim: Int, heads: Int) {
+    init(_ w: WeightBinder, dim: Int, contextDim: Int, heads: Int, probes: ProbeHub?) {
         norm1 = LayerNorm(w.scoped("norm1"), dim: dim, eps: 1e-5)
-        attn1 = CrossAttention(w.scoped("attn1"), queryDim: dim, contextDim: nil, heads: heads)
+        attn1 = CrossAttention(w.scoped("attn1"), queryDim: dim, contextDim: nil, heads: heads, probes: probes)
         norm2 = LayerNorm(w.scoped("norm2"), dim: dim, eps: 1e-5)
-        attn2 = CrossAttention(w.scoped("attn2"), queryDim: dim, contextDim: contextDim, heads: heads)
+        attn2 = CrossAttention(w.scoped("attn2"), queryDim: dim, contextDim: contextDim, heads: heads, probes: probes)
         norm3 = LayerNorm(w.scoped("norm3"), dim: dim, eps: 1e-5)
         ffIn = Linear(w.scoped("ff.net.0.proj"), in: dim, out: dim * 8)
         ffOut = Linear(w.scoped("ff.net.2"), in: dim * 4, out: dim)
     }
 
-    func callAsFunction(_ x: Tensor, context: Tensor) throws -> Tensor {  // [B, N, C]
-        var h = try add(x, attn1(norm1(x)))
-        h = try add(h, attn2(norm2(h), context: context))
+    func callAsFunction(_ x: Tensor, context: Tensor, height: Int, width: Int) throws -> Tensor {  // [B, N, C]
+        var h = try add(x, attn1(norm1(x), height: height, width: width))
+        h = try add(h, attn2(norm2(h), context: context, height: height, width: width))
         let ff = try ffOut(geglu(ffIn(norm3(h))))  // [B, N, 8C] → [B, N, 4C] → [B, N, C]
         return try add(h, ff)
     }
@@ -59,10 +72,10 @@ struct SpatialTransformer {
     let block: BasicTransformerBlock
     let projOut: Conv2d
 
-    init(_ w: WeightBinder, channels: Int, contextDim: Int, heads: Int, groups: Int) {
+    init(_ w: WeightBinder, channels: Int, contextDim: Int, heads: Int, groups: Int, probes: ProbeHub?) {
         norm = GroupNorm(w.scoped("norm"), channels: channels, groups: groups, eps: 1e-6)
         projIn = Conv2d(w.scoped("proj_in"), in: channels, out: channels, kernel: 1)
-        block = BasicTransformerBlock(w.scoped("transformer_blocks.0"), dim: channels, contextDim: contextDim, heads: heads)
+        block = BasicTransformerBlock(w.scoped("transformer_blocks.0"), dim: channels, contextDim: contextDim, heads: heads, probes: probes)
         projOut = Conv2d(w.scoped("proj_out"), in: channels, out: channels, kernel: 1)
     }
 
@@ -70,7 +83,7 @@ struct SpatialTransformer {
         let (hgt, wid) = (x.shape[2], x.shape[3])
         let h = try projIn(norm(x))                                            // [B, C, H, W]
         let tokens = try imageToTokens(h)                                   // [B, H·W, C]
-        let t = try block(tokens, context: context)                            // [B, H·W, C]
+        let t = try block(tokens, context: context, height: hgt, width: wid)   // [B, H·W, C]
         let back = try tokensToImage(t, height: hgt, width: wid)           // [B, C, H, W]
         return try add(projOut(back), x)
     }

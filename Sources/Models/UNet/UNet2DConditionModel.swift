@@ -12,6 +12,8 @@ public final class UNet2DConditionModel {
     let up: [UpBlock]
     let normOut: GroupNorm
     let convOut: Conv2d
+    /// Instrumentation: set `probes.attention` to observe attention layers.
+    public let probes = ProbeHub()
 
     public init(_ w: WeightBinder, config c: UNetConfig) {
         config = c
@@ -26,11 +28,11 @@ public final class UNet2DConditionModel {
         for i in 0..<n {
             let inC = i == 0 ? ch[0] : ch[i - 1], last = i == n - 1
             blocks.append(DownBlock(w.scoped("down_blocks.\(i)"), in: inC, out: ch[i],
-                                    crossAttention: c.downBlockTypes[i] == "CrossAttnDownBlock2D", last: last, c: c, heads: c.heads[i]))
+                                    crossAttention: c.downBlockTypes[i] == "CrossAttnDownBlock2D", last: last, c: c, heads: c.heads[i], probes: probes))
             skipChannels += Array(repeating: ch[i], count: c.layersPerBlock + (last ? 0 : 1))
         }
         down = blocks
-        mid = MidBlock(w.scoped("mid_block"), channels: ch[n - 1], c: c, heads: c.heads[n - 1])
+        mid = MidBlock(w.scoped("mid_block"), channels: ch[n - 1], c: c, heads: c.heads[n - 1], probes: probes)
 
         // Up path pops the skips in reverse order.
         var ups: [UpBlock] = []
@@ -39,7 +41,7 @@ public final class UNet2DConditionModel {
             let outC = ch[n - 1 - i]
             let consumed = (0...c.layersPerBlock).map { _ in skipChannels.removeLast() }
             ups.append(UpBlock(w.scoped("up_blocks.\(i)"), previous: prev, out: outC, skipChannels: consumed,
-                               crossAttention: c.upBlockTypes[i] == "CrossAttnUpBlock2D", last: i == n - 1, c: c, heads: c.heads[n - 1 - i]))
+                               crossAttention: c.upBlockTypes[i] == "CrossAttnUpBlock2D", last: i == n - 1, c: c, heads: c.heads[n - 1 - i], probes: probes))
             prev = outC
         }
         up = ups

@@ -7,14 +7,14 @@ struct DownBlock {
     let attentions: [SpatialTransformer]
     let downsampler: Conv2d?
 
-    init(_ w: WeightBinder, in inC: Int, out outC: Int, crossAttention: Bool, last: Bool, c: UNetConfig, heads: Int) {
+    init(_ w: WeightBinder, in inC: Int, out outC: Int, crossAttention: Bool, last: Bool, c: UNetConfig, heads: Int, probes: ProbeHub?) {
         resnets = (0..<c.layersPerBlock).map { j in
             ResnetBlock(w.scoped("resnets.\(j)"), in: j == 0 ? inC : outC, out: outC,
                         timeEmbeddingDim: c.timeEmbeddingDim, groups: c.normGroups, eps: c.normEps)
         }
         attentions = crossAttention ? (0..<c.layersPerBlock).map { j in
             SpatialTransformer(w.scoped("attentions.\(j)"), channels: outC, contextDim: c.crossAttentionDim,
-                               heads: heads, groups: c.normGroups)
+                               heads: heads, groups: c.normGroups, probes: probes)
         } : []
         downsampler = last ? nil : Conv2d(w.scoped("downsamplers.0.conv"), in: outC, out: outC, kernel: 3, stride: 2, padding: 1)
     }
@@ -41,9 +41,9 @@ struct MidBlock {
     let resnet1, resnet2: ResnetBlock
     let attention: SpatialTransformer
 
-    init(_ w: WeightBinder, channels: Int, c: UNetConfig, heads: Int) {
+    init(_ w: WeightBinder, channels: Int, c: UNetConfig, heads: Int, probes: ProbeHub?) {
         resnet1 = ResnetBlock(w.scoped("resnets.0"), in: channels, out: channels, timeEmbeddingDim: c.timeEmbeddingDim, groups: c.normGroups, eps: c.normEps)
-        attention = SpatialTransformer(w.scoped("attentions.0"), channels: channels, contextDim: c.crossAttentionDim, heads: heads, groups: c.normGroups)
+        attention = SpatialTransformer(w.scoped("attentions.0"), channels: channels, contextDim: c.crossAttentionDim, heads: heads, groups: c.normGroups, probes: probes)
         resnet2 = ResnetBlock(w.scoped("resnets.1"), in: channels, out: channels, timeEmbeddingDim: c.timeEmbeddingDim, groups: c.normGroups, eps: c.normEps)
     }
 
@@ -61,14 +61,14 @@ struct UpBlock {
     let upsamplerConv: Conv2d?
 
     /// `skipChannels[j]`: channels of the skip connection resnet j consumes.
-    init(_ w: WeightBinder, previous prevC: Int, out outC: Int, skipChannels: [Int], crossAttention: Bool, last: Bool, c: UNetConfig, heads: Int) {
+    init(_ w: WeightBinder, previous prevC: Int, out outC: Int, skipChannels: [Int], crossAttention: Bool, last: Bool, c: UNetConfig, heads: Int, probes: ProbeHub?) {
         resnets = skipChannels.enumerated().map { j, skipC in
             ResnetBlock(w.scoped("resnets.\(j)"), in: (j == 0 ? prevC : outC) + skipC, out: outC,
                         timeEmbeddingDim: c.timeEmbeddingDim, groups: c.normGroups, eps: c.normEps)
         }
         attentions = crossAttention ? skipChannels.indices.map { j in
             SpatialTransformer(w.scoped("attentions.\(j)"), channels: outC, contextDim: c.crossAttentionDim,
-                               heads: heads, groups: c.normGroups)
+                               heads: heads, groups: c.normGroups, probes: probes)
         } : []
         upsamplerConv = last ? nil : Conv2d(w.scoped("upsamplers.0.conv"), in: outC, out: outC, kernel: 3)
     }
