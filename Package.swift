@@ -12,6 +12,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 //   Models       — tokenizer, CLIP text encoder, UNet, VAE
 //   Imaging      — PNG files (libpng), atomic writes
 //   Diffusion    — RNGs, samplers, guidance, prompt parsing and weighting, the pipeline
+//   Probes       — instrumentation: observers at named sites, the trace they write
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -68,6 +69,7 @@ let package = Package(
         // Image files: PNG with text chunks, written atomically.
         .target(name: "Imaging", dependencies: ["Tensors", "CPNG"]),
         .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
+        .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
@@ -88,6 +90,7 @@ let package = Package(
         .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Tensors"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
+        .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
     swiftLanguageModes: [.v5]

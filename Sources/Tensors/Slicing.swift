@@ -69,3 +69,35 @@ public func upsampleNearest(_ x: Tensor, height oh: Int, width ow: Int) throws -
     }
     return y
 }
+
+/// Bilinear resize of the last two dimensions (PyTorch `interpolate(mode="bilinear",
+/// align_corners=False)`: source = (dst + 0.5)·in/out − 0.5, clamped at 0; edge-clamped taps).
+public func resizeBilinear(_ x: Tensor, height oh: Int, width ow: Int) throws -> Tensor {
+    guard x.rank >= 2, oh > 0, ow > 0 else { throw TensorError("resizeBilinear: expected [..., H, W] and a positive size, got \(x.shape)") }
+    let (h, w) = (x.shape[x.rank - 2], x.shape[x.rank - 1])
+    let planes = x.count / max(1, h * w)
+    func taps(_ output: Int, _ input: Int) -> [(Int, Int, Float)] {
+        let scale = Float(input) / Float(output)
+        return (0..<output).map { d in
+            let src = max(scale * (Float(d) + 0.5) - 0.5, 0)
+            let i0 = min(Int(src), input - 1)
+            let i1 = i0 < input - 1 ? i0 + 1 : i0
+            return (i0, i1, src - Float(i0))
+        }
+    }
+    let rows = taps(oh, h), cols = taps(ow, w)
+    let y = Tensor(uninitializedShape: Array(x.shape.dropLast(2)) + [oh, ow])  // [..., oh, ow]
+    Parallel.forRanges(planes, grain: max(1, 16384 / (oh * ow))) { range in
+        for p in range {
+            let src = x.pointer + p * h * w, dst = y.pointer + p * oh * ow
+            for (r, (r0, r1, ly)) in rows.enumerated() {
+                for (c, (c0, c1, lx)) in cols.enumerated() {
+                    let top = (1 - lx) * src[r0 * w + c0] + lx * src[r0 * w + c1]
+                    let bottom = (1 - lx) * src[r1 * w + c0] + lx * src[r1 * w + c1]
+                    dst[r * ow + c] = (1 - ly) * top + ly * bottom
+                }
+            }
+        }
+    }
+    return y
+}
