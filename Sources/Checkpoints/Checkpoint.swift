@@ -142,7 +142,10 @@ public enum Checkpoint {
         if let sd = root["state_dict"], case .dict = sd { top = sd }
         var out: [String: TensorEntry] = [:]
         var seen = Set<ObjectIdentifier>()
-        func walk(_ v: PickleValue, _ prefix: String) throws {
+        // Weights sit a few levels down; deeper structure is skipped, which also bounds recursion.
+        let maxDepth = 64
+        func walk(_ v: PickleValue, _ prefix: String, _ depth: Int) throws {
+            guard depth <= maxDepth else { return }
             func child(_ key: String) -> String { prefix.isEmpty ? key : "\(prefix).\(key)" }
             switch v {
             case .tensor(let t):
@@ -150,21 +153,19 @@ public enum Checkpoint {
             case .dict(let d):
                 guard seen.insert(ObjectIdentifier(d)).inserted else { return }
                 for (k, value) in d.entries {
-                    if let key = k.keyText { try walk(value, child(key)) }
+                    if let key = k.keyText { try walk(value, child(key), depth + 1) }
                 }
-            case .list(let l):
+            case .list(let l), .tuple(let l):
                 guard seen.insert(ObjectIdentifier(l)).inserted else { return }
-                for (i, value) in l.items.enumerated() { try walk(value, child(String(i))) }
-            case .tuple(let items):
-                for (i, value) in items.enumerated() { try walk(value, child(String(i))) }
+                for (i, value) in l.items.enumerated() { try walk(value, child(String(i)), depth + 1) }
             case .object(let o):
                 guard seen.insert(ObjectIdentifier(o)).inserted, let state = o.state else { return }
-                try walk(state["_parameters"] ?? state, prefix)
+                try walk(state["_parameters"] ?? state, prefix, depth + 1)
             default:
                 break
             }
         }
-        try walk(top, "")
+        try walk(top, "", 0)
         return out
     }
 

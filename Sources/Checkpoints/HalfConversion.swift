@@ -1,15 +1,17 @@
-// The one seam for 16-bit float conversion. These plain Swift loops are correct but scalar; a
-// vectorised C kernel (F16C / AVX-512 BF16) is meant to replace the bodies without changing the
-// signatures. Callers hand in 2-byte-aligned source pointers and split big arrays across threads.
+import Tensors
 
-/// IEEE half → float32, exact (every half is representable), NaN payloads kept.
+// The one seam for 16-bit float conversion in checkpoints. Widening goes through the vectorised,
+// multi-core kernels of the Tensors layer (F16C / AVX-512); narrowing (writing traces) is scalar.
+
+/// IEEE half → float32, exact (every half is representable); signalling NaNs come back quiet,
+/// as the F16C instruction makes them.
 public func convertF16toF32(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count { dst[i] = halfToFloat(UInt16(littleEndian: src[i])) }
+    convertHalfToFloat(src, dst, count: count)
 }
 
 /// bfloat16 → float32, exact: bf16 is the top half of a float32.
 public func convertBF16toF32(_ src: UnsafePointer<UInt16>, _ dst: UnsafeMutablePointer<Float>, count: Int) {
-    for i in 0..<count { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src[i])) << 16) }
+    convertBFloat16ToFloat(src, dst, count: count)
 }
 
 /// float32 → IEEE half, round to nearest even; overflow → ±inf, NaN stays NaN.

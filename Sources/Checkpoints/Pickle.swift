@@ -185,7 +185,7 @@ struct PickleMachine {
 
             case UInt8(ascii: "}"): stack.append(.dict(PickleDict()))
             case UInt8(ascii: "]"): stack.append(.list(PickleList()))
-            case UInt8(ascii: ")"): stack.append(.tuple([]))
+            case UInt8(ascii: ")"): stack.append(.tuple(PickleList()))
             case 0x8F: stack.append(.set(PickleList()))
             case UInt8(ascii: "d"):
                 let items = try popMark()
@@ -194,11 +194,11 @@ struct PickleMachine {
                 for i in stride(from: 0, to: items.count, by: 2) { d.set(items[i], items[i + 1]) }
                 stack.append(.dict(d))
             case UInt8(ascii: "l"): stack.append(.list(PickleList(try popMark())))
-            case UInt8(ascii: "t"): stack.append(.tuple(try popMark()))
+            case UInt8(ascii: "t"): stack.append(.tuple(PickleList(try popMark())))
             case 0x91: stack.append(.set(PickleList(try popMark())))  // FROZENSET
-            case 0x85: stack.append(.tuple([try pop()]))
-            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple([a, b]))
-            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple([a, b, c]))
+            case 0x85: stack.append(.tuple(PickleList([try pop()])))
+            case 0x86: let b = try pop(), a = try pop(); stack.append(.tuple(PickleList([a, b])))
+            case 0x87: let c = try pop(), b = try pop(), a = try pop(); stack.append(.tuple(PickleList([a, b, c])))
             case UInt8(ascii: "a"):
                 let v = try pop()
                 guard case .list(let l) = try top() else { throw fail("APPEND to \(try top().kind)") }
@@ -253,12 +253,12 @@ struct PickleMachine {
                 stack.append(try call(cls, items))
             case UInt8(ascii: "R"), 0x81:  // REDUCE, NEWOBJ: callable/class, then an argument tuple
                 let args = try pop(), f = try pop()
-                guard case .tuple(let a) = args else { throw fail("\(op == 0x81 ? "NEWOBJ" : "REDUCE") arguments are \(args.kind), not a tuple") }
+                guard let a = args.tupleItems else { throw fail("\(op == 0x81 ? "NEWOBJ" : "REDUCE") arguments are \(args.kind), not a tuple") }
                 stack.append(try call(f, a))
             case 0x92:  // NEWOBJ_EX: class, args, kwargs (keyword arguments are dropped)
                 _ = try pop()
                 let args = try pop(), f = try pop()
-                guard case .tuple(let a) = args else { throw fail("NEWOBJ_EX arguments are \(args.kind), not a tuple") }
+                guard let a = args.tupleItems else { throw fail("NEWOBJ_EX arguments are \(args.kind), not a tuple") }
                 stack.append(try call(f, a))
             case UInt8(ascii: "b"):  // BUILD: only opaque objects keep their state
                 let state = try pop()
@@ -319,6 +319,10 @@ struct PickleMachine {
             return t
         case .rebuildFromType:
             guard args.count >= 3, let inner = args[2].items else { throw fail("\(name) needs (func, type, args, state)") }
+            // Its func is a tensor rebuild; refusing self-nesting keeps this recursion shallow.
+            if case .global(let g) = args[0], case .rebuildFromType? = SafePickle.allowList[g] {
+                throw fail("\(name) nested in itself")
+            }
             return try call(args[0], inner)
         case .codecsEncode:
             guard let s = args.first?.stringValue else { throw fail("_codecs.encode needs a string") }

@@ -10,7 +10,7 @@ public enum PickleValue {
     case float(Double)
     case string(String)
     case bytes([UInt8])
-    case tuple([PickleValue])
+    case tuple(PickleList)
     case list(PickleList)
     case dict(PickleDict)
     case set(PickleList)
@@ -39,13 +39,13 @@ public enum PickleValue {
         default: return nil
         }
     }
+    var tupleItems: [PickleValue]? { if case .tuple(let t) = self { return t.items }; return nil }
     public var dictValue: PickleDict? { if case .dict(let d) = self { return d }; return nil }
     public var tensorValue: PickledTensor? { if case .tensor(let t) = self { return t }; return nil }
     /// Items of a list, tuple or set.
     public var items: [PickleValue]? {
         switch self {
-        case .tuple(let t): return t
-        case .list(let l), .set(let l): return l.items
+        case .tuple(let l), .list(let l), .set(let l): return l.items
         default: return nil
         }
     }
@@ -96,9 +96,11 @@ public enum PickleValue {
     }
 }
 
+/// Items of a list, tuple or set.
 public final class PickleList {
     public internal(set) var items: [PickleValue]
     init(_ items: [PickleValue] = []) { self.items = items }
+    deinit { PickleTeardown.drain(&items) }
 }
 
 /// An insertion-ordered dict (pickled dicts keep their order; state dicts rely on it).
@@ -110,12 +112,19 @@ public final class PickleDict {
     private var index: [Key: Int] = [:]
 
     init() {}
+    deinit { PickleTeardown.drain(&keys); PickleTeardown.drain(&values) }
 
     public var count: Int { keys.count }
     public var entries: Zip2Sequence<[PickleValue], [PickleValue]> { zip(keys, values) }
 
     public subscript(key: String) -> PickleValue? { index[.string(key)].map { values[$0] } }
     public subscript(key: Int) -> PickleValue? { index[.int(key)].map { values[$0] } }
+
+    /// Empties the dict, handing back its keys and values (for iterative teardown).
+    func takeAll() -> [PickleValue] {
+        defer { keys = []; values = []; index = [:] }
+        return keys + values
+    }
 
     /// Sets a key, replacing an equal existing key's value in place (as Python does).
     func set(_ key: PickleValue, _ value: PickleValue) {
@@ -131,9 +140,51 @@ public final class PickleDict {
 public final class PickleObject {
     /// "module.name" of its class.
     public let type: String
-    public let args: [PickleValue]
+    public internal(set) var args: [PickleValue]
     public internal(set) var state: PickleValue?
     init(type: String, args: [PickleValue]) { self.type = type; self.args = args }
+    deinit {
+        var rest = args + (state.map { [$0] } ?? [])
+        args = []
+        state = nil
+        PickleTeardown.drain(&rest)
+    }
+}
+
+/// Frees nested containers with a work list instead of recursive deinits, so a hostile pickle
+/// nesting lists a million deep cannot overflow the stack when it is released. Only containers
+/// nobody else holds are emptied; shared ones are left intact for their other owners.
+enum PickleTeardown {
+    static func drain(_ items: inout [PickleValue]) {
+        guard items.contains(where: \.isContainer) else { return }
+        var work = items
+        items = []
+        while !work.isEmpty {
+            var v = work.removeLast()
+            switch v {
+            case .list(var l), .tuple(var l), .set(var l):
+                v = .none
+                if isKnownUniquelyReferenced(&l) { work.append(contentsOf: l.items); l.items = [] }
+            case .dict(var d):
+                v = .none
+                if isKnownUniquelyReferenced(&d) { work.append(contentsOf: d.takeAll()) }
+            case .object(var o):
+                v = .none
+                if isKnownUniquelyReferenced(&o) { work.append(contentsOf: o.args); o.args = []; if let s = o.state { work.append(s); o.state = nil } }
+            default:
+                break
+            }
+        }
+    }
+}
+
+extension PickleValue {
+    var isContainer: Bool {
+        switch self {
+        case .list, .tuple, .set, .dict, .object: return true
+        default: return false
+        }
+    }
 }
 
 /// A torch storage named by a persistent id. Its bytes are found by the container (a zip entry,

@@ -58,6 +58,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             if key == "__metadata__" {
                 guard !sawMetadata else { throw fail("__metadata__ appears twice") }
                 sawMetadata = true
+                if case .null = value { continue }  // the reference reader accepts null
                 guard case .object(let pairs) = value else {
                     throw fail("__metadata__ is \(value.kind), expected a map of strings to strings")
                 }

@@ -63,7 +63,13 @@ public struct TensorEntry: @unchecked Sendable, CustomStringConvertible {
         guard storage.file.contains(offset: storage.byteOffset, count: storage.byteCount) else {
             throw fail("storage bytes \(storage.byteOffset)..<\(storage.byteOffset &+ storage.byteCount) lie outside the file (\(storage.file.size) bytes)")
         }
-        guard checkedProduct(shape) != nil else { throw fail("shape \(shape) is too large") }
+        guard let count = checkedProduct(shape) else { throw fail("shape \(shape) is too large") }
+        // Zero strides let a tiny storage describe a huge tensor; reading it would allocate the
+        // full size, so refuse broadcasts past 2^28 elements (1 GiB of float32).
+        let available = storage.byteCount / dtype.size
+        if count > available && count > 1 << 28 {
+            throw fail("view of \(count) elements broadcasts a storage of \(available) (strides \(strides)); too large")
+        }
         if !shape.contains(0) {
             // The furthest element reached is offset + Σ (size-1)·stride; it must be in the storage.
             var last = storageOffset
@@ -73,7 +79,6 @@ public struct TensorEntry: @unchecked Sendable, CustomStringConvertible {
                 guard !o1, !o2 else { throw fail("view with shape \(shape), strides \(strides) is too large") }
                 last = sum
             }
-            let available = storage.byteCount / dtype.size
             guard last < available else {
                 throw fail("view (offset \(storageOffset), shape \(shape), strides \(strides)) needs \(last + 1) elements but its storage holds \(available)")
             }

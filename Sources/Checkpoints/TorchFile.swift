@@ -130,7 +130,8 @@ public final class TorchFile: @unchecked Sendable {
         for v in views {
             guard let root = storages[v.root]?.location else { continue }
             let es = v.view.dtype.size
-            guard v.offset >= 0, v.count >= 0, (v.offset + v.count) * es <= root.byteCount else {
+            guard v.offset >= 0, v.count >= 0, case (let end, false) = v.offset.addingReportingOverflow(v.count),
+                  case (let endBytes, false) = end.multipliedReportingOverflow(by: es), endBytes <= root.byteCount else {
                 throw CheckpointError(file: name, "storage view \(quoted(v.view.key)) lies outside storage \(quoted(v.root))")
             }
             v.view.location = StorageLocation(file: file, byteOffset: root.byteOffset + v.offset * es,

@@ -125,7 +125,7 @@ public final class ZipArchive: @unchecked Sendable {
         }
         let start = h + 30 + Int(bytes.le16(h + 26)) + Int(bytes.le16(h + 28))
         guard file.contains(offset: start, count: entry.uncompressedSize) else {
-            throw fail("data at bytes \(start)..<\(start + entry.uncompressedSize) runs past the end of the file (\(file.size) bytes; truncated?)")
+            throw fail("data at bytes \(start)..<\(start &+ entry.uncompressedSize) runs past the end of the file (\(file.size) bytes; truncated?)")
         }
         return (start, entry.uncompressedSize)
     }

@@ -45,4 +45,15 @@ import Testing
         fs.withUnsafeBufferPointer { s in out.withUnsafeMutableBufferPointer { convertF32toBF16(s.baseAddress!, $0.baseAddress!, count: 4) } }
         #expect(out[0] == 0x3F80 && out[1] == 0x3F82 && out[2] & 0x7F80 == 0x7F80 && out[2] & 0x7F != 0 && out[3] == 0x8000)
     }
+
+    /// kernels.safetensors holds torch's own widening of special and sampled F16/BF16 patterns.
+    @Test func matchesTorchGoldens() throws {
+        let k = try SafeTensorsFile(path: fixture("kernels.safetensors"))
+        for (src, want) in [("convert.f16", "convert.f16_as_f32"), ("convert.bf16", "convert.bf16_as_f32")] {
+            let s = try #require(k[src]), w = try #require(k[want])
+            #expect(s.dtype == (src == "convert.f16" ? .f16 : .bf16) && w.dtype == .f32)
+            #expect(s.elementCount > 1000)
+            #expect(try s.float32().scalars.map(\.bitPattern) == w.float32().scalars.map(\.bitPattern))
+        }
+    }
 }

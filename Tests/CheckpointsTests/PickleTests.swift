@@ -193,4 +193,27 @@ import Testing
         guard case .object(let dt) = o.args[0] else { Issue.record("dtype"); return }
         #expect(dt.state?.items?.count == 3)
     }
+
+    @Test func deepNestingIsReleasedWithoutRecursion() throws {
+        // A million nested lists: recursive deinit or walking would overflow the stack.
+        let n = 1_000_000
+        let bytes: [UInt8] = [0x80, 0x02] + [UInt8](repeating: UInt8(ascii: "]"), count: n)
+            + [UInt8](repeating: UInt8(ascii: "a"), count: n - 1) + [UInt8(ascii: ".")]
+        let dir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = try writeTemp(bytes, name: "deep.pkl", in: dir)
+        let a = try Checkpoint.open(path)
+        #expect(a.format == .pickle && a.tensors.isEmpty)
+    }
+
+    @Test func sharedTuplesAreWalkedOnce() throws {
+        // T(k+1) = (Tk, Tk), 80 levels: naive flattening would visit 2^80 paths.
+        var p = PickleBuilder()
+        p.proto()
+        p.op(UInt8(ascii: ")")); p.put(0)
+        for k in 0..<80 { p.get(k); p.get(k); p.op(0x86); p.put(k + 1) }
+        p.stop()
+        let v = try load(p.bytes)
+        #expect(try Checkpoint.flatten(v, file: "x").isEmpty)
+    }
 }

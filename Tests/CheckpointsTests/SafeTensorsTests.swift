@@ -64,6 +64,21 @@ import Tensors
         }
     }
 
+    @Test func otherFixturesReadCompletely() throws {
+        for name in ["kernels.safetensors", "blocks.safetensors", "tiny-sd/unet/diffusion_pytorch_model.safetensors"] {
+            let st = try SafeTensorsFile(path: fixture(name))
+            #expect(!st.names.isEmpty)
+            for n in st.names { #expect(try st[n]!.float32().count == st[n]!.elementCount) }
+        }
+    }
+
+    @Test func nullMetadataIsAccepted() throws {
+        let dir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = try writeTemp(safetensorsBytes(header: #"{"__metadata__":null}"#, data: []), name: "n.safetensors", in: dir)
+        #expect(try SafeTensorsFile(path: path).metadata.isEmpty)
+    }
+
     @Test func unalignedAndHalfDataConvert() throws {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -176,6 +176,17 @@ import Tensors
         expectCheckpointError(["oob.pt: tensor 'too_far'", "needs 13 elements but its storage holds 12"]) { _ = try Checkpoint.open(path) }
     }
 
+    @Test func hugeBroadcastIsRefused() throws {
+        let dir = try makeTempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let small = viewsPickle([("b", 0, [4, 3], [0, 1])])
+        let ok = try writeTemp(zipFile(small, storage: f32Bytes(twelve)), name: "bcast.pt", in: dir)
+        #expect(try Checkpoint.open(ok).tensor("b").scalars == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2])
+        let huge = viewsPickle([("h", 0, [1 << 20, 1 << 20], [0, 0])])
+        let bad = try writeTemp(zipFile(huge, storage: f32Bytes(twelve)), name: "huge.pt", in: dir)
+        expectCheckpointError(["huge.pt: tensor 'h'", "broadcasts a storage of 12"]) { _ = try Checkpoint.open(bad) }
+    }
+
     @Test func compressedEntryAndMissingPickleAreRefused() throws {
         let dir = try makeTempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
