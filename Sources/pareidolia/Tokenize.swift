@@ -1,47 +1,70 @@
 import ArgumentParser
+import Diffusion
 import Foundation
 import Models
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show how CLIP splits a prompt into tokens (ids as HF CLIPTokenizer gives them).")
+        abstract: "Show how a prompt becomes tokens: ids (as HF CLIPTokenizer), A1111 weights and 75-token chunks.")
 
     @Option(name: .long, help: "A diffusers folder (its tokenizer/ is used) or tokenizer folder; default: the bundled CLIP vocabulary.")
     var model: String?
 
-    @Flag(name: .long, help: "Print JSON: {\"tokens\": [{position, id, text, weight, word, chunk}], \"chunks\": [...]}.")
+    @Flag(name: .long, help: "Print JSON: {\"tokens\": [{position, id, text, weight, word, chunk, ...}], \"chunks\": [...]}.")
     var json = false
 
-    @Argument(help: "The prompt.")
+    @Argument(help: "The prompt (A1111 syntax: (word), [word], (word:1.3), BREAK).")
     var prompt: String
 
     func run() throws {
         let tokenizer = try loadTokenizer()
-        let tokens = tokenizer.tokenize(prompt)
-        // Chunks of 75 content tokens, each encoded as BOS + 75 + EOS (A1111's long-prompt rule).
-        let chunkSize = 75
+        let result = PromptChunker(tokenizer: tokenizer).chunk(prompt)
+        // Words: the tokenizer's pre-tokens, numbered across the whole prompt.
+        var rows: [(position: Int, chunk: Int, id: Int32, text: String, weight: Float, word: String, wordIndex: Int)] = []
+        var wordBase = 0
+        var tokensOfPiece: [Int: [CLIPToken]] = [:]
+        for (i, piece) in result.pieces.enumerated() where !piece.isBreak { tokensOfPiece[i] = tokenizer.tokenize(piece.text) }
+        var cursor: [Int: Int] = [:]
+        var wordOffsets: [Int: Int] = [:]
+        for (i, _) in result.pieces.enumerated() {
+            wordOffsets[i] = wordBase
+            wordBase += (tokensOfPiece[i]?.last?.wordIndex).map { $0 + 1 } ?? 0
+        }
+        for (c, chunk) in result.chunks.enumerated() {
+            for (k, id) in chunk.ids.enumerated() where chunk.pieceIndex[k] >= 0 {
+                let piece = chunk.pieceIndex[k]
+                let n = cursor[piece, default: 0]
+                cursor[piece] = n + 1
+                let token = tokensOfPiece[piece].flatMap { n < $0.count ? $0[n] : nil }
+                rows.append((c * 77 + k, c, id, token?.text ?? tokenizer.decode(id).text, chunk.weights[k],
+                             token?.word ?? "", (token?.wordIndex ?? 0) + wordOffsets[piece, default: 0]))
+            }
+        }
         if json {
-            let rows: [[String: Any]] = tokens.enumerated().map { i, t in
-                ["position": i, "id": Int(t.id), "text": t.text, "weight": 1.0, "word": t.word,
-                 "word_index": t.wordIndex, "chunk": i / chunkSize]
+            let tokens: [[String: Any]] = rows.map {
+                ["position": $0.position, "id": Int($0.id), "text": $0.text, "weight": Double($0.weight),
+                 "word": $0.word, "word_index": $0.wordIndex, "chunk": $0.chunk]
             }
-            let chunks = stride(from: 0, to: max(tokens.count, 1), by: chunkSize).map { start in
-                ["start": start, "end": min(start + chunkSize, tokens.count)]
+            let chunks: [[String: Any]] = result.chunks.enumerated().map { c, chunk in
+                ["index": c, "ids": chunk.ids.map(Int.init), "weights": chunk.weights.map(Double.init)]
             }
-            let object: [String: Any] = ["prompt": prompt, "tokens": rows, "chunks": chunks]
+            let object: [String: Any] = ["prompt": prompt, "tokens": tokens, "chunks": chunks, "token_count": result.tokenCount]
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        print("pos     id  text              weight  word")
-        for (i, t) in tokens.enumerated() {
-            if i % chunkSize == 0 && tokens.count > chunkSize { print("-- chunk \(i / chunkSize) (tokens \(i)..<\(min(i + chunkSize, tokens.count))) --") }
-            let text = t.text + (t.endsWord ? "" : "…")
-            print(String(format: "%3d  %5d  %@  %6.2f  %@", i, t.id,
-                         text.padding(toLength: 16, withPad: " ", startingAt: 0), 1.0, t.word))
+        print("  pos     id  text              weight  word")
+        var lastChunk = -1
+        for r in rows {
+            if r.chunk != lastChunk {
+                print("-- chunk \(r.chunk): [BOS] + 75 + [EOS], conditioning rows \(r.chunk * 77)..<\(r.chunk * 77 + 77) --")
+                lastChunk = r.chunk
+            }
+            print(String(format: "%5d  %5d  %@  %6.3f  %@", r.position, r.id,
+                         r.text.padding(toLength: 16, withPad: " ", startingAt: 0), r.weight, r.word))
         }
-        let chunks = max(1, (tokens.count + chunkSize - 1) / chunkSize)
-        print("\(tokens.count) tokens, \(chunks) chunk\(chunks == 1 ? "" : "s") of 75 (each encoded as 77 with start/end tokens)")
+        let n = result.chunks.count
+        print("\(rows.count) tokens in \(n) chunk\(n == 1 ? "" : "s") (each encoded as 77 with start/end tokens and padding; A1111 shows \(result.tokenCount)/\(n * 75))")
     }
 
     private func loadTokenizer() throws -> CLIPTokenizer {
