@@ -73,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -3,8 +3,8 @@ import ArgumentParser
 struct Pareidolia: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pareidolia",
-        abstract: "Look inside Stable Diffusion 1.x: inspect checkpoints, tokenize prompts.",
-        subcommands: [Inspect.self, Tokenize.self]
+        abstract: "Look inside Stable Diffusion 1.x: generate with a recorded trace, inspect checkpoints, tokenize prompts.",
+        subcommands: [Generate.self, Inspect.self, Tokenize.self]
     )
 }
 

@@ -1,0 +1,53 @@
+import Foundation
+
+/// A1111's generation-parameters text (PNG chunk "parameters"), which A1111, sd.cpp and other
+/// tools read back: prompt, `Negative prompt:` line, then `key: value` pairs.
+public enum Infotext {
+    /// A1111's display names for the samplers.
+    public static func samplerName(_ kind: SamplerKind) -> String {
+        switch kind {
+        case .pndm: return "PLMS"
+        case .ddim: return "DDIM"
+        case .euler: return "Euler"
+        case .euler_a: return "Euler a"
+        case .dpmpp_2m: return "DPM++ 2M"
+        case .dpmpp_2m_karras: return "DPM++ 2M Karras"
+        case .lms: return "LMS"
+        case .heun: return "Heun"
+        }
+    }
+
+    public static func make(settings s: GenerationSettings, modelName: String?, modelHash: String?) -> String {
+        var pairs: [(String, String)] = [
+            ("Steps", "\(s.steps)"), ("Sampler", samplerName(s.sampler)), ("CFG scale", format(s.guidance)),
+            ("Seed", "\(s.seed)"), ("Size", "\(s.width)x\(s.height)"),
+        ]
+        if let modelHash { pairs.append(("Model hash", modelHash)) }
+        if let modelName { pairs.append(("Model", modelName)) }
+        if s.clipSkip > 1 { pairs.append(("Clip skip", "\(s.clipSkip)")) }
+        if s.rng == .cpu { pairs.append(("RNG", "CPU")) }  // A1111 omits its default (GPU = philox)
+        var lines = [s.prompt]
+        if !s.negativePrompt.isEmpty { lines.append("Negative prompt: " + s.negativePrompt) }
+        lines.append(pairs.map { k, v in k == v ? k : "\(k): \(quote(v))" }.joined(separator: ", "))
+        return lines.joined(separator: "\n")
+    }
+
+    /// JSON-quotes values containing `,`, `:` or a newline, as A1111's `quote` does.
+    static func quote(_ v: String) -> String {
+        guard v.contains(",") || v.contains(":") || v.contains("\n") else { return v }
+        var out = "\""
+        for ch in v.unicodeScalars {
+            switch ch {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(ch)
+            }
+        }
+        return out + "\""
+    }
+
+    static func format(_ x: Float) -> String {
+        x == x.rounded() ? String(format: "%.1f", x) : "\(x)"
+    }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Models
+import Tensors
+
+/// What to generate: the settings a user gives `pareidolia generate`.
+public struct GenerationSettings: Sendable {
+    public var prompt: String
+    public var negativePrompt = ""
+    public var seed: UInt64 = 0
+    public var steps = 20
+    public var guidance: Float = 7.5
+    public var sampler: SamplerKind = .pndm
+    public var width = 512
+    public var height = 512
+    public var rng: RNGKind = .cpu
+    public var clipSkip = 1
+
+    public init(prompt: String) { self.prompt = prompt }
+
+    /// Checks what can be checked before any work: sizes, steps, guidance.
+    public func validate() throws {
+        guard width > 0, height > 0, width % 8 == 0, height % 8 == 0 else {
+            throw PipelineError(description: "--width/--height \(width)×\(height): both must be positive multiples of 8")
+        }
+        guard (1...1000).contains(steps) else { throw PipelineError(description: "--steps \(steps): expected 1…1000") }
+        guard guidance.isFinite, guidance >= 0 else { throw PipelineError(description: "--guidance \(guidance): expected a number ≥ 0") }
+    }
+}
+
+public struct PipelineError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// What one UNet evaluation produced, as observers see it.
+public struct EvaluationRecord {
+    public let index: Int
+    public let timestep: Float
+    public let sigma: Float
+    /// The latent after this evaluation's sampler step [1, 4, h, w].
+    public let latent: Tensor
+    /// The sampler's denoised estimate x̂₀ for this evaluation [1, 4, h, w].
+    public let predictedOriginal: Tensor?
+    /// The guided noise prediction, and the two halves when guidance ran.
+    public let eps: Tensor
+    public let epsConditional: Tensor?
+    public let epsUnconditional: Tensor?
+    public let seconds: Double
+}
+
+/// Called by the pipeline around each UNet evaluation (the trace and the progress bar listen here).
+public protocol GenerationObserver: AnyObject {
+    /// Before the first evaluation: the initial latent (noise × the sampler's initial sigma).
+    func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor)
+    /// Just before evaluation `index` runs the UNet (probes arm themselves here).
+    func willEvaluate(index: Int)
+    /// After evaluation `index` (0-based).
+    func didEvaluate(_ record: EvaluationRecord)
+}
+
+extension GenerationObserver {
+    public func willEvaluate(index: Int) {}
+}
+
+/// txt2img as diffusers' `StableDiffusionPipeline` runs it, with A1111's prompt handling.
+public final class TextToImagePipeline {
+    public let model: StableDiffusionModel
+
+    public init(model: StableDiffusionModel) { self.model = model }
+
+    public struct Output {
+        /// Decoded image [1, 3, H, W] in about [-1, 1].
+        public let image: Tensor
+        /// The last latent [1, 4, H/8, W/8] (UNet scale).
+        public let latent: Tensor
+        public let prompt: PromptChunker.Result
+        public let negativePrompt: PromptChunker.Result?
+    }
+
+    public func generate(_ s: GenerationSettings, embeddings: [PromptEmbedding] = [], observer: GenerationObserver? = nil) throws -> Output {
+        try s.validate()
+        let encoder = PromptEncoder(model: model.textEncoder, tokenizer: model.tokenizer, embeddings: embeddings, clipSkip: s.clipSkip)
+        let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
+        let (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
+        var context = cond
+        var negInfo: PromptChunker.Result?
+        if guided {
+            var (uncond, info) = try encoder.encode(s.negativePrompt)  // [1, 77·m, D]
+            negInfo = info
+            // A1111 pads the shorter conditioning with encoded empty chunks.
+            let empty = try encoder.encode(chunks: [PromptChunker.emptyChunk])  // [1, 77, D]
+            var c = cond
+            while uncond.shape[1] < c.shape[1] { uncond = try concat([uncond, empty], axis: 1) }
+            while c.shape[1] < uncond.shape[1] { c = try concat([c, empty], axis: 1) }
+            context = try concat([uncond, c], axis: 0)  // [2, T, D]: unconditional first, as diffusers
+        }
+
+        var sampler = try makeSampler(s.sampler, steps: s.steps)
+        var rng = s.rng.makeGenerator(seed: s.seed)
+        let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
+        var x = scale(rng.randn(latentShape), sampler.initNoiseSigma)  // [1, 4, h, w]
+        let timesteps = sampler.timesteps
+        observer?.didStart(settings: s, evaluations: timesteps.count, timesteps: timesteps,
+                           sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
+
+        for i in timesteps.indices {
+            observer?.willEvaluate(index: i)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let input = sampler.scaleModelInput(x, evaluation: i)
+            let eps: Tensor
+            var halves: [Tensor]?
+            if guided {
+                let out = try model.unet(try concat([input, input], axis: 0), timesteps: [timesteps[i]], context: context)  // [2, 4, h, w]
+                eps = try Self.guide(out, scale: s.guidance)  // [1, 4, h, w]
+                halves = try split(out, axis: 0, sizes: [1, 1])  // unconditional, conditional
+            } else {
+                eps = try model.unet(input, timesteps: [timesteps[i]], context: context)
+            }
+            x = sampler.step(eps: eps, evaluation: i, sample: x) { rng.randn(latentShape) }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            observer?.didEvaluate(EvaluationRecord(
+                index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
+                predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: halves?[1],
+                epsUnconditional: halves?[0], seconds: seconds))
+        }
+        let image = try model.vae.decode(scale(x, 1 / model.vae.config.scalingFactor))  // [1, 3, H, W]
+        return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
+    }
+
+    /// ε = ε_u + g·(ε_c − ε_u) from the [2, …] batch (unconditional first).
+    static func guide(_ out: Tensor, scale g: Float) throws -> Tensor {
+        let n = out.count / 2
+        let eps = Tensor(uninitializedShape: [1] + Array(out.shape.dropFirst()))
+        for i in 0..<n {
+            let u = out.pointer[i], c = out.pointer[n + i]
+            eps.pointer[i] = u + g * (c - u)
+        }
+        return eps
+    }
+}
