@@ -1,0 +1,75 @@
+import Checkpoints
+import Foundation
+import Testing
+import TestSupport
+@testable import Diffusion
+import Imaging
+import Models
+import Tensors
+
+/// Whole txt2img runs on tiny-sd against diffusers' StableDiffusionPipeline
+/// (Tools/reference/make_pipeline_fixtures.py): every latent along the way, the final latent
+/// (≤ 1e-3 × max|ref|) and the 8-bit image (mean |diff| ≤ 1 level).
+@Suite("Pipeline parity with diffusers", .serialized)
+struct PipelineParityTests {
+    static let model: StableDiffusionModel? = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+
+    final class Collector: GenerationObserver {
+        var latents: [Tensor] = []
+        func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {
+            latents = [initialLatent.copy()]
+        }
+        func didEvaluate(_ record: EvaluationRecord) { latents.append(record.latent.copy()) }
+    }
+
+    struct Outcome {
+        let finalError: Float
+        let worstStepError: Float
+        let meanLevelDiff: Double
+    }
+
+    /// Runs the case in `file` and compares; returns the measured errors.
+    static func run(_ file: String, rng: RNGKind = .cpu, embeddings: [PromptEmbedding] = [],
+                    prompt: String? = nil, negative: String? = nil) throws -> Outcome {
+        let golden = try SafeTensorsFile(path: Fixtures.path("pipeline/\(file).safetensors"))
+        let meta = golden.metadata
+        let model = try #require(model)
+        var s = GenerationSettings(prompt: prompt ?? meta["prompt"] ?? "")
+        s.negativePrompt = negative ?? meta["negative_prompt"] ?? ""
+        s.seed = UInt64(meta["seed"]!)!
+        s.steps = Int(meta["steps"]!)!
+        s.guidance = Float(meta["guidance_scale"]!)!
+        s.sampler = try SamplerKind(parsing: meta["sampler"]!)
+        s.width = Int(meta["width"]!)!
+        s.height = Int(meta["height"]!)!
+        s.rng = rng
+        let collector = Collector()
+        let out = try TextToImagePipeline(model: model).generate(s, embeddings: embeddings, observer: collector)
+
+        let refLatents = try golden.tensor("latents")  // [E+1, 1, 4, h, w]
+        #expect(collector.latents.count == refLatents.shape[0], "\(file): evaluations")
+        var worstStep: Float = 0
+        let n = collector.latents.first?.count ?? 0
+        for (i, l) in collector.latents.enumerated() where i < refLatents.shape[0] {
+            let ref = try Tensor(shape: l.shape, scalars: Array(UnsafeBufferPointer(start: refLatents.pointer + i * n, count: n)))
+            worstStep = max(worstStep, relativeError(l, ref))
+        }
+        let final = try golden.tensor("final")
+        expectClose(out.latent, final, relTol: 1e-3, "\(file) final latent")
+
+        let image = try RGBImage(tensor: out.image)
+        let ref = try golden.tensor("image_u8")  // [1, 3, H, W] as float
+        let (h, w) = (ref.shape[2], ref.shape[3])
+        var total = 0.0
+        for c in 0..<3 { for p in 0..<(h * w) { total += abs(Double(image.pixels[p * 3 + c]) - Double(ref.pointer[c * h * w + p])) } }
+        let mean = total / Double(3 * h * w)
+        #expect(mean <= 1, "\(file): mean 8-bit difference \(mean)")
+        return Outcome(finalError: relativeError(out.latent, final), worstStepError: worstStep, meanLevelDiff: mean)
+    }
+
+    @Test("every sampler, CPU generator", arguments: SamplerKind.allCases)
+    func sampler(_ kind: SamplerKind) throws {
+        let o = try Self.run(kind.rawValue)
+        print("parity \(kind.rawValue): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    }
+}
