@@ -72,4 +72,43 @@ struct PipelineParityTests {
         let o = try Self.run(kind.rawValue)
         print("parity \(kind.rawValue): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
     }
+
+    @Test("negative prompts, no guidance, torch CUDA (philox) noise",
+          arguments: [("ddim_negative", RNGKind.cpu), ("euler_a_negative", .cpu), ("ddim_noguidance", .cpu),
+                      ("ddim_philox", .philox), ("dpmpp_2m_philox", .philox)])
+    func variant(_ file: String, _ rng: RNGKind) throws {
+        let o = try Self.run(file, rng: rng)
+        print("parity \(file): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    }
+
+    @Test("A1111 weighting and long prompts (reference: A1111's rule on diffusers' encoder)",
+          arguments: ["euler_weighted", "euler_long"])
+    func weighted(_ file: String) throws {
+        let o = try Self.run(file)
+        print("parity \(file): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    }
+
+    @Test("textual inversion: A1111 .pt, diffusers .bin, kohya .safetensors")
+    func embeddings() throws {
+        let model = try #require(Self.model)
+        let files = ["corajr.pt", "winniecat.bin", "kokocat.safetensors"]
+        let embeddings = try files.map {
+            try EmbeddingLoader.load(Fixtures.path("pipeline/\($0)"), tokenizer: model.tokenizer, width: model.textEncoder.config.hiddenSize)
+        }
+        #expect(embeddings.map(\.trigger) == ["corajr", "<winniecat>", "kokocat"])
+        #expect(embeddings.map(\.vectors.count) == [2, 1, 3])
+        let o = try Self.run("euler_embeddings", embeddings: embeddings)
+        print("parity euler_embeddings: final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    }
+
+    @Test("an embedding of the wrong width is a one-line error naming the file")
+    func wrongWidth() throws {
+        let tokenizer = CLIPTokenizer()
+        do {
+            _ = try EmbeddingLoader.load(Fixtures.path("checkpoints/a1111_embedding.pt"), tokenizer: tokenizer, width: 32)
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("a1111_embedding.pt") && "\(error)".contains("768") && !"\(error)".contains("\n"))
+        }
+    }
 }
