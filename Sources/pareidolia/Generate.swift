@@ -13,6 +13,9 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "A diffusers folder or a single-file SD 1.x checkpoint (.safetensors, .ckpt).")
     var model: String
 
+    @Option(name: .long, help: "For a single-file checkpoint whose architecture is not SD 1.5's: a diffusers folder whose unet/, vae/ and text_encoder/ config.json files describe it.")
+    var config: String?
+
     @Option(name: .long, help: "The prompt (A1111 syntax: (word), [word], (word:1.3), BREAK).")
     var prompt: String
 
@@ -77,7 +80,10 @@ struct Generate: ParsableCommand {
 
         try BLAS.load()
         let loaded: StableDiffusionModel
-        do { loaded = try StableDiffusionModel.load(model, vaeEncoder: false) } catch { throw CLIError("\(error)") }
+        do {
+            let configs = try config.map { try StableDiffusionModel.Configs(diffusersFolder: $0) }
+            loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false)
+        } catch { throw CLIError("\(error)") }
         guard (1...loaded.textEncoder.config.layers).contains(clipSkip) else {
             throw CLIError("--clip-skip \(clipSkip): expected 1…\(loaded.textEncoder.config.layers)")
         }
