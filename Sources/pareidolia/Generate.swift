@@ -56,9 +56,8 @@ struct Generate: ParsableCommand {
     var trace: String?
 
     func run() throws {
-        guard let samplerKind = SamplerKind(rawValue: sampler.lowercased()) else {
-            throw CLIError("--sampler \(sampler): unknown sampler (expected one of \(SamplerKind.validNames))")
-        }
+        let samplerKind: SamplerKind
+        do { samplerKind = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
         guard let rngKind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
         guard output.lowercased().hasSuffix(".png") else { throw CLIError("--output \(output): expected a .png file name") }
         let outputDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
