@@ -5,7 +5,7 @@ Usage (from the repository root):
 
     /work/venv/bin/python Tools/reference/make_pipeline_fixtures.py
 
-Writes Tests/Fixtures/pipeline/ (about 2.5 MB; documented key by key in Tests/Fixtures/README.md,
+Writes Tests/Fixtures/pipeline/ (19 files, about 2.9 MB; documented key by key in Tests/Fixtures/README.md,
 section P):
 
     <sampler>.safetensors            one txt2img run per scheduler (8 schedulers)
