@@ -2,33 +2,62 @@ import Checkpoints
 import Diffusion
 import Foundation
 import Imaging
+import Models
 import Tensors
 
-/// Records a generation into a trace folder: `run.json` (settings, seed, tokens, timesteps,
-/// sigmas, timings) and `latents.safetensors` (`latents` [E+1, 4, h, w]: index 0 the initial
-/// latent, index i the latent after evaluation i; `x0` [E, 4, h, w]: the sampler's denoised
-/// estimate at each evaluation). Files are rewritten atomically after every evaluation, so an
-/// interrupted run leaves a valid trace of the evaluations done (`steps_completed`).
+/// What a trace records besides latents and x̂₀ (see docs/TRACE.md).
+public struct TraceOptions: Sendable {
+    public enum Attention: String, CaseIterable, Sendable {
+        /// No attention maps (the UNet runs uninstrumented).
+        case off
+        /// `cross` [E, T, h, w]: the DAAM sum over all cross-attention layers.
+        case aggregate
+        /// `cross` and every layer's own head-mean map `cross.<site>` [E, T, h_l, w_l].
+        case layers
+    }
+    public var attention: Attention = .aggregate
+    /// Also store `eps_cond` and `eps_uncond` [E, 4, h, w].
+    public var eps = false
+    /// Write `steps/NNN.png` previews of x̂₀ (cheap latent→RGB map, latent resolution).
+    public var previews = true
+    public init() {}
+}
+
+/// Records a generation into a trace folder: `run.json`, `latents.safetensors` (`latents`
+/// [E+1, 4, h, w], `x0` [E, 4, h, w], optional `eps_cond`/`eps_uncond`), `attention.safetensors`
+/// (`cross` [E, T, h, w], optional `cross.<site>`), `steps/NNN.png` and `image.png`. Every file is
+/// rewritten atomically after each evaluation, so an interrupted run leaves a valid trace of the
+/// evaluations done (`steps_completed`).
 public final class TraceRecorder: GenerationObserver {
     public static let formatVersion = 1
     public let directory: URL
+    public let options: TraceOptions
+    let unet: UNet2DConditionModel
     let engineVersion: String
-    var settings: GenerationSettings?
     var extra: [String: Any]
-    var latents: [Tensor] = []
-    var predictions: [Tensor] = []
-    var timesteps: [Float] = []
-    var sigmas: [Float] = []
-    var seconds: [Double] = []
+    var settings: GenerationSettings?
+    var timesteps: [Float] = [], sigmas: [Float] = [], seconds: [Double] = []
     var evaluations = 0
+    var latents: [Tensor] = [], predictions: [Tensor] = []
+    var epsCond: [Tensor] = [], epsUncond: [Tensor] = []
+    var cross: [Tensor] = []
+    var layerMaps: [String: [Tensor]] = [:]
+    var maps: CrossAttentionMaps?
+    /// The first write failure, if any (the caller reports it at the end).
+    public private(set) var lastError: Error?
+
+    public struct TraceError: Error, CustomStringConvertible { public let description: String }
 
     /// Creates the folder (or checks an existing one is writable) before any work starts.
-    public init(directory path: String, engineVersion: String, extra: [String: Any] = [:]) throws {
+    public init(directory path: String, unet: UNet2DConditionModel, options: TraceOptions = TraceOptions(),
+                engineVersion: String, extra: [String: Any] = [:]) throws {
         directory = URL(fileURLWithPath: path)
+        self.unet = unet
+        self.options = options
         self.engineVersion = engineVersion
         self.extra = extra
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent("steps"), withIntermediateDirectories: true)
         } catch {
             throw TraceError(description: "--trace \(path): cannot create the folder (\(error.localizedDescription))")
         }
@@ -37,10 +66,12 @@ public final class TraceRecorder: GenerationObserver {
         }
     }
 
-    public struct TraceError: Error, CustomStringConvertible { public let description: String }
-
-    /// Extra top-level keys for run.json (tokens, model fingerprint…), merged on the next write.
+    /// Extra top-level keys for run.json, merged on the next write.
     public func set(_ key: String, _ value: Any) { extra[key] = value }
+
+    public func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer) {
+        extra["tokens"] = TokenRows.rows(prompt) { tokenizer.decode($0).text }
+    }
 
     public func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {
         self.settings = settings
@@ -48,30 +79,70 @@ public final class TraceRecorder: GenerationObserver {
         self.timesteps = timesteps
         self.sigmas = sigmas
         latents = [initialLatent.copy()]
+        extra["conditional_batch_index"] = settings.guidance > 1 ? 1 : 0
+        if options.attention != .off {
+            maps = CrossAttentionMaps(conditionalBatch: settings.guidance > 1 ? 1 : 0,
+                                      latentHeight: initialLatent.shape[2], latentWidth: initialLatent.shape[3],
+                                      keepLayers: options.attention == .layers)
+        }
+    }
+
+    public func willEvaluate(index: Int) {
+        if let maps { unet.probes.attention = maps }
     }
 
     public func didEvaluate(_ record: EvaluationRecord) {
+        unet.probes.attention = nil
         latents.append(record.latent.copy())
         if let x0 = record.predictedOriginal { predictions.append(x0.copy()) }
+        if options.eps, let c = record.epsConditional, let u = record.epsUnconditional {
+            epsCond.append(c.copy())
+            epsUncond.append(u.copy())
+        }
+        if let maps {
+            let (aggregate, layers) = maps.take()
+            if let aggregate { cross.append(aggregate) }
+            for (site, map) in layers { layerMaps[site, default: []].append(map) }
+        }
         seconds.append(record.seconds)
-        do { try flush() } catch { if lastError == nil { lastError = error } }
+        do {
+            if options.previews, let x0 = record.predictedOriginal {
+                let name = String(format: "steps/%03d.png", record.index)
+                try PNGFile.write(LatentPreview.rgb(x0), to: directory.appendingPathComponent(name).path)
+            }
+            try flush()
+        } catch {
+            if lastError == nil { lastError = error }
+        }
     }
 
-    /// The first write failure, if any (reported by the caller at the end).
-    public private(set) var lastError: Error?
+    /// Writes the decoded image as `image.png`.
+    public func writeImage(_ image: RGBImage, text: [(key: String, value: String)]) throws {
+        try PNGFile.write(image, to: directory.appendingPathComponent("image.png").path, text: text)
+    }
 
     public func flush() throws {
         guard !latents.isEmpty else { return }
+        let meta = ["format_version": "\(Self.formatVersion)"]
         var tensors = ["latents": Self.stack(latents)]  // [E+1, 4, h, w]
-        if predictions.count == latents.count - 1, !predictions.isEmpty { tensors["x0"] = Self.stack(predictions) }  // [E, 4, h, w]
-        try SafeTensorsWriter.write(tensors, metadata: ["format_version": "\(Self.formatVersion)"],
-                                    to: directory.appendingPathComponent("latents.safetensors").path)
+        if !predictions.isEmpty { tensors["x0"] = Self.stack(predictions) }  // [E, 4, h, w]
+        if !epsCond.isEmpty {
+            tensors["eps_cond"] = Self.stack(epsCond)  // [E, 4, h, w]
+            tensors["eps_uncond"] = Self.stack(epsUncond)
+        }
+        try SafeTensorsWriter.write(tensors, metadata: meta, to: directory.appendingPathComponent("latents.safetensors").path)
+        if !cross.isEmpty {
+            var attention = ["cross": Self.stack(cross, leading: true)]  // [E, T, h, w]
+            for (site, maps) in layerMaps where maps.count == cross.count { attention["cross." + site] = Self.stack(maps, leading: true) }
+            try SafeTensorsWriter.write(attention, metadata: meta, to: directory.appendingPathComponent("attention.safetensors").path)
+        }
         try writeRunJSON()
     }
 
-    /// [N, …] from N tensors of shape [1, …].
-    static func stack(_ items: [Tensor]) -> Tensor {
-        let out = Tensor(uninitializedShape: [items.count] + items[0].shape.dropFirst())
+    /// [N, …] from N tensors of shape [1, …] (or of shape […] with `leading`).
+    static func stack(_ items: [Tensor], leading: Bool = false) -> Tensor {
+        let inner = leading ? items[0].shape : Array(items[0].shape.dropFirst())
+        let out = Tensor(uninitializedShape: [items.count] + inner)
         for (i, t) in items.enumerated() { (out.pointer + i * t.count).update(from: t.pointer, count: t.count) }
         return out
     }
@@ -93,7 +164,29 @@ public final class TraceRecorder: GenerationObserver {
         run["timesteps"] = timesteps
         run["sigmas"] = sigmas
         run["evaluation_seconds"] = seconds
+        run["recorded"] = ["attention": options.attention.rawValue, "eps": options.eps, "previews": options.previews] as [String: Any]
         let data = try JSONSerialization.data(withJSONObject: run, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: directory.appendingPathComponent("run.json").path)
+    }
+}
+
+/// A1111's "Approx cheap" latent → RGB map: a fixed 4×3 matrix applied to the UNet-scale latent,
+/// then x·0.5 + 0.5 clamped; one pixel per latent pixel.
+public enum LatentPreview {
+    static let coefficients: [[Float]] = [
+        [0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473],
+    ]
+
+    public static func rgb(_ latent: Tensor) -> RGBImage {  // [1, 4, h, w] → h × w RGB
+        let (h, w) = (latent.shape[latent.rank - 2], latent.shape[latent.rank - 1])
+        var pixels = [UInt8](repeating: 0, count: h * w * 3)
+        for p in 0..<(h * w) {
+            for c in 0..<3 {
+                var v: Float = 0
+                for l in 0..<4 { v += latent.pointer[l * h * w + p] * coefficients[l][c] }
+                pixels[p * 3 + c] = UInt8((min(max(v * 0.5 + 0.5, 0), 1) * 255).rounded())
+            }
+        }
+        return RGBImage(width: w, height: h, pixels: pixels)
     }
 }

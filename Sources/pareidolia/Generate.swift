@@ -25,6 +25,12 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Seed (default: drawn at random and printed).")
     var seed: UInt64?
 
+    @Option(name: .long, help: "Several seeds, comma-separated: one image and one trace each (e.g. 1887838105,4069519546).")
+    var seeds: String?
+
+    @Option(name: .long, help: "Draw this many random seeds (one image and trace each).")
+    var seedCount: Int?
+
     @Option(name: .long, help: "Sampler steps.")
     var steps = 20
 
@@ -52,8 +58,14 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Output PNG.")
     var output: String
 
-    @Option(name: .long, help: "Record the run into this folder (run.json, latents.safetensors).")
+    @Option(name: .long, help: "Record the run into this folder (docs/TRACE.md): run.json, latents, x0, attention maps, previews.")
     var trace: String?
+
+    @Option(name: .long, help: "Attention maps in the trace: off, aggregate (the DAAM sum, default) or layers (also each layer's).")
+    var traceAttention = "aggregate"
+
+    @Flag(name: .long, help: "Also record the conditional and unconditional noise predictions.")
+    var traceEps = false
 
     func run() throws {
         let samplerKind: SamplerKind
@@ -66,7 +78,6 @@ struct Generate: ParsableCommand {
         }
         var settings = GenerationSettings(prompt: prompt)
         settings.negativePrompt = negative
-        settings.seed = seed ?? UInt64.random(in: 0..<(1 << 32))
         settings.steps = steps
         settings.guidance = guidance
         settings.sampler = samplerKind
@@ -75,7 +86,14 @@ struct Generate: ParsableCommand {
         settings.rng = rngKind
         settings.clipSkip = clipSkip
         do { try settings.validate() } catch { throw CLIError("\(error)") }
-        if seed == nil { print("seed: \(settings.seed)") }
+        var options = TraceOptions()
+        guard let attentionMode = TraceOptions.Attention(rawValue: traceAttention) else {
+            throw CLIError("--trace-attention \(traceAttention): expected off, aggregate or layers")
+        }
+        options.attention = attentionMode
+        options.eps = traceEps
+        let seedList = try chosenSeeds()
+        if seed == nil && seeds == nil { print("seed\(seedList.count == 1 ? "" : "s"): \(seedList.map(String.init).joined(separator: ", "))") }
 
         try BLAS.load()
         let loaded: StableDiffusionModel
@@ -90,27 +108,56 @@ struct Generate: ParsableCommand {
         do {
             embeddings = try embedding.map { try EmbeddingLoader.load($0, tokenizer: loaded.tokenizer, width: loaded.textEncoder.config.hiddenSize) }
         } catch { throw CLIError("\(error)") }
-
-        let recorder: TraceRecorder?
-        do { recorder = try trace.map { try TraceRecorder(directory: $0, engineVersion: Version.engine) } } catch { throw CLIError("\(error)") }
-        let progress = ProgressBar(label: "generate")
-        let observer = Observers([recorder as GenerationObserver?, progress].compactMap { $0 })
-
-        let pipeline = TextToImagePipeline(model: loaded)
-        let result: TextToImagePipeline.Output
-        do { result = try pipeline.generate(settings, embeddings: embeddings, observer: observer) } catch { throw CLIError("\(error)") }
-        progress.finish()
-
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        let info = Infotext.make(settings: settings, modelName: modelName, modelHash: ModelHash.shortHash(of: model))
-        let image = try RGBImage(tensor: result.image)
-        do { try PNGFile.write(image, to: output, text: [("parameters", info)]) } catch { throw CLIError("\(error)") }
-        if let recorder {
-            recorder.set("tokens", TokenRows.rows(result.prompt) { loaded.tokenizer.decode($0).text })
-            recorder.set("conditional_batch_index", settings.guidance > 1 ? 1 : 0)
-            try recorder.flush()
-            if let e = recorder.lastError { throw CLIError("--trace: \(e)") }
+        let modelHash = ModelHash.shortHash(of: model)
+        let pipeline = TextToImagePipeline(model: loaded)
+
+        for s in seedList {
+            settings.seed = s
+            let many = seedList.count > 1
+            let imagePath = many ? Self.suffixed(output, "-\(s)") : output
+            let recorder: TraceRecorder?
+            do {
+                recorder = try trace.map {
+                    try TraceRecorder(directory: many ? URL(fileURLWithPath: $0).appendingPathComponent("\(s)").path : $0,
+                                      unet: loaded.unet, options: options, engineVersion: Version.engine,
+                                      extra: ["model": ["path": model, "hash": modelHash ?? "", "summary": loaded.summary]])
+                }
+            } catch { throw CLIError("\(error)") }
+            let progress = ProgressBar(label: many ? "seed \(s)" : "generate")
+            let observer = Observers([recorder as GenerationObserver?, progress].compactMap { $0 })
+            let result: TextToImagePipeline.Output
+            do { result = try pipeline.generate(settings, embeddings: embeddings, observer: observer) } catch { throw CLIError("\(error)") }
+            progress.finish()
+
+            let info = Infotext.make(settings: settings, modelName: modelName, modelHash: modelHash)
+            let image = try RGBImage(tensor: result.image)
+            do { try PNGFile.write(image, to: imagePath, text: [("parameters", info)]) } catch { throw CLIError("\(error)") }
+            if let recorder {
+                do { try recorder.writeImage(image, text: [("parameters", info)]) } catch { throw CLIError("--trace: \(error)") }
+                if let e = recorder.lastError { throw CLIError("--trace: \(e)") }
+            }
+            print("wrote \(imagePath)" + (recorder.map { " and the trace in \($0.directory.path)" } ?? ""))
         }
-        print("wrote \(output)")
+    }
+
+    func chosenSeeds() throws -> [UInt64] {
+        if let seeds {
+            let list = seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            let parsed = list.compactMap(UInt64.init)
+            guard !list.isEmpty, parsed.count == list.count else { throw CLIError("--seeds \(seeds): expected comma-separated whole numbers") }
+            return parsed
+        }
+        if let seedCount {
+            guard (1...1000).contains(seedCount) else { throw CLIError("--seed-count \(seedCount): expected 1…1000") }
+            return (0..<seedCount).map { _ in UInt64.random(in: 0..<(1 << 32)) }
+        }
+        return [seed ?? UInt64.random(in: 0..<(1 << 32))]
+    }
+
+    /// `out.png` → `out-SUFFIX.png`.
+    static func suffixed(_ path: String, _ suffix: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        return url.deletingPathExtension().path + suffix + "." + url.pathExtension
     }
 }

@@ -1,3 +1,4 @@
+import Models
 import Tensors
 
 /// Forwards every event to several observers, in order.
@@ -7,6 +8,10 @@ public final class Observers: GenerationObserver {
 
     public func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {
         for m in members { m.didStart(settings: settings, evaluations: evaluations, timesteps: timesteps, sigmas: sigmas, initialLatent: initialLatent) }
+    }
+
+    public func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer) {
+        for m in members { m.didEncodePrompt(prompt, negative: negative, tokenizer: tokenizer) }
     }
 
     public func willEvaluate(index: Int) {

@@ -51,6 +51,8 @@ public struct EvaluationRecord {
 public protocol GenerationObserver: AnyObject {
     /// Before the first evaluation: the initial latent (noise × the sampler's initial sigma).
     func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor)
+    /// After the prompts are split into chunks (before any evaluation).
+    func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer)
     /// Just before evaluation `index` runs the UNet (probes arm themselves here).
     func willEvaluate(index: Int)
     /// After evaluation `index` (0-based).
@@ -58,6 +60,7 @@ public protocol GenerationObserver: AnyObject {
 }
 
 extension GenerationObserver {
+    public func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer) {}
     public func willEvaluate(index: Int) {}
 }
 
@@ -94,6 +97,7 @@ public final class TextToImagePipeline {
             context = try concat([uncond, c], axis: 0)  // [2, T, D]: unconditional first, as diffusers
         }
 
+        observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
         var sampler = try makeSampler(s.sampler, steps: s.steps)
         var rng = s.rng.makeGenerator(seed: s.seed)
         let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
