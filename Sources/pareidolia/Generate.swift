@@ -127,7 +127,15 @@ struct Generate: ParsableCommand {
             let progress = ProgressBar(label: many ? "seed \(s)" : "generate")
             let observer = Observers([recorder as GenerationObserver?, progress].compactMap { $0 })
             let result: TextToImagePipeline.Output
-            do { result = try pipeline.generate(settings, embeddings: embeddings, observer: observer) } catch { throw CLIError("\(error)") }
+            Interrupt.install()
+            do {
+                result = try pipeline.generate(settings, embeddings: embeddings, observer: observer, shouldStop: { Interrupt.requested })
+            } catch {
+                progress.finish()
+                let kept = recorder.map { " (the trace in \($0.directory.path) holds the evaluations done)" } ?? ""
+                if Interrupt.requested { FileHandle.standardError.write("pareidolia: \(error)\(kept)\n".data(using: .utf8)!); Foundation.exit(130) }
+                throw CLIError("\(error)")
+            }
             progress.finish()
 
             let info = Infotext.make(settings: settings, modelName: modelName, modelHash: modelHash)
@@ -159,5 +167,18 @@ struct Generate: ParsableCommand {
     static func suffixed(_ path: String, _ suffix: String) -> String {
         let url = URL(fileURLWithPath: path)
         return url.deletingPathExtension().path + suffix + "." + url.pathExtension
+    }
+}
+
+/// Ctrl-C ends the run between two evaluations, so every file written so far stays whole; a
+/// second Ctrl-C quits at once.
+enum Interrupt {
+    nonisolated(unsafe) static var requested = false
+
+    static func install() {
+        signal(SIGINT) { _ in
+            if Interrupt.requested { _exit(130) }
+            Interrupt.requested = true
+        }
     }
 }

@@ -79,7 +79,10 @@ public final class TextToImagePipeline {
         public let negativePrompt: PromptChunker.Result?
     }
 
-    public func generate(_ s: GenerationSettings, embeddings: [PromptEmbedding] = [], observer: GenerationObserver? = nil) throws -> Output {
+    /// Runs the whole generation. `shouldStop` is asked between evaluations; when it says yes the
+    /// run ends with `PipelineError` (observers have seen every evaluation done).
+    public func generate(_ s: GenerationSettings, embeddings: [PromptEmbedding] = [], observer: GenerationObserver? = nil,
+                         shouldStop: () -> Bool = { false }) throws -> Output {
         try s.validate()
         let encoder = PromptEncoder(model: model.textEncoder, tokenizer: model.tokenizer, embeddings: embeddings, clipSkip: s.clipSkip)
         let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
@@ -107,6 +110,7 @@ public final class TextToImagePipeline {
                            sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
 
         for i in timesteps.indices {
+            if shouldStop() { throw PipelineError(description: "interrupted after \(i) of \(timesteps.count) evaluations") }
             observer?.willEvaluate(index: i)
             let t0 = DispatchTime.now().uptimeNanoseconds
             let input = sampler.scaleModelInput(x, evaluation: i)
