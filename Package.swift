@@ -80,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "pareidolia-bench",
             dependencies: [
-                "Tensors", "Checkpoints", "Models",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Probes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
