@@ -1,19 +1,15 @@
 import Diffusion
+import Models
 
-/// The prompt's tokens as rows for run.json: position in the conditioning, id, text, weight,
-/// chunk and word index.
+/// The prompt's conditioning positions as run.json rows: position, id, text, weight, chunk,
+/// word and word index (absent for start/end/padding), piece.
 public enum TokenRows {
-    public static func rows(_ r: PromptChunker.Result, tokenizer: (Int32) -> String) -> [[String: Any]] {
-        var rows: [[String: Any]] = []
-        for (c, chunk) in r.chunks.enumerated() {
-            for (i, id) in chunk.ids.enumerated() {
-                let piece = chunk.pieceIndex[i]
-                rows.append([
-                    "position": c * chunk.ids.count + i, "id": Int(id), "text": tokenizer(id),
-                    "weight": Double(chunk.weights[i]), "chunk": c, "piece": piece,
-                ])
-            }
+    public static func rows(_ r: PromptChunker.Result, tokenizer: CLIPTokenizer) -> [[String: Any]] {
+        r.rows(tokenizer: tokenizer).map { t in
+            var row: [String: Any] = ["position": t.position, "id": Int(t.id), "text": t.text,
+                                      "weight": Double(t.weight), "chunk": t.chunk, "piece": t.piece]
+            if let w = t.word, let i = t.wordIndex { row["word"] = w; row["word_index"] = i }
+            return row
         }
-        return rows
     }
 }

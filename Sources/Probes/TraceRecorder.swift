@@ -70,7 +70,7 @@ public final class TraceRecorder: GenerationObserver {
     public func set(_ key: String, _ value: Any) { extra[key] = value }
 
     public func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer) {
-        extra["tokens"] = TokenRows.rows(prompt) { tokenizer.decode($0).text }
+        extra["tokens"] = TokenRows.rows(prompt, tokenizer: tokenizer)
     }
 
     public func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {

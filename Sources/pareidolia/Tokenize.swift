@@ -19,31 +19,11 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         let tokenizer = try loadTokenizer()
         let result = PromptChunker(tokenizer: tokenizer).chunk(prompt)
-        // Words: the tokenizer's pre-tokens, numbered across the whole prompt.
-        var rows: [(position: Int, chunk: Int, id: Int32, text: String, weight: Float, word: String, wordIndex: Int)] = []
-        var wordBase = 0
-        var tokensOfPiece: [Int: [CLIPToken]] = [:]
-        for (i, piece) in result.pieces.enumerated() where !piece.isBreak { tokensOfPiece[i] = tokenizer.tokenize(piece.text) }
-        var cursor: [Int: Int] = [:]
-        var wordOffsets: [Int: Int] = [:]
-        for (i, _) in result.pieces.enumerated() {
-            wordOffsets[i] = wordBase
-            wordBase += (tokensOfPiece[i]?.last?.wordIndex).map { $0 + 1 } ?? 0
-        }
-        for (c, chunk) in result.chunks.enumerated() {
-            for (k, id) in chunk.ids.enumerated() where chunk.pieceIndex[k] >= 0 {
-                let piece = chunk.pieceIndex[k]
-                let n = cursor[piece, default: 0]
-                cursor[piece] = n + 1
-                let token = tokensOfPiece[piece].flatMap { n < $0.count ? $0[n] : nil }
-                rows.append((c * 77 + k, c, id, token?.text ?? tokenizer.decode(id).text, chunk.weights[k],
-                             token?.word ?? "", (token?.wordIndex ?? 0) + wordOffsets[piece, default: 0]))
-            }
-        }
+        let rows = result.rows(tokenizer: tokenizer).filter { $0.piece >= 0 }  // content tokens only
         if json {
             let tokens: [[String: Any]] = rows.map {
                 ["position": $0.position, "id": Int($0.id), "text": $0.text, "weight": Double($0.weight),
-                 "word": $0.word, "word_index": $0.wordIndex, "chunk": $0.chunk]
+                 "word": $0.word ?? "", "word_index": $0.wordIndex ?? -1, "chunk": $0.chunk]
             }
             let chunks: [[String: Any]] = result.chunks.enumerated().map { c, chunk in
                 ["index": c, "ids": chunk.ids.map(Int.init), "weights": chunk.weights.map(Double.init)]
@@ -61,7 +41,7 @@ struct Tokenize: ParsableCommand {
                 lastChunk = r.chunk
             }
             print(String(format: "%5d  %5d  %@  %6.3f  %@", r.position, r.id,
-                         r.text.padding(toLength: 16, withPad: " ", startingAt: 0), r.weight, r.word))
+                         r.text.padding(toLength: 16, withPad: " ", startingAt: 0), r.weight, r.word ?? ""))
         }
         let n = result.chunks.count
         print("\(rows.count) tokens in \(n) chunk\(n == 1 ? "" : "s") (each encoded as 77 with start/end tokens and padding; A1111 shows \(result.tokenCount)/\(n * 75))")

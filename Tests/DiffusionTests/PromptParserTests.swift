@@ -85,7 +85,10 @@ struct PromptChunkerTests {
         let tokenizer = CLIPTokenizer()
         let e = PromptEmbedding(trigger: "corajr", ids: tokenizer.tokenize("corajr").map(\.id), vectors: [[Float](repeating: 0, count: 4), [Float](repeating: 1, count: 4)])
         let r = PromptChunker(tokenizer: tokenizer, embeddings: [e]).chunk("photo of (corajr:1.2)")
-        #expect(r.chunks[0].fixes == [PromptChunk.EmbeddingFix(position: 3, embedding: "corajr")])
+        #expect(r.chunks[0].fixes == [PromptChunk.EmbeddingFix(position: 3, embedding: "corajr", count: 2)])
+        let rows = r.rows(tokenizer: tokenizer)
+        #expect(rows[3].text == "corajr" && rows[4].text == "corajr" && rows[3].wordIndex == nil)
+        #expect(rows[1].word == "photo" && rows[1].wordIndex == 0 && rows[2].wordIndex == 1)
         #expect(Array(r.chunks[0].ids[3...4]) == [0, 0])
         #expect(Array(r.chunks[0].weights[3...4]) == [1.2, 1.2])
     }

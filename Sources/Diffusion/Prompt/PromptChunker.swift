@@ -12,6 +12,8 @@ public struct PromptChunk: Sendable, Equatable {
     public struct EmbeddingFix: Sendable, Equatable {
         public let position: Int
         public let embedding: String
+        /// How many rows (vectors) it fills from `position`.
+        public var count: Int = 1
     }
 }
 
@@ -68,7 +70,7 @@ public struct PromptChunker {
             current.ids = [CLIPVocabulary.startOfText] + current.ids + [CLIPVocabulary.endOfText]
             current.weights = [1] + current.weights + [1]
             current.pieceIndex = [-1] + current.pieceIndex + [-1]
-            current.fixes = current.fixes.map { .init(position: $0.position + 1, embedding: $0.embedding) }
+            current.fixes = current.fixes.map { .init(position: $0.position + 1, embedding: $0.embedding, count: $0.count) }
             lastComma = -1
             chunks.append(current)
             current = PromptChunk()
@@ -97,7 +99,7 @@ public struct PromptChunker {
 
                 if let e = embedding(at: position, in: tokens) {
                     if current.ids.count + e.vectors.count > n { nextChunk() }
-                    current.fixes.append(.init(position: current.ids.count, embedding: e.trigger))
+                    current.fixes.append(.init(position: current.ids.count, embedding: e.trigger, count: e.vectors.count))
                     current.ids += Array(repeating: 0, count: e.vectors.count)
                     current.weights += Array(repeating: weight, count: e.vectors.count)
                     current.pieceIndex += Array(repeating: pieceIndex, count: e.vectors.count)
