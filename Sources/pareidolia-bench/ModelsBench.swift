@@ -81,8 +81,14 @@ struct ModelsBench: ParsableCommand {
     }
 }
 
-/// Peak resident set size of this process (Linux getrusage reports KiB).
+/// Peak resident set size of this process: VmHWM from /proc/self/status (getrusage's ru_maxrss
+/// as a fallback, in KiB on Linux).
 func peakRSSBytes() -> Int {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+       let kib = Int(line.split(separator: " ").dropFirst().first ?? "") {
+        return kib * 1024
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return usage.ru_maxrss * 1024

@@ -21,7 +21,8 @@ warm-up call each, best of --repeats:
                  (post_quant_conv + decoder)
 
 plus load_s (from_pretrained of the three components; depends on the page cache) and
-the process's peak RSS (getrusage ru_maxrss) at the end.  L = --latent (64 -> 512x512).
+the process's peak RSS (VmHWM from /proc/self/status; getrusage's ru_maxrss would include the
+parent's peak, which Linux carries across fork and exec) at the end.  L = --latent (64 -> 512x512).
 
 The environment is left as it is.  torch's CPU wheel does its matrix products with
 MKL and its convolutions with oneDNN, so OPENBLAS_* variables do not affect it;
@@ -124,9 +125,19 @@ def main() -> None:
     assert eps.shape == sample.shape, eps.shape
     assert image.shape == (1, 3, lat * 8, lat * 8), image.shape
 
-    # Linux reports ru_maxrss in KiB, macOS in bytes.
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak_rss = maxrss if sys.platform == "darwin" else maxrss * 1024
+    # VmHWM is this process's own high-water mark; ru_maxrss (KiB on Linux, bytes on macOS)
+    # would report a parent's larger peak when started by pareidolia-bench.
+    peak_rss = None
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    peak_rss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if peak_rss is None:
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak_rss = maxrss if sys.platform == "darwin" else maxrss * 1024
 
     result = {
         "torch": torch.__version__,
