@@ -51,8 +51,8 @@ int pd_set_isa(int level) {
 
 void pd_tune_allocator(void) {
 #if defined(__GLIBC__)
-    // Keep large blocks in the heap (see TensorStorage): mmap'd blocks fault afresh on every use.
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    // Keep blocks up to 64 MB in the heap (see TensorStorage): mmap'd blocks fault afresh on every use.
+    mallopt(M_MMAP_THRESHOLD, 64 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
 #endif
 }

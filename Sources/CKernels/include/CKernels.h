@@ -86,7 +86,7 @@ void pd_bf16_to_f32(const uint16_t *src, float *dst, long n);
 #ifdef __cplusplus
 }
 #endif
-/// glibc: keep allocations of up to 1 GB in the heap instead of fresh mmaps.
+/// glibc: keep allocations of up to 64 MB in the heap instead of fresh mmaps.
 void pd_tune_allocator(void);
 
 #endif
