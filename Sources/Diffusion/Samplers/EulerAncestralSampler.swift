@@ -4,7 +4,7 @@ import Tensors
 /// with σ_up = √(σ_next²(σ²−σ_next²)/σ²), σ_down = √(σ_next² − σ_up²). Draws one noise tensor
 /// per evaluation, the last included (where σ_up = 0), like diffusers, so a shared generator
 /// stays in step with diffusers' stream.
-public struct EulerAncestralSampler: Sampler {
+public struct EulerAncestralSampler: SigmaSpaceSampler {
     public let kind = SamplerKind.euler_a
     public let steps: Int
     public let timesteps: [Float]
@@ -16,19 +16,10 @@ public struct EulerAncestralSampler: Sampler {
     private var next = 0
 
     public init(steps: Int, schedule: NoiseSchedule = .sd15) {
-        precondition(steps >= 1, "steps must be ≥ 1")
         self.steps = steps
-        let ts = schedule.leadingTimesteps(steps)
-        timesteps = ts.map(Float.init)
-        sigmas = SamplerMath.leadingSigmas(ts, schedule)
-        initNoiseSigma = SamplerMath.leadingInitNoiseSigma(sigmas)
+        let setup = LeadingSigmas(steps: steps, schedule: schedule)
+        (timesteps, sigmas, initNoiseSigma) = (setup.timesteps, setup.sigmas, setup.initNoiseSigma)
     }
-
-    public func scaleModelInput(_ x: Tensor, evaluation i: Int) -> Tensor {
-        SamplerMath.scaleInput(x, sigma: sigmas[i])
-    }
-
-    public func sigma(evaluation i: Int) -> Float { sigmas[i] }
 
     public mutating func step(eps: Tensor, evaluation i: Int, sample x: Tensor, noise: () -> Tensor) -> Tensor {
         SamplerMath.checkEvaluation(i, expected: next, of: timesteps.count, kind)

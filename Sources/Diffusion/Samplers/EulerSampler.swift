@@ -2,7 +2,7 @@ import Tensors
 
 /// diffusers `EulerDiscreteScheduler` (s_churn = 0, so σ̂ = σ): leading timesteps, σ's at those
 /// timesteps then 0, input scaled by 1/√(σ²+1), x₀ = x − σ·ε, d = (x − x₀)/σ, x += d·(σ_next − σ).
-public struct EulerSampler: Sampler {
+public struct EulerSampler: SigmaSpaceSampler {
     public let kind = SamplerKind.euler
     public let steps: Int
     public let timesteps: [Float]
@@ -14,19 +14,10 @@ public struct EulerSampler: Sampler {
     private var next = 0
 
     public init(steps: Int, schedule: NoiseSchedule = .sd15) {
-        precondition(steps >= 1, "steps must be ≥ 1")
         self.steps = steps
-        let ts = schedule.leadingTimesteps(steps)
-        timesteps = ts.map(Float.init)
-        sigmas = SamplerMath.leadingSigmas(ts, schedule)
-        initNoiseSigma = SamplerMath.leadingInitNoiseSigma(sigmas)
+        let setup = LeadingSigmas(steps: steps, schedule: schedule)
+        (timesteps, sigmas, initNoiseSigma) = (setup.timesteps, setup.sigmas, setup.initNoiseSigma)
     }
-
-    public func scaleModelInput(_ x: Tensor, evaluation i: Int) -> Tensor {
-        SamplerMath.scaleInput(x, sigma: sigmas[i])
-    }
-
-    public func sigma(evaluation i: Int) -> Float { sigmas[i] }
 
     public mutating func step(eps: Tensor, evaluation i: Int, sample x: Tensor, noise: () -> Tensor) -> Tensor {
         SamplerMath.checkEvaluation(i, expected: next, of: timesteps.count, kind)

@@ -6,7 +6,7 @@ import Tensors
 /// timesteps `t₀, t₁, t₁, …, t_{N−1}, t_{N−1}`. Even evaluations are Euler predictor steps
 /// s → s_next (kept: d, dt, x); odd ones evaluate the model at s_next and redo the step from the
 /// kept x with the mean of the two derivatives. The last step (to σ = 0) is Euler only.
-public struct HeunSampler: Sampler {
+public struct HeunSampler: SigmaSpaceSampler {
     public let kind = SamplerKind.heun
     public let steps: Int
     public let timesteps: [Float]
@@ -38,11 +38,6 @@ public struct HeunSampler: Sampler {
         initNoiseSigma = SamplerMath.leadingInitNoiseSigma(sigmas)
     }
 
-    public func scaleModelInput(_ x: Tensor, evaluation i: Int) -> Tensor {
-        SamplerMath.scaleInput(x, sigma: sigmas[i])
-    }
-
-    public func sigma(evaluation i: Int) -> Float { sigmas[i] }
 
     public mutating func step(eps: Tensor, evaluation i: Int, sample x: Tensor, noise: () -> Tensor) -> Tensor {
         SamplerMath.checkEvaluation(i, expected: next, of: timesteps.count, kind)

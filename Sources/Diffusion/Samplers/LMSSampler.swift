@@ -10,7 +10,7 @@ import Tensors
 /// float32 torch arithmetic; here the integrand (degree ≤ 3) is integrated exactly, in double.
 /// The two differ by at most 1.3e-7 relative on the fixture runs (N = 5, 20): float32 noise in
 /// diffusers' integrand, not a difference in method.
-public struct LMSSampler: Sampler {
+public struct LMSSampler: SigmaSpaceSampler {
     public let kind = SamplerKind.lms
     public let steps: Int
     public let timesteps: [Float]
@@ -25,19 +25,10 @@ public struct LMSSampler: Sampler {
     private var next = 0
 
     public init(steps: Int, schedule: NoiseSchedule = .sd15) {
-        precondition(steps >= 1, "steps must be ≥ 1")
         self.steps = steps
-        let ts = schedule.leadingTimesteps(steps)
-        timesteps = ts.map(Float.init)
-        sigmas = SamplerMath.leadingSigmas(ts, schedule)
-        initNoiseSigma = SamplerMath.leadingInitNoiseSigma(sigmas)
+        let setup = LeadingSigmas(steps: steps, schedule: schedule)
+        (timesteps, sigmas, initNoiseSigma) = (setup.timesteps, setup.sigmas, setup.initNoiseSigma)
     }
-
-    public func scaleModelInput(_ x: Tensor, evaluation i: Int) -> Tensor {
-        SamplerMath.scaleInput(x, sigma: sigmas[i])
-    }
-
-    public func sigma(evaluation i: Int) -> Float { sigmas[i] }
 
     /// c_j for step `i` with `order` points (diffusers' `get_lms_coefficient(order, i, j)`), by
     /// exact integration of the basis polynomial, in the shifted variable u = τ − σ_i.
