@@ -66,6 +66,29 @@ public final class TraceRecorder: GenerationObserver {
         }
     }
 
+    /// Bytes the trace will take for `evaluations` evaluations of an h × w latent with T tokens
+    /// (files are rewritten whole, so twice the largest file must fit at the end).
+    public static func estimatedBytes(options: TraceOptions, evaluations e: Int, latentHeight h: Int, latentWidth w: Int,
+                                      tokens t: Int, crossAttentionLayers layers: Int) -> Int {
+        let latent = 4 * h * w * 4
+        var latentsFile = (2 * e + 1) * latent
+        if options.eps { latentsFile += 2 * e * latent }
+        var attentionFile = options.attention == .off ? 0 : e * t * h * w * 4
+        if options.attention == .layers { attentionFile += e * t * h * w * 4 * layers }  // an upper bound
+        let previews = options.previews ? e * (h * w * 3 + 1024) : 0
+        return latentsFile + attentionFile + previews + max(latentsFile, attentionFile) + (1 << 20)
+    }
+
+    /// Fails before any work when the folder's file system has less room than the estimate.
+    public func checkFreeSpace(needed: Int) throws {
+        var fs = statvfs()
+        guard statvfs(directory.path, &fs) == 0 else { return }  // unknown: let the writes report
+        let free = Int(fs.f_bavail) * Int(fs.f_frsize)
+        guard free >= needed else {
+            throw TraceError(description: "--trace \(directory.path): the trace needs about \(needed / 1_000_000) MB but only \(free / 1_000_000) MB are free")
+        }
+    }
+
     /// Extra top-level keys for run.json, merged on the next write.
     public func set(_ key: String, _ value: Any) { extra[key] = value }
 

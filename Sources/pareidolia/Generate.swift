@@ -123,6 +123,12 @@ struct Generate: ParsableCommand {
                                       unet: loaded.unet, options: options, engineVersion: Version.engine,
                                       extra: ["model": ["path": model, "hash": modelHash ?? "", "summary": loaded.summary]])
                 }
+                if let recorder {
+                    let chunks = max(1, (loaded.tokenizer.tokenize(prompt).count + 74) / 75)
+                    try recorder.checkFreeSpace(needed: TraceRecorder.estimatedBytes(
+                        options: options, evaluations: samplerKind.evaluations(steps: steps),
+                        latentHeight: height / 8, latentWidth: width / 8, tokens: 77 * chunks, crossAttentionLayers: 16))
+                }
             } catch { throw CLIError("\(error)") }
             let progress = ProgressBar(label: many ? "seed \(s)" : "generate")
             let observer = Observers([recorder as GenerationObserver?, progress].compactMap { $0 })
