@@ -55,3 +55,61 @@ PD_INLINE void bf16_body(const uint16_t *src, float *dst, long n) {
     for (long i = 0; i < n; i++) dst[i] = pd_bits_to_float((uint32_t)src[i] << 16);
 }
 PD_MULTIVERSION(pd_bf16_to_f32, bf16_body, (const uint16_t *src, float *dst, long n), (src, dst, n))
+
+// float32 -> IEEE half and bfloat16, round to nearest even (what torch's .half() / .bfloat16()
+// do), for holding fp32 checkpoints in 16 bits. NaN stays NaN (quiet); overflow gives inf.
+static inline uint16_t float_to_half(float f) {
+    const uint32_t x = pd_float_to_bits(f);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t ax = x & 0x7FFFFFFFu;
+    if (ax > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((ax >> 13) & 0x3FFu));  // NaN
+    if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);  // rounds to ≥ 65520: inf
+    if (ax < 0x38800000u) {  // below the smallest normal half: subnormal or zero, RNE at 2^-24
+        const float v = pd_bits_to_float(ax) * 0x1p24f;  // exact scaling; lrintf rounds to even
+        return (uint16_t)(sign | (uint32_t)lrintf(v));
+    }
+    const uint32_t rebased = ax - (112u << 23);
+    const uint32_t rounded = rebased + 0x0FFFu + ((rebased >> 13) & 1u);
+    return (uint16_t)(sign | (rounded >> 13));
+}
+
+static inline uint16_t float_to_bf16(float f) {
+    const uint32_t x = pd_float_to_bits(f);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x0040u);  // quiet NaN
+    return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+static void to_f16_generic(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) dst[i] = float_to_half(src[i]);
+}
+
+#if PD_X86
+static PD_TARGET_AVX512 void to_f16_avx512(const float *src, uint16_t *dst, long n) {
+    long i = 0;
+    for (; n - i >= 16; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = float_to_half(src[i]);
+}
+static PD_TARGET_AVX2 void to_f16_avx2(const float *src, uint16_t *dst, long n) {
+    long i = 0;
+    for (; n - i >= 8; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) dst[i] = float_to_half(src[i]);
+}
+#endif
+
+void pd_f32_to_f16(const float *src, uint16_t *dst, long n) {
+#if PD_X86
+    switch (pd_isa()) {
+    case PD_ISA_AVX512: to_f16_avx512(src, dst, n); return;
+    case PD_ISA_AVX2: to_f16_avx2(src, dst, n); return;
+    default: break;
+    }
+#endif
+    to_f16_generic(src, dst, n);
+}
+
+PD_INLINE void to_bf16_body(const float *src, uint16_t *dst, long n) {
+    for (long i = 0; i < n; i++) dst[i] = float_to_bf16(src[i]);
+}
+PD_MULTIVERSION(pd_f32_to_bf16, to_bf16_body, (const float *src, uint16_t *dst, long n), (src, dst, n))

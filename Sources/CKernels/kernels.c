@@ -56,3 +56,9 @@ void pd_tune_allocator(void) {
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
 #endif
 }
+
+void pd_trim_heap(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}

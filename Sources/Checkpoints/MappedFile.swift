@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -9,7 +10,7 @@ import Darwin
 
 /// A whole file mapped read-only into memory. Tensors borrow pointers into the mapping and keep
 /// this object alive as their storage owner, so weights are paged in lazily and never copied.
-public final class MappedFile: @unchecked Sendable {
+public final class MappedFile: PageReleasing, @unchecked Sendable {
     public let path: String
     /// Last path component, used in error messages.
     public let name: String
@@ -52,6 +53,22 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if mapped { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    /// Drops the pages read so far from this process's resident set; the mapping is private and
+    /// read-only, so they are only ever clean copies of the file and fault back in when touched.
+    public func releaseResidentPages() {
+        if mapped { madvise(UnsafeMutableRawPointer(mutating: base), size, Int32(MADV_DONTNEED)) }
+    }
+
+    /// As `releaseResidentPages`, for the whole pages inside `offset..<offset+count` only (a
+    /// tensor just copied out; its neighbours' pages at either end stay).
+    public func releaseResidentPages(offset: Int, count: Int) {
+        guard mapped, contains(offset: offset, count: count) else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: base) + offset
+        let first = (start + page - 1) / page * page, end = (start + count) / page * page
+        if end > first { madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, Int32(MADV_DONTNEED)) }
     }
 
     /// Whether `offset..<offset+count` lies inside the file (overflow-safe).

@@ -140,6 +140,24 @@ public struct TensorEntry: @unchecked Sendable, CustomStringConvertible {
         return out
     }
 
+    /// The values in 16 bits. Stored in that format (contiguous, little-endian, aligned): borrowed
+    /// from the mapping; otherwise read as float32 and rounded to nearest even.
+    public func half(_ format: HalfFormat) throws -> HalfTensor {
+        let matches = (dtype == .f16 && format == .fp16) || (dtype == .bf16 && format == .bf16)
+        let src = storage.file.base + byteOffset
+        if matches && elementCount > 0 && isContiguous && !storage.bigEndian
+            && Int(bitPattern: src) % MemoryLayout<UInt16>.alignment == 0 {
+            let p = UnsafeMutablePointer(mutating: src.assumingMemoryBound(to: UInt16.self))
+            return try HalfTensor(shape: shape, format: format,
+                                  storage: HalfStorage(borrowing: p, count: elementCount, owner: storage.file))
+        }
+        let rounded = HalfTensor(rounding: try float32(), to: format)
+        // The file's bytes were only needed for the rounding: give their pages back now, so that
+        // holding a 4 GB fp32 model in 16 bits never has both copies resident.
+        if isContiguous { storage.file.releaseResidentPages(offset: byteOffset, count: byteCount) }
+        return rounded
+    }
+
     /// Copies the elements in row-major order into `dst` (n × element size bytes).
     private func gather(into dst: UnsafeMutableRawPointer) {
         let es = dtype.size

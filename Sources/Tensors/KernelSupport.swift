@@ -29,9 +29,21 @@ enum Scratch {
 
     /// Runs `body` with at least `count` floats (contents undefined) that nobody else uses meanwhile.
     static func withBuffer<R>(_ count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
+        try withStorage(count) { try body($0.pointer) }
+    }
+
+    /// As `withBuffer`, handing over the storage itself (to wrap in a Tensor that must not escape).
+    static func withStorage<R>(_ count: Int, _ body: (TensorStorage) throws -> R) rethrows -> R {
         let storage = take(count)
         defer { give(storage) }
-        return try body(storage.pointer)
+        return try body(storage)
+    }
+
+    /// Frees every kept buffer.
+    static func purge() {
+        lock.lock()
+        free.removeAll()
+        lock.unlock()
     }
 
     private static func take(_ count: Int) -> TensorStorage {
@@ -61,6 +73,15 @@ enum Scratch {
             free.remove(at: i)
         }
     }
+}
+
+/// Gives cached memory back to the system: the kernels' scratch buffers, the buffer 16-bit weights
+/// are widened into, and the heap's free blocks. For phase changes (UNet → VAE), where the next
+/// phase needs different sizes and the peak resident memory matters more than a few page faults.
+public func releaseCachedMemory() {
+    Scratch.purge()
+    WidenBuffer.purge()
+    pd_trim_heap()
 }
 
 /// Runs `body` with OpenBLAS limited to one thread, for regions that already run one sgemm per

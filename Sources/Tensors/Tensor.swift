@@ -12,7 +12,8 @@ public struct TensorError: Error, CustomStringConvertible, Sendable {
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
-    private let owner: AnyObject?
+    /// What keeps borrowed memory alive (a mapped file), or nil when this storage owns it.
+    public let owner: AnyObject?
     private let owned: Bool
 
     /// glibc hands allocations above its mmap threshold (up to 32 MB) to mmap and unmaps them on

@@ -24,9 +24,17 @@ struct GenerateBench: ParsableCommand {
     @Option(help: "Image side.")
     var size = 512
 
+    @Option(help: "Weights held in fp32, fp16 or bf16.")
+    var precision = "fp32"
+
+    @Flag(help: "Only one untraced run, reporting resident memory after loading, during sampling and at the peak.")
+    var memory = false
+
     func run() throws {
         try BLAS.load()
-        let sd = try StableDiffusionModel.load(model, vaeEncoder: false)
+        guard let precision = Precision(rawValue: precision) else { throw ValidationError("--precision: fp32, fp16 or bf16") }
+        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: precision)
+        let loadedRSS = residentBytes()
         var s = GenerationSettings(prompt: "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k")
         s.seed = 1887838105
         s.steps = steps
@@ -37,8 +45,12 @@ struct GenerateBench: ParsableCommand {
 
         final class Timer: GenerationObserver {
             var seconds: [Double] = []
+            var sampling = 0  // largest resident set seen after an evaluation
             func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {}
-            func didEvaluate(_ record: EvaluationRecord) { seconds.append(record.seconds) }
+            func didEvaluate(_ record: EvaluationRecord) {
+                seconds.append(record.seconds)
+                sampling = max(sampling, residentBytes())
+            }
         }
         func timed(_ observer: GenerationObserver) throws -> Double {  // wall seconds
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -47,6 +59,11 @@ struct GenerateBench: ParsableCommand {
         }
         let plainTimer = Timer()
         let plain = try timed(plainTimer)
+        if memory {
+            let gib = { (b: Int) in fmt(Double(b) / 1_073_741_824, 2) + " GiB" }
+            print("\(precision) weights (\(sd.summary)): resident after load \(gib(loadedRSS)), after the last UNet evaluation \(gib(plainTimer.sampling)), peak \(gib(peakRSSBytes())); \(fmt(plain, 1)) s")
+            return
+        }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-bench-trace-\(getpid())")
         defer { try? FileManager.default.removeItem(at: dir) }
         let recorder = try TraceRecorder(directory: dir.path, unet: sd.unet, engineVersion: Version.engine)
@@ -64,4 +81,12 @@ struct GenerateBench: ParsableCommand {
         print(table.render())
         print("trace size: \(fmt(Double(bytes) / 1e6, 1)) MB for \(e) evaluations (\(fmt(Double(bytes) / 1e6 / Double(e), 2)) MB per evaluation)")
     }
+}
+
+/// Current resident set size (VmRSS).
+func residentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kib * 1024
 }

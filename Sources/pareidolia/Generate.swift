@@ -67,10 +67,16 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Also record the conditional and unconditional noise predictions.")
     var traceEps = false
 
+    @Option(name: .long, help: "How weights are held: fp32, fp16 or bf16 (16 bits: half the memory; sums stay fp32).")
+    var precision = "fp32"
+
     func run() throws {
         let samplerKind: SamplerKind
         do { samplerKind = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
         guard let rngKind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
+        guard let weightPrecision = Precision(rawValue: precision) else {
+            throw CLIError("--precision \(precision): expected fp32, fp16 or bf16")
+        }
         guard output.lowercased().hasSuffix(".png") else { throw CLIError("--output \(output): expected a .png file name") }
         let outputDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
         guard FileManager.default.isWritableFile(atPath: outputDir.isEmpty ? "." : outputDir) else {
@@ -99,7 +105,7 @@ struct Generate: ParsableCommand {
         let loaded: StableDiffusionModel
         do {
             let configs = try config.map { try StableDiffusionModel.Configs(diffusersFolder: $0) }
-            loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false)
+            loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision)
         } catch { throw CLIError("\(error)") }
         guard (1...loaded.textEncoder.config.layers).contains(clipSkip) else {
             throw CLIError("--clip-skip \(clipSkip): expected 1…\(loaded.textEncoder.config.layers)")

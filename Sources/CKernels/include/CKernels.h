@@ -82,11 +82,16 @@ void pd_transpose_tiles(const float *x, float *y, long M, long N, long t0, long 
 // ---- 16-bit float conversion (convert.c); exact, bit-for-bit equal on every ISA path ----
 void pd_f16_to_f32(const uint16_t *src, float *dst, long n);
 void pd_bf16_to_f32(const uint16_t *src, float *dst, long n);
+// float32 -> 16 bits, round to nearest even (NaN stays NaN, overflow gives inf)
+void pd_f32_to_f16(const float *src, uint16_t *dst, long n);
+void pd_f32_to_bf16(const float *src, uint16_t *dst, long n);
 
 #ifdef __cplusplus
 }
 #endif
 /// glibc: keep allocations of up to 64 MB in the heap instead of fresh mmaps.
 void pd_tune_allocator(void);
+// Returns the heap's free memory to the system (glibc malloc_trim), between phases of a run.
+void pd_trim_heap(void);
 
 #endif

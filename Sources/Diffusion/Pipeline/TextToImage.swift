@@ -67,6 +67,10 @@ extension GenerationObserver {
 /// txt2img as diffusers' `StableDiffusionPipeline` runs it, with A1111's prompt handling.
 public final class TextToImagePipeline {
     public let model: StableDiffusionModel
+    /// Give the text encoder's weight pages back once the prompt is encoded, and the UNet's before
+    /// the VAE decodes, so the peak memory is one network's weights, not all three. A mapped file
+    /// reads them back from the page cache when the next run needs them (≈1 s for the UNet).
+    public var releasesWeightsBetweenPhases = true
 
     public init(model: StableDiffusionModel) { self.model = model }
 
@@ -100,6 +104,7 @@ public final class TextToImagePipeline {
             context = try concat([uncond, c], axis: 0)  // [2, T, D]: unconditional first, as diffusers
         }
 
+        if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
         var sampler = try makeSampler(s.sampler, steps: s.steps)
         var rng = s.rng.makeGenerator(seed: s.seed)
@@ -129,6 +134,10 @@ public final class TextToImagePipeline {
                 index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
                 predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: halves?[1],
                 epsUnconditional: halves?[0], seconds: seconds))
+        }
+        if releasesWeightsBetweenPhases {
+            model.releaseResidentWeights(.unet)
+            releaseCachedMemory()
         }
         let image = try model.vae.decode(scale(x, 1 / model.vae.config.scalingFactor))  // [1, 3, H, W]
         return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)

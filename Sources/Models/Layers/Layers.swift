@@ -2,13 +2,13 @@ import Tensors
 
 /// `y = x Wᵀ + b` over the last dimension; weights `weight [out, in]`, `bias [out]`.
 struct Linear {
-    let weight: Tensor
+    let weight: WeightData  // [out, in], float32 or 16-bit (the binder's precision)
     let bias: Tensor?
 
     /// `alternatives`: the weight may also be stored as a 1×1 convolution `[out, in, 1, 1]`
     /// (LDM's VAE attention and SD's proj_in/proj_out in some layouts).
     init(_ w: WeightBinder, in: Int, out: Int, bias: Bool = true) {
-        weight = w.tensor("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]])
+        weight = w.weight("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]])
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
     }
 
@@ -19,13 +19,13 @@ struct Linear {
 
 /// 2-D convolution over NCHW with square kernels (3×3 or 1×1).
 struct Conv2d {
-    let weight: Tensor  // [O, C, k, k]
+    let weight: WeightData  // [O, C, k, k], float32 or 16-bit (the binder's precision)
     let bias: Tensor?
     let stride: Int
     let padding: Int
 
     init(_ w: WeightBinder, in: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int? = nil, bias: Bool = true) {
-        weight = w.tensor("weight", shape: [out, `in`, kernel, kernel],
+        weight = w.weight("weight", shape: [out, `in`, kernel, kernel],
                           acceptingReshapeOf: kernel == 1 ? [[out, `in`]] : [])
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
         self.stride = stride

@@ -11,6 +11,14 @@ public protocol WeightSource {
     func float32(_ name: String) throws -> Tensor
     /// A label for messages (the file or folder).
     var label: String { get }
+    /// The tensor in 16 bits: borrowed from the file when stored so, else rounded (ties to even).
+    func half(_ name: String, format: HalfFormat) throws -> HalfTensor
+}
+
+extension WeightSource {
+    public func half(_ name: String, format: HalfFormat) throws -> HalfTensor {
+        HalfTensor(rounding: try float32(name), to: format)
+    }
 }
 
 /// A model failed to bind: what was missing, of the wrong shape, or unreadable.
@@ -29,16 +37,30 @@ public final class WeightBinder {
     private let state: State
 
     final class State {
+        var precision: Precision = .fp32
+        /// Mapped files that bound tensors borrow from (to release their resident pages).
+        var files: [ObjectIdentifier: PageReleasing] = [:]
         var used = Set<String>()
         var missing: [String] = []
         var wrongShape: [String] = []
         var unreadable: [String] = []
     }
 
-    public init(source: WeightSource, prefix: String = "") {
+    /// `precision`: how `weight(_:shape:)` holds layer weights (norms, biases, embeddings stay float32).
+    public init(source: WeightSource, prefix: String = "", precision: Precision = .fp32) {
         self.source = source
         self.prefix = prefix
         self.state = State()
+        state.precision = precision
+    }
+
+    public var precision: Precision { state.precision }
+
+    /// The mapped files the bound tensors borrow from.
+    public var mappedFiles: [PageReleasing] { Array(state.files.values) }
+
+    private func noteOwner(_ owner: AnyObject?) {
+        if let file = owner as? PageReleasing { state.files[ObjectIdentifier(file)] = file }
     }
 
     private init(source: WeightSource, prefix: String, state: State) {
@@ -74,10 +96,38 @@ public final class WeightBinder {
         }
         do {
             let t = try source.float32(name)
+            noteOwner(t.storage.owner)
             return stored == shape ? t : try t.reshaped(shape)
         } catch {
             state.unreadable.append("\(error)")
             return Tensor(zeros: shape)
+        }
+    }
+
+    /// A layer weight (linear or convolution matrix) held at the binder's precision: float32
+    /// (borrowed from the mapping when the file stores aligned fp32) or 16 bits (borrowed when the
+    /// file stores that format, else rounded once). Problems are recorded as in `tensor`.
+    public func weight(_ key: String, shape: [Int], acceptingReshapeOf alternatives: [[Int]] = []) -> WeightData {
+        guard let format = state.precision.halfFormat else {
+            return .float(tensor(key, shape: shape, acceptingReshapeOf: alternatives))
+        }
+        let name = join(key)
+        guard let stored = source.shape(of: name) else {
+            state.missing.append(name)
+            return .float(Tensor(zeros: shape))
+        }
+        state.used.insert(name)
+        guard stored == shape || alternatives.contains(stored) else {
+            state.wrongShape.append("\(name) is \(stored), expected \(shape)")
+            return .float(Tensor(zeros: shape))
+        }
+        do {
+            let h = try source.half(name, format: format)
+            noteOwner(h.storage.owner)
+            return .half(stored == shape ? h : try h.reshaped(shape))
+        } catch {
+            state.unreadable.append("\(error)")
+            return .float(Tensor(zeros: shape))
         }
     }
 

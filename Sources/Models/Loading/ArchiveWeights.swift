@@ -28,4 +28,10 @@ public struct ArchiveWeights: WeightSource {
         guard let original = names[name] else { throw WeightLoadError(description: "\(label): no tensor \(name)") }
         return try archive.tensor(original)
     }
+    public func half(_ name: String, format: HalfFormat) throws -> HalfTensor {
+        guard let original = names[name], let entry = archive[original] else {
+            throw WeightLoadError(description: "\(label): no tensor \(name)")
+        }
+        return try entry.half(format)
+    }
 }

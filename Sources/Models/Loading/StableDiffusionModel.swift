@@ -13,15 +13,32 @@ public final class StableDiffusionModel {
     public let summary: String
     /// Checkpoint keys no block used (EMA copies, training state, …), by component.
     public let unusedKeys: [String: [String]]
+    /// How the layer weights are held.
+    public let precision: Precision
+    /// The mapped files each network's weights borrow from.
+    private let files: [Component: [PageReleasing]]
+
+    /// The three networks, for releasing their memory between the phases of a run.
+    public enum Component: Sendable, CaseIterable { case textEncoder, unet, vae }
 
     init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderKL,
-         summary: String, unusedKeys: [String: [String]]) {
+         summary: String, unusedKeys: [String: [String]], precision: Precision, files: [Component: [PageReleasing]]) {
         self.tokenizer = tokenizer
         self.textEncoder = textEncoder
         self.unet = unet
         self.vae = vae
         self.summary = summary
         self.unusedKeys = unusedKeys
+        self.precision = precision
+        self.files = files
+    }
+
+    /// Drops the resident pages of the files `component` borrows weights from (a phase of the run
+    /// is over: the text encoder after the prompt, the UNet before the VAE decode). They are read
+    /// back from the page cache if needed again; a single-file checkpoint shares one file among
+    /// all three, so this may also drop the others' pages — they fault back in as well.
+    public func releaseResidentWeights(_ component: Component) {
+        for f in files[component] ?? [] { f.releaseResidentPages() }
     }
 
     /// Architecture settings. Single-file checkpoints carry none: SD 1.5's are assumed (with the
@@ -51,14 +68,16 @@ public final class StableDiffusionModel {
 
     /// Loads every part; `vaeEncoder: false` skips the encoder (txt2img does not need it).
     /// `configs` overrides the architecture assumed for single-file checkpoints.
-    public static func load(_ path: String, configs: Configs? = nil, vaeEncoder: Bool = true) throws -> StableDiffusionModel {
+    /// `precision`: how layer weights are held (16 bits halve the memory; sums stay float32).
+    public static func load(_ path: String, configs: Configs? = nil, vaeEncoder: Bool = true,
+                            precision: Precision = .fp32) throws -> StableDiffusionModel {
         let archive = try Checkpoint.open(path)
         let detection = ModelDetection(archive)
         switch detection.kind {
         case .diffusersFolderSD1:
-            return try loadFolder(archive, path: path, summary: detection.summary, vaeEncoder: vaeEncoder)
+            return try loadFolder(archive, path: path, summary: detection.summary, vaeEncoder: vaeEncoder, precision: precision)
         case .sd1Checkpoint:
-            return try loadSingleFile(archive, configs: configs, summary: detection.summary, vaeEncoder: vaeEncoder)
+            return try loadSingleFile(archive, configs: configs, summary: detection.summary, vaeEncoder: vaeEncoder, precision: precision)
         case .sd2, .sdxl, .inpainting:
             throw WeightLoadError(description: "\(archive.name): \(detection.summary); Pareidolia runs SD 1.x text-to-image models only")
         default:
@@ -71,7 +90,8 @@ public final class StableDiffusionModel {
         key.hasSuffix("position_ids") || key.hasPrefix("model_ema.") || key.hasPrefix("loss.")
     }
 
-    private static func loadFolder(_ archive: CheckpointArchive, path: String, summary: String, vaeEncoder: Bool) throws -> StableDiffusionModel {
+    private static func loadFolder(_ archive: CheckpointArchive, path: String, summary: String, vaeEncoder: Bool,
+                                   precision: Precision) throws -> StableDiffusionModel {
         let root = URL(fileURLWithPath: path)
         for part in ["unet", "vae", "text_encoder"] where archive.components[part] == nil {
             throw WeightLoadError(description: "\(archive.name): the diffusers folder has no \(part)/ weights")
@@ -79,16 +99,17 @@ public final class StableDiffusionModel {
         let c = try Configs(diffusersFolder: path)
         let (unetConfig, vaeConfig, textConfig) = (c.unet, c.vae, c.text)
 
-        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: "unet/"))
-        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "vae/", rename: KeyLayouts.vaeLegacyDiffusers))
-        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: "text_encoder/"))
+        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: "unet/"), precision: precision)
+        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "vae/", rename: KeyLayouts.vaeLegacyDiffusers), precision: precision)
+        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: "text_encoder/"), precision: precision)
         let tokenizerFolder = root.appendingPathComponent("tokenizer")
         let tokenizer = FileManager.default.fileExists(atPath: tokenizerFolder.path) ? try CLIPTokenizer(folder: tokenizerFolder) : CLIPTokenizer()
         return try assemble(tokenizer: tokenizer, unet: (unetW, unetConfig), vae: (vaeW, vaeConfig), text: (textW, textConfig),
                             summary: summary, vaeEncoder: vaeEncoder)
     }
 
-    private static func loadSingleFile(_ archive: CheckpointArchive, configs: Configs?, summary: String, vaeEncoder: Bool) throws -> StableDiffusionModel {
+    private static func loadSingleFile(_ archive: CheckpointArchive, configs: Configs?, summary: String, vaeEncoder: Bool,
+                                       precision: Precision) throws -> StableDiffusionModel {
         var unetConfig = configs?.unet ?? .sd15
         let unetPrefix = "model.diffusion_model."
         // Without a given config, read the few sizes that fine-tunes may change off the weights.
@@ -108,9 +129,11 @@ public final class StableDiffusionModel {
         if configs == nil, let last = layerIndices.max() { textConfig.layers = last + 1 }
         let vaeConfig = configs?.vae ?? .sd15
         let l = unetConfig.layersPerBlock, levels = vaeConfig.blockOutChannels.count
-        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: unetPrefix) { KeyLayouts.unet(ldm: $0, layersPerBlock: l) })
-        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "first_stage_model.") { KeyLayouts.vae(ldm: $0, levels: levels) })
-        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: textPrefix))
+        let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: unetPrefix) { KeyLayouts.unet(ldm: $0, layersPerBlock: l) },
+                                 precision: precision)
+        let vaeW = WeightBinder(source: ArchiveWeights(archive, prefix: "first_stage_model.") { KeyLayouts.vae(ldm: $0, levels: levels) },
+                                precision: precision)
+        let textW = WeightBinder(source: ArchiveWeights(archive, prefix: textPrefix), precision: precision)
         return try assemble(tokenizer: CLIPTokenizer(), unet: (unetW, unetConfig), vae: (vaeW, vaeConfig), text: (textW, textConfig),
                             summary: summary, vaeEncoder: vaeEncoder)
     }
@@ -124,7 +147,13 @@ public final class StableDiffusionModel {
         unused["text_encoder"] = try text.0.finish(model: "text encoder", ignoringUnused: ignorable)
         unused["unet"] = try unet.0.finish(model: "UNet", ignoringUnused: ignorable)
         unused["vae"] = try vae.0.finish(model: "VAE", ignoringUnused: { ignorable($0) || (!vaeEncoder && ($0.hasPrefix("encoder.") || $0.hasPrefix("quant_conv."))) })
-        return StableDiffusionModel(tokenizer: tokenizer, textEncoder: textEncoder, unet: unetModel, vae: vaeModel,
-                                    summary: summary, unusedKeys: unused.filter { !$0.value.isEmpty })
+        let model = StableDiffusionModel(tokenizer: tokenizer, textEncoder: textEncoder, unet: unetModel, vae: vaeModel,
+                                         summary: summary, unusedKeys: unused.filter { !$0.value.isEmpty },
+                                         precision: unet.0.precision,
+                                         files: [.textEncoder: text.0.mappedFiles, .unet: unet.0.mappedFiles, .vae: vae.0.mappedFiles])
+        // 16-bit weights were copied out of an fp32 file (or borrow a 16-bit one): the fp32 pages
+        // read while rounding are not needed now.
+        if model.precision != .fp32 { for c in Component.allCases { model.releaseResidentWeights(c) } }
+        return model
     }
 }
