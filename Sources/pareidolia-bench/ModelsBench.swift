@@ -41,7 +41,7 @@ struct ModelsBench: ParsableCommand {
 
         var torch: [String: Any]?
         if let python {
-            torch = try runTorch(python: python)
+            torch = try runTorch(python: python, model: model, repeats: repeats, latent: latent)
         }
         var table = Table(columns: ["", "Pareidolia", "PyTorch", "ratio"])
         func row(_ name: String, _ ours: Double, _ key: String, digits: Int = 2, unit: String = "s") {
@@ -61,24 +61,25 @@ struct ModelsBench: ParsableCommand {
         let weights = ["unet", "vae", "text_encoder"].reduce(0) { $0 + (sd.unusedKeys[$1]?.count ?? 0) }
         if weights > 0 { print("note: \(weights) checkpoint keys unused") }
     }
+}
 
-    /// Runs Tools/reference/bench_torch.py and reads its JSON.
-    func runTorch(python: String) throws -> [String: Any] {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Tools/reference/bench_torch.py").path
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-torch-\(getpid()).json")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, "--model", model, "--threads", "\(Parallel.workers)", "--repeats", "\(repeats)",
-                       "--latent", "\(latent)", "--json", out.path]
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let data = try? Data(contentsOf: out),
-              let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw ValidationError("\(script) failed (status \(p.terminationStatus))") }
-        try? FileManager.default.removeItem(at: out)
-        return json
-    }
+/// Runs Tools/reference/bench_torch.py (PyTorch through diffusers, same thread count) and reads
+/// its JSON; `extra` adds arguments (e.g. `--generate 20`).
+func runTorch(python: String, model: String, repeats: Int, latent: Int, extra: [String] = []) throws -> [String: Any] {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Tools/reference/bench_torch.py").path
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-torch-\(getpid()).json")
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: python)
+    p.arguments = [script, "--model", model, "--threads", "\(Parallel.workers)", "--repeats", "\(repeats)",
+                   "--latent", "\(latent)", "--json", out.path] + extra
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0, let data = try? Data(contentsOf: out),
+          let json = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { throw ValidationError("\(script) failed (status \(p.terminationStatus))") }
+    try? FileManager.default.removeItem(at: out)
+    return json
 }
 
 /// Peak resident set size of this process: VmHWM from /proc/self/status (getrusage's ru_maxrss

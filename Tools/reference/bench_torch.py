@@ -20,6 +20,10 @@ warm-up call each, best of --repeats:
   vae_decode     AutoencoderKL.decode of latents [1,4,L,L] -> [1,3,8L,8L]
                  (post_quant_conv + decoder)
 
+  generate       with --generate STEPS: a whole StableDiffusionPipeline txt2img run of the
+                 same components (EulerAncestralDiscreteScheduler, guidance 7.5, 8L x 8L,
+                 seed 1887838105, the benchmark prompt and an empty negative), after a 1-step warm-up
+
 plus load_s (from_pretrained of the three components; depends on the page cache) and
 the process's peak RSS (VmHWM from /proc/self/status; getrusage's ru_maxrss would include the
 parent's peak, which Linux carries across fork and exec) at the end.  L = --latent (64 -> 512x512).
@@ -74,6 +78,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     ap.add_argument("--repeats", type=int, default=2, help="timed repetitions, best reported (default 2)")
     ap.add_argument("--latent", type=int, default=64, help="latent side (default 64 -> 512x512 images)")
+    ap.add_argument("--generate", type=int, default=0, metavar="STEPS",
+                    help="also time a whole StableDiffusionPipeline txt2img run (euler_a, 8L x 8L, guidance 7.5) of STEPS steps")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     args = ap.parse_args()
     if args.repeats < 1 or args.threads < 1 or args.latent < 8 or args.latent % 8:
@@ -125,6 +131,23 @@ def main() -> None:
     assert eps.shape == sample.shape, eps.shape
     assert image.shape == (1, 3, lat * 8, lat * 8), image.shape
 
+    generate_s = None
+    if args.generate:
+        # The same components in diffusers' pipeline; one untimed 1-step run first (warm-up).
+        from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+        scheduler = EulerAncestralDiscreteScheduler.from_pretrained(model, subfolder="scheduler")
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                       scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        run = lambda steps: pipe(PROMPT, num_inference_steps=steps, guidance_scale=7.5, height=lat * 8, width=lat * 8,
+                                 generator=torch.Generator().manual_seed(1887838105), output_type="np")
+        with torch.inference_mode():
+            run(1)
+            t0 = time.perf_counter()
+            run(args.generate)
+            generate_s = time.perf_counter() - t0
+
     # VmHWM is this process's own high-water mark; ru_maxrss (KiB on Linux, bytes on macOS)
     # would report a parent's larger peak when started by pareidolia-bench.
     peak_rss = None
@@ -146,6 +169,8 @@ def main() -> None:
         "unet_s": unet_s,
         "vae_decode_s": vae_s,
         "load_s": load_s,
+        "generate_s": generate_s,
+        "generate_steps": args.generate,
         "peak_rss_bytes": peak_rss,
         # Context (not read by pareidolia-bench):
         "diffusers": diffusers.__version__,
@@ -165,6 +190,8 @@ def main() -> None:
             (f"UNet eval (batch 2, {lat}x{lat})", f"{unet_s:.2f} s"),
             (f"VAE decode ({lat * 8}x{lat * 8})", f"{vae_s:.2f} s"),
             ("peak RSS", f"{peak_rss / gib:.2f} GiB")]
+    if generate_s is not None:
+        rows.append((f"txt2img {args.generate} steps euler_a", f"{generate_s:.1f} s"))
     width = max(len(r[0]) for r in rows)
     print(f"PyTorch {torch.__version__} (diffusers {diffusers.__version__}), {torch.get_num_threads()} threads, "
           f"{result['cpu_capability']}, attention: {result['attention_processor']}, best of {args.repeats}")

@@ -1,0 +1,137 @@
+import ArgumentParser
+import Diffusion
+import Foundation
+import Models
+import Probes
+import Tensors
+
+/// Every speed and memory figure of the engine in one table, beside PyTorch (diffusers) measured
+/// in the same command: text encoder, UNet evaluation, VAE decode, a whole txt2img run (plain and
+/// with the default trace) and the peak memory of a generation, for each way of holding weights.
+struct ReportBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "One table: Pareidolia (fp32, 16-bit weights) vs PyTorch, kernels to whole runs.")
+
+    @Option(help: "A full-size SD 1.5 diffusers folder (Tools/reference/make_fixtures.py --full-size DIR).")
+    var model: String
+
+    @Option(help: "Python with torch and diffusers (PyTorch columns are left empty without it).")
+    var python: String?
+
+    @Option(help: "Steps of the whole txt2img run (euler_a); 0 skips the whole runs.")
+    var steps = 20
+
+    @Option(help: "Latent side (64 for 512×512).")
+    var latent = 64
+
+    @Option(help: "Timed repetitions of each model call (the best is reported).")
+    var repeats = 1
+
+    @Option(help: "Weight precisions to measure, comma-separated.")
+    var precisions = "fp32,fp16"
+
+    static let prompt = "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"
+
+    struct Figures {
+        var text = Double.nan, unet = Double.nan, vae = Double.nan
+        var run = Double.nan, tracedRun = Double.nan, peakGiB = Double.nan
+    }
+
+    func run() throws {
+        try BLAS.load()
+        let chosen = try precisions.split(separator: ",").map { name -> Precision in
+            guard let p = Precision(rawValue: String(name)) else { throw ValidationError("--precisions: \(name) is not fp32, fp16 or bf16") }
+            return p
+        }
+        var torch: [String: Any] = [:]
+        if let python {
+            torch = try runTorch(python: python, model: model, repeats: repeats, latent: latent,
+                                 extra: steps > 0 ? ["--generate", "\(steps)"] : [])
+        }
+        var ours: [(Precision, Figures)] = []
+        for precision in chosen {
+            var f = try measureModels(precision)
+            f.peakGiB = try childPeakGiB(precision)
+            ours.append((precision, f))
+        }
+
+        var columns = ["", "PyTorch fp32"]
+        for (p, _) in ours { columns += ["Pareidolia \(p)", "ratio"] }
+        var table = Table(columns: columns)
+        func row(_ name: String, _ theirs: Double?, _ value: (Figures) -> Double, digits: Int, unit: String) {
+            var cells = [name, theirs.map { fmt($0, digits) + unit } ?? "–"]
+            for (_, f) in ours {
+                let v = value(f)
+                cells += [v.isNaN ? "–" : fmt(v, digits) + unit, (theirs.map { v / $0 }).map { $0.isNaN ? "–" : fmt($0, 2) } ?? "–"]
+            }
+            table.add(cells)
+        }
+        let side = latent * 8
+        row("text encoder, 2×77 tokens", torch["text_encoder_s"] as? Double, { $0.text }, digits: 3, unit: " s")
+        row("UNet evaluation, batch 2, \(latent)×\(latent)", torch["unet_s"] as? Double, { $0.unet }, digits: 2, unit: " s")
+        row("VAE decode to \(side)×\(side)", torch["vae_decode_s"] as? Double, { $0.vae }, digits: 2, unit: " s")
+        if steps > 0 {
+            let theirs = torch["generate_s"] as? Double
+            row("txt2img \(side)², \(steps) steps euler_a", theirs, { $0.run }, digits: 1, unit: " s")
+            row("  same, default trace", theirs, { $0.tracedRun }, digits: 1, unit: " s")
+            row("  trace / no trace", nil, { $0.tracedRun / $0.run }, digits: 3, unit: "")
+        }
+        row("peak RSS, txt2img \(side)²", (torch["peak_rss_bytes"] as? Double).map { $0 / 1_073_741_824 }, { $0.peakGiB },
+            digits: 2, unit: " GiB")
+        print("OpenBLAS \(BLAS.coreName), \(Parallel.workers) threads; PyTorch \(torch["torch"] as? String ?? "not measured") "
+              + "(\(torch["cpu_capability"] as? String ?? "–")); ratio = Pareidolia / PyTorch (< 1: faster or smaller)")
+        print(table.render())
+        print("PyTorch's peak RSS is its benchmark process's (models loaded once, every call above); ours is a child "
+              + "process running a \(side)² txt2img (2 steps).")
+    }
+
+    /// Text encoder, UNet and VAE timings (and whole runs) with weights held at `precision`.
+    func measureModels(_ precision: Precision) throws -> Figures {
+        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: precision)
+        var f = Figures()
+        let ids = [sd.tokenizer.encode(Self.prompt), sd.tokenizer.encode("")]
+        f.text = try bestSeconds(repeats: repeats) { _ = try sd.textEncoder.encode(ids) }
+        let context = try sd.textEncoder.encode(ids)  // [2, 77, 768]
+        let sample = Tensor.random([2, 4, latent, latent], seed: 11)
+        f.unet = try bestSeconds(repeats: repeats) { _ = try sd.unet(sample, timesteps: [981], context: context) }
+        let z = Tensor.random([1, 4, latent, latent], seed: 12)
+        f.vae = try bestSeconds(repeats: repeats) { _ = try sd.vae.decode(z) }
+        if steps > 0 {
+            var s = GenerationSettings(prompt: Self.prompt)
+            s.seed = 1887838105
+            s.steps = steps
+            s.sampler = .euler_a
+            s.width = latent * 8
+            s.height = latent * 8
+            let pipeline = TextToImagePipeline(model: sd)
+            func wall(_ observer: GenerationObserver?) throws -> Double {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = try pipeline.generate(s, observer: observer)
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            }
+            f.run = try wall(nil)
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-report-trace-\(getpid())")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            f.tracedRun = try wall(try TraceRecorder(directory: dir.path, unet: sd.unet, engineVersion: Version.engine))
+        }
+        return f
+    }
+
+    /// Peak RSS of a fresh process generating at this size (2 steps): this binary's `generate --memory`.
+    func childPeakGiB(_ precision: Precision) throws -> Double {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        p.arguments = ["generate", "--model", model, "--steps", "2", "--size", "\(latent * 8)", "--precision", precision.rawValue, "--memory"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0, let r = text.range(of: "peak "),
+              let gib = Double(text[r.upperBound...].prefix { $0.isNumber || $0 == "." })
+        else { throw ValidationError("generate --memory failed: \(text)") }
+        return gib
+    }
+}
