@@ -138,6 +138,19 @@ public enum WeightData: @unchecked Sendable {
         }
     }
 
+    /// Row `i` of a matrix [R, C] as float32 into `dst` (C floats): an embedding-table lookup.
+    public func row(_ i: Int, into dst: UnsafeMutablePointer<Float>) {
+        let c = shape.last ?? 0
+        switch self {
+        case .float(let t): dst.update(from: t.pointer + i * c, count: c)
+        case .half(let h):
+            switch h.format {
+            case .fp16: pd_f16_to_f32(h.storage.pointer + i * c, dst, c)
+            case .bf16: pd_bf16_to_f32(h.storage.pointer + i * c, dst, c)
+            }
+        }
+    }
+
     /// The weight as a float32 tensor (a new copy when held in 16 bits).
     public func float32() -> Tensor {
         switch self {

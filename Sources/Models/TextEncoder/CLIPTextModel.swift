@@ -38,7 +38,7 @@ struct CLIPEncoderLayer {
 /// causal pre-norm transformer layers with quick GELU, final layer norm.
 public final class CLIPTextModel {
     public let config: CLIPTextConfig
-    let tokenEmbedding: Tensor     // [V, D]
+    let tokenEmbedding: WeightData  // [V, D], at the model's weight precision
     let positionEmbedding: Tensor  // [P, D]
     let layers: [CLIPEncoderLayer]
     let finalNorm: LayerNorm
@@ -49,7 +49,7 @@ public final class CLIPTextModel {
         self.config = config
         let root = w.has("text_model.embeddings.token_embedding.weight") ? w.scoped("text_model") : w
         let d = config.hiddenSize
-        tokenEmbedding = root.tensor("embeddings.token_embedding.weight", shape: [config.vocabSize, d])
+        tokenEmbedding = root.weight("embeddings.token_embedding.weight", shape: [config.vocabSize, d])
         positionEmbedding = root.tensor("embeddings.position_embedding.weight", shape: [config.maxPositions, d])
         layers = (0..<config.layers).map { CLIPEncoderLayer(root.scoped("encoder.layers.\($0)"), config) }
         finalNorm = LayerNorm(root.scoped("final_layer_norm"), dim: d, eps: config.layerNormEps)
@@ -70,9 +70,9 @@ public final class CLIPTextModel {
         for (i, row) in ids.enumerated() {
             for (j, id) in row.enumerated() {
                 guard id >= 0, Int(id) < config.vocabSize else { throw TensorError("text encoder: token id \(id) outside the vocabulary") }
-                let dst = out.pointer + (i * t + j) * d
-                let tok = tokenEmbedding.pointer + Int(id) * d, pos = positionEmbedding.pointer + j * d
-                for c in 0..<d { dst[c] = tok[c] + pos[c] }
+                let dst = out.pointer + (i * t + j) * d, pos = positionEmbedding.pointer + j * d
+                tokenEmbedding.row(Int(id), into: dst)
+                for c in 0..<d { dst[c] += pos[c] }
             }
         }
         for o in overrides {
