@@ -27,13 +27,16 @@ struct GenerateBench: ParsableCommand {
     @Option(help: "Weights held in fp32, fp16 or bf16.")
     var precision = "fp32"
 
+    @Option(help: "Fast-mode kernels: winograd, bf16, all or none.")
+    var fast = "none"
+
     @Flag(help: "Only one untraced run, reporting resident memory after loading, during sampling and at the peak.")
     var memory = false
 
     func run() throws {
         try BLAS.load()
         guard let precision = Precision(rawValue: precision) else { throw ValidationError("--precision: fp32, fp16 or bf16") }
-        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: precision)
+        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: precision, fast: try FastMath(parsing: fast))
         let loadedRSS = residentBytes()
         var s = GenerationSettings(prompt: "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k")
         s.seed = 1887838105
@@ -61,7 +64,7 @@ struct GenerateBench: ParsableCommand {
         let plain = try timed(plainTimer)
         if memory {
             let gib = { (b: Int) in fmt(Double(b) / 1_073_741_824, 2) + " GiB" }
-            print("\(precision) weights (\(sd.summary)): resident after load \(gib(loadedRSS)), after the last UNet evaluation \(gib(plainTimer.sampling)), peak \(gib(peakRSSBytes())); \(fmt(plain, 1)) s")
+            print("\(precision) weights, fast: \(sd.fast) (\(sd.summary)): resident after load \(gib(loadedRSS)), after the last UNet evaluation \(gib(plainTimer.sampling)), peak \(gib(peakRSSBytes())); \(fmt(plain, 1)) s")
             return
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-bench-trace-\(getpid())")

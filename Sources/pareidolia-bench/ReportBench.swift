@@ -11,7 +11,7 @@ import Tensors
 struct ReportBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "One table: Pareidolia (fp32, 16-bit weights) vs PyTorch, kernels to whole runs.")
+        abstract: "One table: Pareidolia (fp32, 16-bit weights, fast modes) vs PyTorch, model calls to whole runs.")
 
     @Option(help: "A full-size SD 1.5 diffusers folder (Tools/reference/make_fixtures.py --full-size DIR).")
     var model: String
@@ -28,8 +28,23 @@ struct ReportBench: ParsableCommand {
     @Option(help: "Timed repetitions of each model call (the best is reported).")
     var repeats = 1
 
-    @Option(help: "Weight precisions to measure, comma-separated.")
-    var precisions = "fp32,fp16"
+    @Option(help: "Engine variants to measure, comma-separated: a weight precision (fp32, fp16, bf16), optionally with fast-mode kernels after a + (fp32+winograd, fp32+bf16, fp16+all).")
+    var variants = "fp32,fp16,fp32+winograd,fp32+all"
+
+    /// One way of running the engine.
+    struct Variant: CustomStringConvertible {
+        let precision: Precision
+        let fast: FastMath
+        let text: String
+        init(_ text: String) throws {
+            let parts = text.split(separator: "+", maxSplits: 1).map(String.init)
+            guard let p = Precision(rawValue: parts[0]) else { throw ValidationError("--variants: \(parts[0]) is not fp32, fp16 or bf16") }
+            precision = p
+            fast = try parts.count > 1 ? FastMath(parsing: parts[1]) : []
+            self.text = text
+        }
+        var description: String { text }
+    }
 
     static let prompt = "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"
 
@@ -40,20 +55,17 @@ struct ReportBench: ParsableCommand {
 
     func run() throws {
         try BLAS.load()
-        let chosen = try precisions.split(separator: ",").map { name -> Precision in
-            guard let p = Precision(rawValue: String(name)) else { throw ValidationError("--precisions: \(name) is not fp32, fp16 or bf16") }
-            return p
-        }
+        let chosen = try variants.split(separator: ",").map { try Variant(String($0)) }
         var torch: [String: Any] = [:]
         if let python {
             torch = try runTorch(python: python, model: model, repeats: repeats, latent: latent,
                                  extra: steps > 0 ? ["--generate", "\(steps)"] : [])
         }
-        var ours: [(Precision, Figures)] = []
-        for precision in chosen {
-            var f = try measureModels(precision)
-            f.peakGiB = try childPeakGiB(precision)
-            ours.append((precision, f))
+        var ours: [(Variant, Figures)] = []
+        for variant in chosen {
+            var f = try measureModels(variant)
+            f.peakGiB = try childPeakGiB(variant)
+            ours.append((variant, f))
         }
 
         var columns = ["", "PyTorch fp32"]
@@ -86,9 +98,9 @@ struct ReportBench: ParsableCommand {
               + "process running a \(side)² txt2img (2 steps).")
     }
 
-    /// Text encoder, UNet and VAE timings (and whole runs) with weights held at `precision`.
-    func measureModels(_ precision: Precision) throws -> Figures {
-        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: precision)
+    /// Text encoder, UNet and VAE timings (and whole runs) of one variant.
+    func measureModels(_ variant: Variant) throws -> Figures {
+        let sd = try StableDiffusionModel.load(model, vaeEncoder: false, precision: variant.precision, fast: variant.fast)
         var f = Figures()
         let ids = [sd.tokenizer.encode(Self.prompt), sd.tokenizer.encode("")]
         f.text = try bestSeconds(repeats: repeats) { _ = try sd.textEncoder.encode(ids) }
@@ -119,10 +131,11 @@ struct ReportBench: ParsableCommand {
     }
 
     /// Peak RSS of a fresh process generating at this size (2 steps): this binary's `generate --memory`.
-    func childPeakGiB(_ precision: Precision) throws -> Double {
+    func childPeakGiB(_ variant: Variant) throws -> Double {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
-        p.arguments = ["generate", "--model", model, "--steps", "2", "--size", "\(latent * 8)", "--precision", precision.rawValue, "--memory"]
+        p.arguments = ["generate", "--model", model, "--steps", "2", "--size", "\(latent * 8)", "--precision", variant.precision.rawValue,
+                       "--fast", variant.fast.description, "--memory"]
         let pipe = Pipe()
         p.standardOutput = pipe
         try p.run()

@@ -70,6 +70,9 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "How weights are held: fp32, fp16 or bf16 (16 bits: half the memory; sums stay fp32).")
     var precision = "fp32"
 
+    @Option(name: .long, help: "Fast mode (not bit-faithful to diffusers): winograd, bf16, all (what this CPU supports) or none.")
+    var fast = "none"
+
     func run() throws {
         let samplerKind: SamplerKind
         do { samplerKind = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
@@ -77,6 +80,8 @@ struct Generate: ParsableCommand {
         guard let weightPrecision = Precision(rawValue: precision) else {
             throw CLIError("--precision \(precision): expected fp32, fp16 or bf16")
         }
+        let fastMath: FastMath
+        do { fastMath = try FastMath(parsing: fast) } catch { throw CLIError("--fast \(error)") }
         guard output.lowercased().hasSuffix(".png") else { throw CLIError("--output \(output): expected a .png file name") }
         let outputDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
         guard FileManager.default.isWritableFile(atPath: outputDir.isEmpty ? "." : outputDir) else {
@@ -105,7 +110,7 @@ struct Generate: ParsableCommand {
         let loaded: StableDiffusionModel
         do {
             let configs = try config.map { try StableDiffusionModel.Configs(diffusersFolder: $0) }
-            loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision)
+            loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision, fast: fastMath)
         } catch { throw CLIError("\(error)") }
         guard (1...loaded.textEncoder.config.layers).contains(clipSkip) else {
             throw CLIError("--clip-skip \(clipSkip): expected 1…\(loaded.textEncoder.config.layers)")
@@ -127,7 +132,8 @@ struct Generate: ParsableCommand {
                 recorder = try trace.map {
                     try TraceRecorder(directory: many ? URL(fileURLWithPath: $0).appendingPathComponent("\(s)").path : $0,
                                       unet: loaded.unet, options: options, engineVersion: Version.engine,
-                                      extra: ["model": ["path": model, "hash": modelHash ?? "", "summary": loaded.summary]])
+                                      extra: ["model": ["path": model, "hash": modelHash ?? "", "summary": loaded.summary],
+                                              "arithmetic": ["precision": weightPrecision.rawValue, "fast": fastMath.description]])
                 }
                 if let recorder {
                     let chunks = max(1, (loaded.tokenizer.tokenize(prompt).count + 74) / 75)

@@ -23,7 +23,7 @@ struct PrecisionTests {
         let configs = try StableDiffusionModel.Configs(diffusersFolder: Fixtures.path("tiny-sd"))
         let half = try StableDiffusionModel.load(path, configs: configs, precision: .fp16)
         let full = try StableDiffusionModel.load(path, configs: configs, precision: .fp32)
-        guard case .half(let w) = half.unet.convIn.weight else {
+        guard case .half(let w)? = half.unet.convIn.weight else {
             Issue.record("conv_in weight is not held in 16 bits")
             return
         }

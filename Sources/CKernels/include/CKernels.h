@@ -94,4 +94,8 @@ void pd_tune_allocator(void);
 // Returns the heap's free memory to the system (glibc malloc_trim), between phases of a run.
 void pd_trim_heap(void);
 
+// The fast mode's kernels, in their own files.
+#include "gemm_bf16.h"
+#include "winograd.h"
+
 #endif

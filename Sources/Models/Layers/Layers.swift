@@ -2,38 +2,58 @@ import Tensors
 
 /// `y = x Wᵀ + b` over the last dimension; weights `weight [out, in]`, `bias [out]`.
 struct Linear {
-    let weight: WeightData  // [out, in], float32 or 16-bit (the binder's precision)
+    /// [out, in]: float32 or 16-bit (the binder's precision), or packed for bf16 arithmetic (fast mode).
+    let kernel: FastKernel
     let bias: Tensor?
 
     /// `alternatives`: the weight may also be stored as a 1×1 convolution `[out, in, 1, 1]`
     /// (LDM's VAE attention and SD's proj_in/proj_out in some layouts).
     init(_ w: WeightBinder, in: Int, out: Int, bias: Bool = true) {
-        weight = w.weight("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]])
+        kernel = w.layerWeight("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]], winogradEligible: false)
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
     }
 
+    /// The weight as held for exact arithmetic (nil in fast mode).
+    var weight: WeightData? { if case .plain(let d) = kernel { return d } else { return nil } }
+
     func callAsFunction(_ x: Tensor) throws -> Tensor {  // [..., in] → [..., out]
-        try linear(x, weight: weight, bias: bias)
+        switch kernel {
+        case .plain(let d): return try linear(x, weight: d, bias: bias)
+        case .bf16(let p): return try linearBF16(x, weight: p, bias: bias)
+        case .winograd: throw TensorError("linear layer with a convolution kernel")  // never built so
+        }
     }
 }
 
 /// 2-D convolution over NCHW with square kernels (3×3 or 1×1).
 struct Conv2d {
-    let weight: WeightData  // [O, C, k, k], float32 or 16-bit (the binder's precision)
+    /// [O, C, k, k]: float32 or 16-bit (the binder's precision), or in a fast-mode form.
+    let kernel: FastKernel
+    let size: Int
     let bias: Tensor?
     let stride: Int
     let padding: Int
 
     init(_ w: WeightBinder, in: Int, out: Int, kernel: Int, stride: Int = 1, padding: Int? = nil, bias: Bool = true) {
-        weight = w.weight("weight", shape: [out, `in`, kernel, kernel],
-                          acceptingReshapeOf: kernel == 1 ? [[out, `in`]] : [])
+        let padding = padding ?? kernel / 2
+        self.kernel = w.layerWeight("weight", shape: [out, `in`, kernel, kernel],
+                                    acceptingReshapeOf: kernel == 1 ? [[out, `in`]] : [],
+                                    winogradEligible: kernel == 3 && stride == 1 && padding == 1)
+        size = kernel
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
         self.stride = stride
-        self.padding = padding ?? kernel / 2
+        self.padding = padding
     }
 
+    /// The weight as held for exact arithmetic (nil in fast mode).
+    var weight: WeightData? { if case .plain(let d) = kernel { return d } else { return nil } }
+
     func callAsFunction(_ x: Tensor) throws -> Tensor {  // [B, C, H, W] → [B, O, H', W']
-        try conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        switch kernel {
+        case .plain(let d): return try conv2d(x, weight: d, bias: bias, stride: stride, padding: padding)
+        case .winograd(let u): return try conv2dWinograd(x, weight: u, bias: bias)
+        case .bf16(let p): return try conv2dBF16(x, weight: p, kernel: size, bias: bias, stride: stride, padding: padding)
+        }
     }
 }
 

@@ -1,0 +1,155 @@
+import CKernels
+
+/// Winograd F(m×m, 3×3): each m×m output tile from an (m+2)×(m+2) input tile with (m+2)²
+/// multiplies per channel pair instead of 9m² (F(2×2): 2.25× fewer, F(4×4): 4× fewer).
+public enum WinogradVariant: Int, Sendable, CaseIterable, CustomStringConvertible {
+    case f2x2 = 2, f4x4 = 4
+
+    /// Output tile side m.
+    var m: Int { rawValue }
+    /// Input tile side α = m + 2; the transform domain has α² positions.
+    var alpha: Int { rawValue + 2 }
+
+    public var description: String { "F(\(m)×\(m),3×3)" }
+}
+
+enum WinogradTuning {
+    /// Bytes of transform-domain scratch (V and M) per block of tiles, so that a block stays in
+    /// the 32 MB L3; 16–64 MB were within ~10% of each other on the SD shapes.
+    nonisolated(unsafe) static var blockBytes = 24 << 20
+    /// Fewest tiles per block (where there are as many), whatever blockBytes says: at fewer, the
+    /// products reread U per block (1920→640 at 32², batch 2: two blocks of 64 tiles 78 ms, one
+    /// of 128 tiles, 47 MB, 68 ms).
+    nonisolated(unsafe) static var minBlockTiles = 128
+    /// With fewer input channels, conv2dWinograd runs conv2d instead: the transforms then cost
+    /// more than the multiplies they save (C→320 at 64², batch 2, conv2d vs F(4×4): C = 4: 1.5 vs
+    /// 2.6 ms, C = 8: 2.4 vs 3.3 ms, C = 16: 4.5 vs 3.7 ms).
+    nonisolated(unsafe) static var minInputChannels = 16
+    /// Blocks of at most this many tiles use pd_winograd_multiply_narrow instead of sgemm; at 64
+    /// tiles the two were level (see winogradMultiply).
+    nonisolated(unsafe) static var narrowColumns = 64
+}
+
+/// A 3×3 convolution weight [O, C, 3, 3] in the Winograd domain, U [α², O, C] (transformed once,
+/// in double precision). Takes α²/9 times the memory of the weight: 1.78× for F(2×2), 4× for F(4×4).
+public final class WinogradWeight: @unchecked Sendable {
+    public let variant: WinogradVariant
+    public let outChannels: Int
+    public let inChannels: Int
+    /// U [α², O, C]: U_ξ = (G g Gᵀ)_ξ for every (o, c); empty when `direct` is used instead.
+    let u: Tensor
+    /// The weight itself, kept (not copied) when there are too few input channels to gain.
+    let direct: Tensor?
+    /// True when conv2dWinograd will run conv2d for this weight (fewer than 16 input channels).
+    public var usesConv2d: Bool { direct != nil }
+
+    public init(weight: Tensor, variant: WinogradVariant = .f4x4) throws {
+        try requireRank(weight, 4, "WinogradWeight", "[O, C, 3, 3]")
+        guard weight.shape[2] == 3, weight.shape[3] == 3 else {
+            throw TensorError("WinogradWeight: expected a 3×3 kernel, got \(weight.shape)")
+        }
+        let (O, C) = (weight.shape[0], weight.shape[1])
+        try requireInt32(O, C, what: "WinogradWeight")
+        self.variant = variant
+        (outChannels, inChannels) = (O, C)
+        if C < WinogradTuning.minInputChannels {
+            (direct, u) = (weight, Tensor(zeros: [0]))
+            return
+        }
+        direct = nil
+        let positions = variant.alpha * variant.alpha
+        let u = Tensor(uninitializedShape: [positions, O, C])  // [α², O, C]
+        Parallel.forRanges(O * C, grain: 4096) { r in
+            pd_winograd_weight(Int32(variant.m), weight.pointer, Int32(O), Int32(C), r.lowerBound, r.upperBound, u.pointer)
+        }
+        self.u = u
+    }
+}
+
+/// 3×3 convolution, stride 1, padding 1, by Winograd: x [B, C, H, W] → [B, O, H, W], bias [O].
+/// A faster alternative to `conv2d(x, weight:, bias:, stride: 1, padding: 1)` with a slightly
+/// larger rounding error (see WinogradTests for the measured figures).
+///
+/// The m×m output tiles of the whole batch are processed in blocks of T tiles: the input
+/// transform fills V [α², C, T], α² products give M_ξ[O, T] = U_ξ[O, C] · V_ξ[C, T], and the
+/// output transform turns M into y. Blocks bound the scratch (a 512² VAE conv would otherwise
+/// need GBs); within a block the transforms are split over the cores by channel and the products
+/// by ξ, so that each core reads only its own U_ξ (at small T, reading U is most of the work).
+public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = nil) throws -> Tensor {
+    try BLAS.load()
+    try requireRank(x, 4, "conv2dWinograd input", "[B, C, H, W]")
+    let (B, C, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let O = weight.outChannels
+    guard C == weight.inChannels else {
+        throw TensorError("conv2dWinograd: weight expects \(weight.inChannels) input channels, input \(x.shape) has \(C)")
+    }
+    if let bias { try requireShape(bias, [O], "conv2dWinograd bias") }
+    if let direct = weight.direct { return try conv2d(x, weight: direct, bias: bias, stride: 1, padding: 1) }
+    guard C >= 1 else { throw TensorError("conv2dWinograd: input \(x.shape) has no channels") }
+    let m = weight.variant.m, positions = weight.variant.alpha * weight.variant.alpha
+    let tilesY = (H + m - 1) / m, tilesX = (W + m - 1) / m
+    let tiles = B * tilesY * tilesX
+
+    let y = Tensor(uninitializedShape: [B, O, H, W])  // [B, O, H, W]: same size, padding 1
+    if y.count == 0 { return y }
+
+    // Equal blocks of T tiles (a multiple of the transforms' 16 lanes) whose V and M together
+    // take about blockBytes, but at least minBlockTiles tiles.
+    let lanes = Int(PD_WINOGRAD_LANES)
+    let bytesPerTile = 4 * positions * (C + O)
+    var blocks = max(1, (tiles * bytesPerTile + WinogradTuning.blockBytes - 1) / WinogradTuning.blockBytes)
+    blocks = max(1, min(blocks, tiles / max(1, WinogradTuning.minBlockTiles)))
+    let blockTiles = ((tiles + blocks - 1) / blocks + lanes - 1) / lanes * lanes
+    blocks = (tiles + blockTiles - 1) / blockTiles
+    let ldv = blockTiles
+    // One cache line between consecutive V_ξ (M_ξ): the transforms write (read) all α² at once,
+    // and at power-of-two sizes they would share one cache set (transforms up to 2× slower).
+    let vstride = C * ldv + lanes, mstride = O * ldv + lanes
+    try requireInt32(C, O, H, W, ldv, what: "conv2dWinograd")
+
+    Scratch.withBuffer(positions * (vstride + mstride)) { scratch in
+        let v = scratch  // V_ξ [C, ldv] at v + ξ·vstride
+        let mm = scratch + positions * vstride  // M_ξ [O, ldv] at mm + ξ·mstride
+        withSingleThreadedBLAS {
+            for block in 0..<blocks {
+                let tile0 = block * blockTiles, n = min(blockTiles, tiles - tile0)
+                // Chunks of at least ~4096 tile-channels: less is not worth a thread.
+                Parallel.forRanges(C, grain: max(1, 4096 / n)) { cs in
+                    pd_winograd_input(Int32(m), x.pointer, Int32(C), Int32(H), Int32(W), tile0, n,
+                                      Int32(cs.lowerBound), Int32(cs.upperBound), v, ldv, vstride)
+                }
+                winogradMultiply(u: weight.u.pointer, v: v, ldv: ldv, vstride: vstride, m: mm, ldm: ldv,
+                                 mstride: mstride, positions: positions, O: O, C: C, n: n)
+                Parallel.forRanges(O, grain: max(1, 4096 / n)) { os in
+                    pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(O), Int32(os.lowerBound), Int32(os.upperBound),
+                                       bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
+                }
+            }
+        }
+    }
+    return y
+}
+
+/// The transform-domain product, M_ξ[O, n] = U_ξ[O, C] · V_ξ[C, n] for every position ξ: the
+/// one place that picks the GEMM (a bf16 GEMM could replace sgemm here). Positions are split over
+/// the cores, each sgemm single-threaded (the caller holds withSingleThreadedBLAS). Blocks of at
+/// most narrowColumns tiles (the 8² and 16² UNet layers) use a kernel that reads U once instead:
+/// sgemm would repack U on every call (1280→1280 at 8², batch 2: 25 ms → 12 ms; 2560→1280 at
+/// 16²: 100 ms → 46 ms).
+func winogradMultiply(u: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int, vstride: Int,
+                      m: UnsafeMutablePointer<Float>, ldm: Int, mstride: Int, positions: Int, O: Int, C: Int, n: Int) {
+    let cols = (n + 15) / 16 * 16
+    if cols <= WinogradTuning.narrowColumns {
+        Parallel.forRanges(positions) { xis in
+            pd_winograd_multiply_narrow(Int32(cols), u, Int32(O), Int32(C), v, ldv, vstride, m, ldm, mstride,
+                                        Int32(xis.lowerBound), Int32(xis.upperBound))
+        }
+        return
+    }
+    Parallel.forRanges(positions) { xis in
+        for xi in xis {
+            BLAS.sgemm(m: O, n: n, k: C, a: u + xi * O * C, lda: C, b: v + xi * vstride, ldb: ldv,
+                       c: m + xi * mstride, ldc: ldm)
+        }
+    }
+}
