@@ -61,6 +61,10 @@ public final class MappedFile: PageReleasing, @unchecked Sendable {
         if mapped { madvise(UnsafeMutableRawPointer(mutating: base), size, Int32(MADV_DONTNEED)) }
     }
 
+    public func releaseResidentPages(at pointer: UnsafeRawPointer, bytes: Int) {
+        releaseResidentPages(offset: pointer - base, count: bytes)
+    }
+
     /// As `releaseResidentPages`, for the whole pages inside `offset..<offset+count` only (a
     /// tensor just copied out; its neighbours' pages at either end stay).
     public func releaseResidentPages(offset: Int, count: Int) {

@@ -203,4 +203,6 @@ public func conv2d(_ x: Tensor, weight: WeightData, bias: Tensor? = nil, stride:
 /// mapping): a model phase that is over gives its weights' RAM back this way.
 public protocol PageReleasing: AnyObject {
     func releaseResidentPages()
+    /// Only the whole pages inside `bytes` bytes from `pointer` (a tensor just copied out).
+    func releaseResidentPages(at pointer: UnsafeRawPointer, bytes: Int)
 }

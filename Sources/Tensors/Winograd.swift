@@ -40,6 +40,8 @@ public final class WinogradWeight: @unchecked Sendable {
     let u: Tensor
     /// The weight itself, kept (not copied) when there are too few input channels to gain.
     let direct: Tensor?
+    /// True when `direct` is used: the original weight must stay readable.
+    public var keepsWeight: Bool { direct != nil }
     /// True when conv2dWinograd will run conv2d for this weight (fewer than 16 input channels).
     public var usesConv2d: Bool { direct != nil }
 

@@ -194,11 +194,18 @@ public final class WeightBinder {
         let fast = state.fast
         guard !fast.isEmpty else { return .plain(weight(key, shape: shape, acceptingReshapeOf: alternatives)) }
         let t = tensor(key, shape: shape, acceptingReshapeOf: alternatives)  // float32 (borrowed when it can be)
+        // The mapped fp32 bytes were only read to build the fast form: give their pages back at
+        // once, or loading holds the whole fp32 file and every transformed copy at the same time.
+        func released(_ kernel: FastKernel) -> FastKernel {
+            if let file = t.storage.owner as? PageReleasing { file.releaseResidentPages(at: t.pointer, bytes: t.count * 4) }
+            return kernel
+        }
         do {
             if fast.contains(.winograd) && winogradEligible && shape[0] <= Self.winogradMaxOutChannels {
-                return .winograd(try WinogradWeight(weight: t))
+                let w = try WinogradWeight(weight: t)
+                return w.keepsWeight ? .winograd(w) : released(.winograd(w))
             }
-            if fast.contains(.bf16) { return .bf16(try PackedBF16Matrix(t)) }
+            if fast.contains(.bf16) { return released(.bf16(try PackedBF16Matrix(t))) }
         } catch {
             state.unreadable.append("\(join(key)): \(error)")
         }
