@@ -57,6 +57,14 @@ void pd_tune_allocator(void) {
 #endif
 }
 
+void pd_set_mmap_threshold(long bytes) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, (int)bytes);
+#else
+    (void)bytes;
+#endif
+}
+
 void pd_trim_heap(void) {
 #if defined(__GLIBC__)
     malloc_trim(0);

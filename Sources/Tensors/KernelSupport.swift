@@ -84,6 +84,17 @@ public func releaseCachedMemory() {
     pd_trim_heap()
 }
 
+/// Runs `body` with blocks of 4 MB and more mapped afresh instead of kept in the heap. The heap
+/// keeps up to 64 MB (TensorStorage) for the UNet's speed, but the VAE decoder's mix of 8–64 MB
+/// tensors fragments it: a 512² decode after 16-bit UNet weights peaked at 3.35 GiB that way and at
+/// 2.97 GiB with this, in the same time (its large convolutions dwarf the page faults).
+public func withLargeBlocksMapped<R>(_ body: () throws -> R) rethrows -> R {
+    _ = TensorStorage.allocatorTuned
+    pd_set_mmap_threshold(4 << 20)
+    defer { pd_set_mmap_threshold(64 << 20) }
+    return try body()
+}
+
 /// Runs `body` with OpenBLAS limited to one thread, for regions that already run one sgemm per
 /// core (nested thread pools would oversubscribe the cores). Overlapping callers share one
 /// save/restore, so concurrent kernels cannot leave OpenBLAS stuck at one thread.

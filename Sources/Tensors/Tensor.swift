@@ -21,7 +21,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// 14 ms instead of 1.2 ms). Blocks up to 64 MB (all of the UNet's at 512×512) now stay in the
     /// heap; the VAE's 134 MB maps still go to mmap, which keeps the peak RSS down (6.96 → 5.83 GiB
     /// for text encoder + UNet + VAE decode) for +7% VAE time. See docs/PERFORMANCE.md.
-    private static let allocatorTuned: Void = {
+    static let allocatorTuned: Void = {
         pd_tune_allocator()
     }()
 

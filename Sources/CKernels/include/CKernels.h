@@ -93,6 +93,8 @@ void pd_f32_to_bf16(const float *src, uint16_t *dst, long n);
 void pd_tune_allocator(void);
 // Returns the heap's free memory to the system (glibc malloc_trim), between phases of a run.
 void pd_trim_heap(void);
+// Allocations of at least `bytes` get their own mmap (glibc; elsewhere nothing).
+void pd_set_mmap_threshold(long bytes);
 
 // The fast mode's kernels, in their own files.
 #include "gemm_bf16.h"
