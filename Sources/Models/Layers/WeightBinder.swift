@@ -91,7 +91,8 @@ public final class WeightBinder {
         var unreadable: [String] = []
     }
 
-    /// `precision`: how `weight(_:shape:)` holds layer weights (norms, biases, embeddings stay float32).
+    /// `precision`: how `weight(_:shape:)` holds layer weights and the token embedding (norms, biases
+    /// and position embeddings stay float32).
     /// `fast`: the fast-mode kernels layer weights are prepared for (none: exact float32).
     public init(source: WeightSource, prefix: String = "", precision: Precision = .fp32, fast: FastMath = []) {
         self.source = source
