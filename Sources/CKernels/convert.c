@@ -73,12 +73,6 @@ static inline uint16_t float_to_half(float f) {
     return (uint16_t)(sign | (rounded >> 13));
 }
 
-static inline uint16_t float_to_bf16(float f) {
-    const uint32_t x = pd_float_to_bits(f);
-    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((x >> 16) | 0x0040u);  // quiet NaN
-    return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
-}
-
 static void to_f16_generic(const float *src, uint16_t *dst, long n) {
     for (long i = 0; i < n; i++) dst[i] = float_to_half(src[i]);
 }
@@ -110,6 +104,6 @@ void pd_f32_to_f16(const float *src, uint16_t *dst, long n) {
 }
 
 PD_INLINE void to_bf16_body(const float *src, uint16_t *dst, long n) {
-    for (long i = 0; i < n; i++) dst[i] = float_to_bf16(src[i]);
+    for (long i = 0; i < n; i++) dst[i] = pd_round_to_bf16(src[i]);
 }
 PD_MULTIVERSION(pd_f32_to_bf16, to_bf16_body, (const float *src, uint16_t *dst, long n), (src, dst, n))

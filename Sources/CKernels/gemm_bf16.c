@@ -28,13 +28,7 @@ enum {
     MC_BYTES = 256 << 10,  // W panels per block in the column-major-C order (see gemm_avx512)
 };
 
-uint16_t pd_bf16_round(float x) {
-    uint32_t u = pd_float_to_bits(x);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);  // quiet NaN
-    // Adding 0x7FFF plus the kept lsb rounds ties to even; a carry into the exponent is the
-    // correct rounding up (up to inf for values past the largest bf16).
-    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
+uint16_t pd_bf16_round(float x) { return pd_round_to_bf16(x); }
 
 static inline uint32_t bf16_pair(float lo, float hi) {
     return (uint32_t)pd_bf16_round(lo) | (uint32_t)pd_bf16_round(hi) << 16;

@@ -41,6 +41,14 @@ int pd_isa(void);
 
 PD_INLINE float pd_bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 PD_INLINE uint32_t pd_float_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+// float32 -> bfloat16 bits, round to nearest even; NaN stays NaN (quiet, sign kept). Adding
+// 0x7FFF plus the kept lsb rounds ties to even; a carry into the exponent is the correct rounding
+// up (to inf past the largest bf16). Shared by the weight conversion and the bf16 GEMM's packing.
+PD_INLINE uint16_t pd_round_to_bf16(float f) {
+    const uint32_t u = pd_float_to_bits(f);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
 
 // e^x, within 2 ulp for x in [-87.3, 88.3]; 0 below, clamped to ~2.4e38 above. Branch-free
 // (selects only) so loops that call it vectorise. Cephes polynomial on x - n ln2.

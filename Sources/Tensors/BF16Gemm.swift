@@ -107,33 +107,9 @@ public func conv2dBF16(_ x: Tensor, weight: PackedBF16Matrix, kernel: Int, bias:
 
     let y = Tensor(uninitializedShape: [B, O, OH, OW])  // [B, O, OH, OW]
     if y.count == 0 { return y }
-    let direct = k == 1 && stride == 1 && padding == 0
-
-    // Column blocks of im2col, [K, blockN] each; a block count that splits evenly over the cores.
-    var blocks = direct ? 1 : max(1, (4 * K * N + ConvBF16Tuning.blockBytes - 1) / ConvBF16Tuning.blockBytes)
-    while (B * blocks) % Parallel.workers != 0 && blocks * 16 < N { blocks += 1 }
-    let blockN = min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16)
-    blocks = (N + blockN - 1) / blockN
-
-    Parallel.forRanges(B * blocks) { items in
-        Scratch.withBuffer(direct ? 0 : K * blockN) { cols in  // [K, blockN]
-            for item in items {
-                let b = item / blocks
-                let xb = x.pointer + b * C * H * W, yb = y.pointer + b * O * N  // [C, H·W], [O, N]
-                let n0 = (item % blocks) * blockN, n1 = min(N, n0 + blockN)
-                if let bias { pd_fill_rows(yb + n0, bias.pointer, 0, Int32(O), n1 - n0, N) }
-                if direct {  // y_b[:, n0..<n1] += W · x_b[:, n0..<n1]
-                    let bn = xb + n0, cn = yb + n0
-                    gemmBF16(weight, b: bn, rsb: N, csb: 1, n: n1 - n0, c: cn, rsc: N, csc: 1,
-                             accumulate: bias != nil, parallel: false)
-                } else {
-                    pd_im2col(xb, Int32(C), Int32(H), Int32(W), Int32(k), Int32(k), Int32(stride), Int32(padding),
-                              Int32(OH), Int32(OW), 0, Int32(K), n0, n1, cols, n1 - n0)  // [K, n1 - n0]
-                    gemmBF16(weight, b: cols, rsb: n1 - n0, csb: 1, n: n1 - n0, c: yb + n0, rsc: N, csc: 1,
-                             accumulate: bias != nil, parallel: false)
-                }
-            }
-        }
+    convolveInItems(x, into: y, kernel: k, k, stride: stride, padding: padding, bias: bias,
+                    blockBytes: ConvBF16Tuning.blockBytes) { c, ldc, b, ldb, n in  // y_b[:, block] (+)= W · b
+        gemmBF16(weight, b: b, rsb: ldb, csb: 1, n: n, c: c, rsc: ldc, csc: 1, accumulate: bias != nil, parallel: false)
     }
     return y
 }

@@ -48,15 +48,11 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
     func image(_ b: Int) -> (x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         (x.pointer + b * C * H * W, y.pointer + b * O * N)
     }
-    // y_b[:, n0..<n1] = bias + W · cols, cols [K, n1 - n0] (leading dimension ldb).
-    func multiply(_ yb: UnsafeMutablePointer<Float>, cols: UnsafePointer<Float>, ldb: Int, n0: Int, n1: Int, parallelFill: Bool) {
+    // y_b[:, n0..<n1] = bias + W · cols, cols [K, n1 - n0] (leading dimension ldb); threaded sgemm.
+    func multiply(_ yb: UnsafeMutablePointer<Float>, cols: UnsafePointer<Float>, ldb: Int, n0: Int, n1: Int) {
         if let bias {
-            if parallelFill {
-                Parallel.forRanges(O, grain: max(1, 16384 / max(n1 - n0, 1))) { r in
-                    pd_fill_rows(yb + n0, bias.pointer, Int32(r.lowerBound), Int32(r.upperBound), n1 - n0, N)
-                }
-            } else {
-                pd_fill_rows(yb + n0, bias.pointer, 0, Int32(O), n1 - n0, N)
+            Parallel.forRanges(O, grain: max(1, 16384 / max(n1 - n0, 1))) { r in
+                pd_fill_rows(yb + n0, bias.pointer, Int32(r.lowerBound), Int32(r.upperBound), n1 - n0, N)
             }
         }
         BLAS.sgemm(m: O, n: n1 - n0, k: K, a: weight.pointer, lda: K, b: cols, ldb: ldb,
@@ -68,50 +64,69 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
                   cols + k.lowerBound * (n1 - n0), n1 - n0)
     }
 
-    // Column blocks of im2col, [K, blockN] each: bounded scratch (a 512² VAE conv would need
-    // over 1 GB of columns at once). Equal blocks, and a block count that splits evenly over the
-    // cores when each core takes whole blocks. A direct (1×1) conv blocks only for the cores.
-    var blocks = ConvTuning.blockBytes > 0 && !direct ? max(1, (4 * K * N + ConvTuning.blockBytes - 1) / ConvTuning.blockBytes) : 1
     if ConvTuning.schedule == .itemsAcrossCores {
-        while (B * blocks) % Parallel.workers != 0 && blocks * 16 < N { blocks += 1 }
-    }
-    let blockN = min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16)
-    blocks = (N + blockN - 1) / blockN
-    let scratchCount = direct ? 0 : K * blockN
-
-    switch ConvTuning.schedule {
-    case .threadedBLAS:
-        Scratch.withBuffer(scratchCount) { cols in
-            for b in 0..<B {
-                let (xb, yb) = image(b)
-                for n0 in Swift.stride(from: 0, to: N, by: blockN) {
-                    let n1 = min(N, n0 + blockN)
-                    if direct {
-                        multiply(yb, cols: xb + n0, ldb: N, n0: n0, n1: n1, parallelFill: true)
-                    } else {
-                        Parallel.forRanges(K, grain: max(1, 32768 / (n1 - n0))) { k in im2col(xb, cols, k: k, n0: n0, n1: n1) }
-                        multiply(yb, cols: cols, ldb: n1 - n0, n0: n0, n1: n1, parallelFill: true)
-                    }
-                }
+        withSingleThreadedBLAS {
+            convolveInItems(x, into: y, kernel: kh, kw, stride: stride, padding: padding, bias: bias,
+                            blockBytes: ConvTuning.blockBytes) { c, ldc, b, ldb, n in
+                BLAS.sgemm(m: O, n: n, k: K, a: weight.pointer, lda: K, b: b, ldb: ldb,
+                           beta: bias == nil ? 0 : 1, c: c, ldc: ldc)
             }
         }
-    case .itemsAcrossCores:
-        withSingleThreadedBLAS {
-            Parallel.forRanges(B * blocks) { items in
-                Scratch.withBuffer(scratchCount) { cols in
-                    for item in items {
-                        let (xb, yb) = image(item / blocks)
-                        let n0 = (item % blocks) * blockN, n1 = min(N, n0 + blockN)
-                        if direct {
-                            multiply(yb, cols: xb + n0, ldb: N, n0: n0, n1: n1, parallelFill: false)
-                        } else {
-                            im2col(xb, cols, k: 0..<K, n0: n0, n1: n1)
-                            multiply(yb, cols: cols, ldb: n1 - n0, n0: n0, n1: n1, parallelFill: false)
-                        }
-                    }
+        return y
+    }
+
+    // One image at a time (threadedBLAS): column blocks of im2col, [K, blockN] each, bound the
+    // scratch (a 512² VAE conv would need over 1 GB of columns at once).
+    var blocks = ConvTuning.blockBytes > 0 && !direct ? max(1, (4 * K * N + ConvTuning.blockBytes - 1) / ConvTuning.blockBytes) : 1
+    let blockN = min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16)
+    blocks = (N + blockN - 1) / blockN
+    Scratch.withBuffer(direct ? 0 : K * blockN) { cols in
+        for b in 0..<B {
+            let (xb, yb) = image(b)
+            for n0 in Swift.stride(from: 0, to: N, by: blockN) {
+                let n1 = min(N, n0 + blockN)
+                if direct {
+                    multiply(yb, cols: xb + n0, ldb: N, n0: n0, n1: n1)
+                } else {
+                    Parallel.forRanges(K, grain: max(1, 32768 / (n1 - n0))) { k in im2col(xb, cols, k: k, n0: n0, n1: n1) }
+                    multiply(yb, cols: cols, ldb: n1 - n0, n0: n0, n1: n1)
                 }
             }
         }
     }
     return y
+}
+
+/// The (image, column block) schedule of a convolution as one GEMM per block: items spread over
+/// the cores, each filling y's block with the bias, writing its im2col columns [K, n] into reused
+/// scratch (a 1×1, stride-1, unpadded conv reads x in place) and calling `multiply` on its own
+/// thread: `multiply(c, ldc, b, ldb, n)` must do c[O, n] (+)= W · b[K, n] — accumulating when there
+/// is a bias. Blocks hold at most `blockBytes` of columns (0: whole images), their count a multiple
+/// of the cores where the columns allow. x [B, C, H, W], y [B, O, OH, OW] already allocated.
+func convolveInItems(_ x: Tensor, into y: Tensor, kernel kh: Int, _ kw: Int, stride: Int, padding: Int, bias: Tensor?, blockBytes: Int,
+                     multiply: (UnsafeMutablePointer<Float>, Int, UnsafePointer<Float>, Int, Int) -> Void) {
+    let (B, C, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (O, OH, OW) = (y.shape[1], y.shape[2], y.shape[3])
+    let K = C * kh * kw, N = OH * OW
+    let direct = kh == 1 && kw == 1 && stride == 1 && padding == 0
+    var blocks = blockBytes > 0 && !direct ? max(1, (4 * K * N + blockBytes - 1) / blockBytes) : 1
+    while (B * blocks) % Parallel.workers != 0 && blocks * 16 < N { blocks += 1 }
+    let blockN = min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16)
+    blocks = (N + blockN - 1) / blockN
+    Parallel.forRanges(B * blocks) { items in
+        Scratch.withBuffer(direct ? 0 : K * blockN) { cols in  // [K, blockN]
+            for item in items {
+                let xb = x.pointer + (item / blocks) * C * H * W, yb = y.pointer + (item / blocks) * O * N  // [C, H·W], [O, N]
+                let n0 = (item % blocks) * blockN, n1 = min(N, n0 + blockN)
+                if let bias { pd_fill_rows(yb + n0, bias.pointer, 0, Int32(O), n1 - n0, N) }
+                if direct {
+                    multiply(yb + n0, N, xb + n0, N, n1 - n0)
+                } else {
+                    pd_im2col(xb, Int32(C), Int32(H), Int32(W), Int32(kh), Int32(kw), Int32(stride), Int32(padding),
+                              Int32(OH), Int32(OW), 0, Int32(K), n0, n1, cols, n1 - n0)  // [K, n1 - n0]
+                    multiply(yb + n0, N, cols, n1 - n0, n1 - n0)
+                }
+            }
+        }
+    }
 }

@@ -86,10 +86,3 @@ struct GenerateBench: ParsableCommand {
     }
 }
 
-/// Current resident set size (VmRSS).
-func residentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-          let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-    return kib * 1024
-}

@@ -85,12 +85,19 @@ func runTorch(python: String, model: String, repeats: Int, latent: Int, extra: [
 /// Peak resident set size of this process: VmHWM from /proc/self/status (getrusage's ru_maxrss
 /// as a fallback, in KiB on Linux).
 func peakRSSBytes() -> Int {
-    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-       let kib = Int(line.split(separator: " ").dropFirst().first ?? "") {
-        return kib * 1024
-    }
+    if let bytes = processStatusBytes("VmHWM") { return bytes }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return usage.ru_maxrss * 1024
+}
+
+/// Current resident set size (VmRSS; 0 where /proc is missing).
+func residentBytes() -> Int { processStatusBytes("VmRSS") ?? 0 }
+
+/// A "kB" field of /proc/self/status, in bytes.
+func processStatusBytes(_ field: String) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
+          let kib = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+    return kib * 1024
 }
