@@ -1,17 +1,36 @@
 #!/usr/bin/env bash
-# The test command: system packages (when missing), the whole Swift test suite, then the trace
-# notebook run headless on a trace the freshly built CLI writes from the tiny fixture model.
+# The test command: system packages (when missing), the whole Swift test suite twice — once as the
+# CPU is, once capped at AVX2 (PAREIDOLIA_ISA=avx2: our kernels' AVX2 paths and OpenBLAS's
+# Haswell/Zen family, as an AVX2-only machine runs them) — then the trace notebook run headless on
+# a trace the freshly built CLI writes from the tiny fixture model.
 #
-# Arguments go to `swift test` (e.g. --filter PromptParser); with arguments the notebook step is
-# skipped, and PAREIDOLIA_SKIP_NOTEBOOK=1 skips it too (it needs PyPI for its venv).
+# Arguments go to `swift test` (e.g. --filter PromptParser); with arguments the notebook step and
+# the capped run are skipped, and PAREIDOLIA_SKIP_NOTEBOOK=1 skips the notebook (it needs PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
 swift build --build-tests
-swift test --skip-build "$@"
+bin="$(swift build --show-bin-path)"
 
-if [[ $# -eq 0 && "${PAREIDOLIA_SKIP_NOTEBOOK:-0}" != 1 ]]; then
-    bin="$(swift build --show-bin-path)"
+# Which kernels a run uses: our ISA level and OpenBLAS's core (OPENBLAS_VERBOSE=2 prints it at load).
+describe() { echo "== suite: PAREIDOLIA_ISA=${PAREIDOLIA_ISA:-unset}, OpenBLAS $(OPENBLAS_VERBOSE=2 "$bin/pareidolia" --help 2>&1 >/dev/null | grep -m1 -o 'Core: .*' || echo 'core unknown')"; }
+
+describe
+swift test --skip-build "$@"
+[[ $# -eq 0 ]] || exit 0
+
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
+    if [[ "${PAREIDOLIA_ISA:-}" != avx2 ]]; then
+        export PAREIDOLIA_ISA=avx2
+        describe
+        swift test --skip-build
+        unset PAREIDOLIA_ISA
+    fi
+else
+    echo "== no AVX2 on this CPU: the AVX2-capped run is skipped (the suite above ran the baseline paths)"
+fi
+
+if [[ "${PAREIDOLIA_SKIP_NOTEBOOK:-0}" != 1 ]]; then
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     "$bin/pareidolia" generate --model Tests/Fixtures/tiny-sd --prompt "a witch and her black cat, oil painting" \

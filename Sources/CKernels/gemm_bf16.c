@@ -61,7 +61,8 @@ long pd_gemm_bf16_work_count(int K, long n0, long n1) {
     return (kp < KCP ? kp : KCP) * cols;  // one 32-bit word (a float's size) per pair and column
 }
 
-int pd_bf16_supported(void) {
+// The CPU's own answer (cpuid, and xgetbv for the OS's zmm support).
+static int cpu_has_bf16(void) {
 #if PD_X86
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;  // OSXSAVE
@@ -76,6 +77,17 @@ int pd_bf16_supported(void) {
     return 0;
 #endif
 }
+
+static int bf16_cpu = -1;  // cached cpu_has_bf16(); racing first calls store the same value
+
+int pd_bf16_cpu(void) {
+    int ok = __atomic_load_n(&bf16_cpu, __ATOMIC_RELAXED);
+    if (ok < 0) { ok = cpu_has_bf16(); __atomic_store_n(&bf16_cpu, ok, __ATOMIC_RELAXED); }
+    return ok;
+}
+
+// AVX512-BF16 is an AVX-512 extension: a process capped below AVX-512 (PAREIDOLIA_ISA) lacks it.
+int pd_bf16_supported(void) { return pd_bf16_cpu() && pd_isa_supported() == PD_ISA_AVX512; }
 
 // The same sums, one product at a time in fp32 (the order differs from the vector path only).
 static void gemm_scalar(const uint16_t *packed, int M, int K, const float *B, long rsb, long csb,
@@ -253,18 +265,12 @@ static PD_TARGET_BF16 void gemm_avx512(const uint32_t *w, int M, int K, const fl
 }
 #endif
 
-static int bf16_ok = -1;  // cached pd_bf16_supported(); racing first calls store the same value
-static int scalar_only = 0;
-
-void pd_bf16_force_scalar(int on) { __atomic_store_n(&scalar_only, on != 0, __ATOMIC_RELAXED); }
-
 void pd_gemm_bf16(const uint16_t *packed, int M, int K, const float *B, long rsb, long csb,
                   long n0, long n1, float *C, long rsc, long csc, int accumulate, float *work) {
     if (n1 <= n0 || M <= 0) return;
-    int ok = __atomic_load_n(&bf16_ok, __ATOMIC_RELAXED);
-    if (ok < 0) { ok = pd_bf16_supported(); __atomic_store_n(&bf16_ok, ok, __ATOMIC_RELAXED); }
 #if PD_X86
-    if (ok && K > 0 && !__atomic_load_n(&scalar_only, __ATOMIC_RELAXED)) {
+    // The calling thread's level decides, so a thread forced below AVX-512 takes the scalar path.
+    if (pd_bf16_cpu() && pd_isa() == PD_ISA_AVX512 && K > 0) {
         gemm_avx512((const uint32_t *)packed, M, K, B, rsb, csb, n0, n1, C, rsc, csc, accumulate,
                     (uint32_t *)work);
         return;

@@ -12,8 +12,10 @@
 
 enum { PD_ISA_GENERIC = 0, PD_ISA_AVX2 = 1, PD_ISA_AVX512 = 2 };
 
-// The best level this CPU (and OS) supports, or the one forced by pd_set_isa (tests).
+// The level the calling thread's kernels use: the CPU's best, capped by PAREIDOLIA_ISA, or the
+// one the thread forced with pd_set_isa (tests, benchmarks). pd_isa_supported(): without forcing.
 int pd_isa(void);
+int pd_isa_supported(void);
 
 #define PD_INLINE static inline __attribute__((always_inline))
 

@@ -1,6 +1,8 @@
 // Run-time ISA selection shared by every kernel file (see isa.h).
 #include "isa.h"
 #include "CKernels.h"
+#include <stdlib.h>
+#include <string.h>
 
 int pd_ckernels_present(void) { return 1; }
 
@@ -18,19 +20,27 @@ static int detect_isa(void) {
     return PD_ISA_GENERIC;
 }
 
-// -1 = not decided yet. Racing first calls all store the same value, so a relaxed atomic is enough.
-static int chosen_isa = -1;
-static int detected_isa = -1;
-
-int pd_isa(void) {
-    int v = __atomic_load_n(&chosen_isa, __ATOMIC_RELAXED);
-    if (v >= 0) return v;
-    v = pd_isa_supported();
-    __atomic_store_n(&chosen_isa, v, __ATOMIC_RELAXED);
-    return v;
+// PAREIDOLIA_ISA caps the level for the whole process (to run on an AVX-512 machine as an AVX2
+// or a baseline one would): "avx512", "avx2", "sse" / "scalar" / "baseline", unset = no cap.
+// Returns the cap, PD_ISA_AVX512 when unset, or -1 for a value it does not know.
+static int parse_isa_cap(void) {
+    const char *v = getenv("PAREIDOLIA_ISA");
+    if (v == NULL || v[0] == '\0') return PD_ISA_AVX512;
+    if (strcmp(v, "avx512") == 0) return PD_ISA_AVX512;
+    if (strcmp(v, "avx2") == 0) return PD_ISA_AVX2;
+    if (strcmp(v, "sse") == 0 || strcmp(v, "scalar") == 0 || strcmp(v, "baseline") == 0) return PD_ISA_GENERIC;
+    return -1;
 }
 
-int pd_isa_supported(void) {
+// -1 = not decided yet. Racing first calls all store the same value, so a relaxed atomic is enough.
+static int detected_isa = -1;
+static int isa_cap = -2;
+// A level forced for the calling thread only (tests, benchmarks), -1 = none. Per thread, so that
+// code computing beside a test that forces a level keeps its own kernels (Parallel hands the
+// caller's value to its worker threads for the duration of a loop).
+static __thread int forced_isa = -1;
+
+int pd_isa_cpu(void) {
     int v = __atomic_load_n(&detected_isa, __ATOMIC_RELAXED);
     if (v >= 0) return v;
     v = detect_isa();
@@ -38,10 +48,34 @@ int pd_isa_supported(void) {
     return v;
 }
 
+int pd_isa_cap(void) {
+    int v = __atomic_load_n(&isa_cap, __ATOMIC_RELAXED);
+    if (v > -2) return v;
+    v = parse_isa_cap();
+    __atomic_store_n(&isa_cap, v, __ATOMIC_RELAXED);
+    return v;
+}
+
+int pd_isa_supported(void) {
+    const int cpu = pd_isa_cpu(), cap = pd_isa_cap();
+    // An unknown PAREIDOLIA_ISA is reported by the callers (pd_isa_cap() < 0); kernels stay at
+    // the baseline meanwhile rather than above what was asked.
+    if (cap < 0) return PD_ISA_GENERIC;
+    return cpu < cap ? cpu : cap;
+}
+
+int pd_isa(void) {
+    const int f = forced_isa;
+    return f >= 0 ? f : pd_isa_supported();
+}
+
+int pd_forced_isa(void) { return forced_isa; }
+
 int pd_set_isa(int level) {
-    int best = pd_isa_supported();
-    if (level < 0 || level > best) level = best;
-    __atomic_store_n(&chosen_isa, level, __ATOMIC_RELAXED);
+    const int best = pd_isa_supported();
+    if (level < 0) { forced_isa = -1; return best; }
+    if (level > best) level = best;
+    forced_isa = level;
     return level;
 }
 

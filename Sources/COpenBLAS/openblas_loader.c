@@ -64,7 +64,24 @@ typedef char *(*str_fn)(void);
 typedef void (*set_threads_fn)(int);
 typedef int (*get_threads_fn)(void);
 
+// A CPU's features as a lesser one would have them: `level` 1 keeps AVX2/FMA and drops AVX-512,
+// 0 keeps neither (the kernels' ISA levels, see CKernels.h).
+pd_cpu_features pd_cpu_capped(pd_cpu_features f, int level) {
+    if (level < 2) f.avx512f = f.avx512cd = f.avx512bw = f.avx512dq = f.avx512vl = f.avx512bf16 = f.avx512fp16 = 0;
+    if (level < 1) f.avx2 = f.fma = 0;
+    return f;
+}
+
+const char *pd_openblas_coretype_request(pd_cpu_features cpu, int level) {
+    const char *core = pd_openblas_coretype_for(pd_cpu_capped(cpu, level));
+    // Capped below AVX2 on a CPU that has it: OpenBLAS's own detection would pick AVX kernels,
+    // so ask for the SSE family every AVX2 CPU also has.
+    if (core == NULL && pd_openblas_coretype_for(cpu) != NULL) core = "Nehalem";
+    return core;
+}
+
 static pthread_once_t pd_once = PTHREAD_ONCE_INIT;
+static int pd_isa_level = 2;
 static int pd_status = -1;
 static char pd_error[512];
 static char pd_library[256];
@@ -77,7 +94,7 @@ static get_threads_fn pd_get_threads_ptr;
 static void pd_load_once(void) {
     const char *user = getenv("OPENBLAS_CORETYPE");
     if (user == NULL || user[0] == '\0') {
-        const char *core = pd_openblas_coretype_for(pd_cpu_detect());
+        const char *core = pd_openblas_coretype_request(pd_cpu_detect(), __atomic_load_n(&pd_isa_level, __ATOMIC_RELAXED));
         if (core != NULL) {
             setenv("OPENBLAS_CORETYPE", core, 1);
             pd_set_coretype = 1;
@@ -107,10 +124,18 @@ static void pd_load_once(void) {
         snprintf(pd_error, sizeof pd_error, "%s has no cblas_sgemm symbol: not a usable OpenBLAS", pd_library);
         return;
     }
+    // One OpenBLAS thread, for good: Pareidolia spreads its GEMMs over the cores itself. OpenBLAS's
+    // thread count is process-wide and changes the bits of some products (333×517×1001 on 1 and 2
+    // threads: 75% of the elements differ), so work running side by side could not otherwise be
+    // reproducible.
+    if (pd_set_threads_ptr) pd_set_threads_ptr(1);
     pd_status = 0;
 }
 
-int pd_blas_load(char *error, size_t error_len) {
+int pd_blas_load(int isa_level, char *error, size_t error_len) {
+    // Only the first load uses it: OpenBLAS picks its kernels once. (Swift calls this from one
+    // lazily initialised value, so there is a single caller.)
+    __atomic_store_n(&pd_isa_level, isa_level, __ATOMIC_RELAXED);
     pthread_once(&pd_once, pd_load_once);
     if (pd_status != 0 && error != NULL && error_len > 0) snprintf(error, error_len, "%s", pd_error);
     return pd_status;
@@ -120,7 +145,6 @@ const char *pd_blas_corename(void) { return pd_corename_ptr ? pd_corename_ptr() 
 const char *pd_blas_config(void) { return pd_config_ptr ? pd_config_ptr() : "unknown"; }
 int pd_blas_coretype_was_set(void) { return pd_set_coretype; }
 const char *pd_blas_library(void) { return pd_library; }
-void pd_blas_set_threads(int n) { if (pd_set_threads_ptr) pd_set_threads_ptr(n); }
 int pd_blas_get_threads(void) { return pd_get_threads_ptr ? pd_get_threads_ptr() : 1; }
 
 enum { PD_ROW_MAJOR = 101, PD_NO_TRANS = 111, PD_TRANS = 112 };

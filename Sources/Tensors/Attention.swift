@@ -9,20 +9,21 @@ public typealias AttentionProbabilities = (_ batch: Int, _ head: Int, _ rowStart
 /// How attention spreads its work; internal so that benchmarks can compare the choices.
 /// Measured at 4096² × d40 × 8 heads (KernelBenchmarks): the C kernel ran at 78% of the 2048³
 /// sgemm rate; sgemm across cores 59–64%, threaded sgemm 44–51% (OpenBLAS is slow at k = 40
-/// and n = 40, and the separate softmax pass costs a full read and write of the scores).
-enum AttentionSchedule: Equatable {
+/// and n = 40, and the separate softmax pass costs a full read and write of the scores). The
+/// threaded-sgemm schedule is gone: OpenBLAS runs on one thread for good (see BLAS).
+enum AttentionSchedule: Equatable, Sendable {
     /// The C slice kernel (attention.c), (batch, head, query slice) items split over the cores.
     case kernel
     /// sgemm + softmax + sgemm per item, items split over the cores, single-threaded sgemm.
     case sgemmAcrossCores
-    /// sgemm + softmax + sgemm, one slice at a time with OpenBLAS's threads.
-    case sgemmThreaded
 }
 
-enum AttentionTuning {
-    nonisolated(unsafe) static var schedule: AttentionSchedule = .kernel
+struct AttentionTuning: Sendable, Equatable {
+    var schedule: AttentionSchedule = .kernel
     /// Score bytes per slice (per worker) when the caller does not give sliceRows.
-    nonisolated(unsafe) static var sliceBytes = 1 << 20
+    var sliceBytes = 1 << 20
+    /// In force for the calling task (see KernelTuning).
+    static var current: AttentionTuning { KernelTuning.current.attention }
 }
 
 /// Multi-head scaled dot-product attention with diffusers' head layout: q [B, Nq, H·D],
@@ -56,12 +57,13 @@ public func attention(
     if Nk == 0 { y.pointer.update(repeating: 0, count: y.count); return y }  // no keys: empty sums
 
     // Default slices: a multiple of 48 rows (the C kernel pads queries to 48) near sliceBytes.
-    let rowsPerSlice = min(Nq, sliceRows ?? max(48, AttentionTuning.sliceBytes / (4 * Nk) / 48 * 48))
+    let tuning = AttentionTuning.current
+    let rowsPerSlice = min(Nq, sliceRows ?? max(48, tuning.sliceBytes / (4 * Nk) / 48 * 48))
     let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
     let callbackLock = NSLock()
 
-    // sgemm schedules: one (batch, head, slice) item: scores, softmax, probabilities, output rows.
-    func run(_ item: Int, scores: UnsafeMutablePointer<Float>, parallelSoftmax: Bool) {
+    // sgemm schedule: one (batch, head, slice) item: scores, softmax, probabilities, output rows.
+    func run(_ item: Int, scores: UnsafeMutablePointer<Float>) {
         let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
         let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
         let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
@@ -70,13 +72,7 @@ public func attention(
         // scores [rows, Nk] = alpha · Q Kᵀ
         BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
                    c: scores, ldc: Nk)
-        if parallelSoftmax {
-            Parallel.forRanges(rows, grain: max(1, 16384 / Nk)) { r in
-                pd_softmax_rows(scores, Int32(Nk), Nk, r.lowerBound, r.upperBound, causal ? 1 : 0, r0)
-            }
-        } else {
-            pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, causal ? 1 : 0, r0)
-        }
+        pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, causal ? 1 : 0, r0)
         if let probabilities {
             callbackLock.lock()
             probabilities(b, h, r0, rows, scores)
@@ -88,7 +84,7 @@ public func attention(
     }
 
     let items = B * heads * slices
-    switch AttentionTuning.schedule {
+    switch tuning.schedule {
     case .kernel:
         // Contiguous item ranges: a core's consecutive slices share one head's K and V in cache.
         let work = pd_attention_work_floats(Int32(Nk), Int32(D), Int32(rowsPerSlice))
@@ -110,16 +106,10 @@ public func attention(
             }
         }
     case .sgemmAcrossCores:
-        withSingleThreadedBLAS {
-            Parallel.forRanges(items) { range in
-                Scratch.withBuffer(rowsPerSlice * Nk) { scores in
-                    for item in range { run(item, scores: scores, parallelSoftmax: false) }
-                }
+        Parallel.forRanges(items) { range in
+            Scratch.withBuffer(rowsPerSlice * Nk) { scores in
+                for item in range { run(item, scores: scores) }
             }
-        }
-    case .sgemmThreaded:
-        Scratch.withBuffer(rowsPerSlice * Nk) { scores in
-            for item in 0..<items { run(item, scores: scores, parallelSoftmax: true) }
         }
     }
     return y

@@ -8,12 +8,19 @@ public final class PackedBF16Matrix: @unchecked Sendable {
     public let rows: Int, columns: Int
     let packed: UnsafeMutablePointer<UInt16>
 
-    /// Whether this CPU can run the bf16 kernels.
+    /// Whether this CPU can run the bf16 kernels (and PAREIDOLIA_ISA does not cap it below AVX-512).
     public static var isSupported: Bool { pd_bf16_supported() != 0 }
+
+    /// Why the bf16 kernels cannot run here, in one line; nil where they can.
+    public static var unsupportedReason: String? {
+        if isSupported { return nil }
+        if pd_bf16_cpu() != 0 { return "PAREIDOLIA_ISA caps this process below AVX-512" }
+        return "this CPU lacks AVX512-BF16"
+    }
 
     /// From a linear weight [M, K] or a convolution weight [O, C, kh, kw] (as [O, C·kh·kw]).
     public init(_ weight: Tensor) throws {
-        guard Self.isSupported else { throw TensorError("this CPU lacks AVX512-BF16, which --fast needs") }
+        if let reason = Self.unsupportedReason { throw TensorError("bf16 products: \(reason)") }
         guard weight.rank == 2 || weight.rank == 4 else {
             throw TensorError("PackedBF16Matrix: expected [M, K] or [O, C, kh, kw], got \(weight.shape)")
         }
@@ -81,8 +88,10 @@ public func linearBF16(_ x: Tensor, weight: PackedBF16Matrix, bias: Tensor? = ni
 }
 
 /// Bytes of fp32 im2col columns per (image, column block) item of `conv2dBF16`.
-enum ConvBF16Tuning {
-    nonisolated(unsafe) static var blockBytes = 32 << 20
+struct ConvBF16Tuning: Sendable, Equatable {
+    var blockBytes = 32 << 20
+    /// In force for the calling task (see KernelTuning).
+    static var current: ConvBF16Tuning { KernelTuning.current.convBF16 }
 }
 
 /// 2-D convolution in bf16 (see `conv2d`): x [B, C, H, W], weight [O, C·k·k] packed from
@@ -108,7 +117,7 @@ public func conv2dBF16(_ x: Tensor, weight: PackedBF16Matrix, kernel: Int, bias:
     let y = Tensor(uninitializedShape: [B, O, OH, OW])  // [B, O, OH, OW]
     if y.count == 0 { return y }
     convolveInItems(x, into: y, kernel: k, k, stride: stride, padding: padding, bias: bias,
-                    blockBytes: ConvBF16Tuning.blockBytes) { c, ldc, b, ldb, n in  // y_b[:, block] (+)= W · b
+                    blockBytes: ConvBF16Tuning.current.blockBytes) { c, ldc, b, ldb, n in  // y_b[:, block] (+)= W · b
         gemmBF16(weight, b: b, rsb: ldb, csb: 1, n: n, c: c, rsc: ldc, csc: 1, accumulate: bias != nil, parallel: false)
     }
     return y

@@ -5,7 +5,7 @@ public enum BLAS {
     /// Why OpenBLAS could not be loaded, or nil once it is.
     private static let loadError: String? = {
         var buffer = [CChar](repeating: 0, count: 512)
-        if pd_blas_load(&buffer, buffer.count) == 0 { return nil }
+        if pd_blas_load(Int32(KernelISA.supported.rawValue), &buffer, buffer.count) == 0 { return nil }
         return String(cString: buffer)
     }()
 
@@ -21,16 +21,16 @@ public enum BLAS {
     public static var coreTypeChosenByLoader: Bool { pd_blas_coretype_was_set() != 0 }
     public static var library: String { String(cString: pd_blas_library()) }
     public static var config: String { String(cString: pd_blas_config()) }
-    public static var threads: Int {
-        get { Int(pd_blas_get_threads()) }
-        set { pd_blas_set_threads(Int32(newValue)) }
-    }
+    /// OpenBLAS's own threads: 1 (the loader pins it; `sgemmAcrossCores` spreads the work).
+    public static var threads: Int { Int(pd_blas_get_threads()) }
 
-    /// The core type the loader would request for the CPU it runs on, or nil.
-    public static var preferredCoreType: String? { coreType(for: CPUFeatures.current) }
+    /// The core type the loader requests for the CPU it runs on at the kernels' level
+    /// (`KernelISA.supported`: PAREIDOLIA_ISA=avx2 asks for the AVX2 family), or nil.
+    public static var preferredCoreType: String? { coreType(for: CPUFeatures.current, cappedAt: KernelISA.supported) }
 
-    /// The core type the loader requests for a CPU with `features` (nil: OpenBLAS decides).
-    public static func coreType(for features: CPUFeatures) -> String? {
+    /// The core type the loader requests for a CPU with `features` whose kernels are capped at
+    /// `level` (nil: OpenBLAS decides).
+    public static func coreType(for features: CPUFeatures, cappedAt level: KernelISA = .avx512) -> String? {
         var f = pd_cpu_features()
         f.avx2 = features.avx2 ? 1 : 0
         f.fma = features.fma ? 1 : 0
@@ -42,7 +42,7 @@ public enum BLAS {
         f.os_ymm = features.osSavesYMM ? 1 : 0
         f.os_zmm = features.osSavesZMM ? 1 : 0
         f.vendor_amd = features.amd ? 1 : 0
-        return pd_openblas_coretype_for(f).map { String(cString: $0) }
+        return pd_openblas_coretype_request(f, Int32(level.rawValue)).map { String(cString: $0) }
     }
 
     /// Row-major `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`.
@@ -56,6 +56,39 @@ public enum BLAS {
         if let loadError { fatalError(loadError) }
         pd_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha,
                  a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+extension BLAS {
+    /// Products smaller than this many multiply-adds run as one call (splitting costs more).
+    static let splitThreshold = 1 << 21
+
+    /// `sgemm` spread over the cores: the larger of m and n is cut into one piece per worker
+    /// (pieces a multiple of 16), each a single-threaded OpenBLAS call. The cut depends only on
+    /// the shape and the worker count, so the bits never depend on what else the process runs.
+    public static func sgemmAcrossCores(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let long = max(m, n)
+        let pieces = m * n * k < splitThreshold ? 1 : min(Parallel.workers, max(1, long / 16))
+        if pieces == 1 {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let step = ((long + pieces - 1) / pieces + 15) / 16 * 16
+        let count = (long + step - 1) / step
+        Parallel.forEach(count) { p in
+            let lo = p * step, len = min(long, lo + step) - lo
+            if m >= n {  // rows lo..<lo+len of op(A) and C
+                sgemm(transA: transA, transB: transB, m: len, n: n, k: k, alpha: alpha, a: a + (transA ? lo : lo * lda), lda: lda,
+                      b: b, ldb: ldb, beta: beta, c: c + lo * ldc, ldc: ldc)
+            } else {  // columns lo..<lo+len of op(B) and C
+                sgemm(transA: transA, transB: transB, m: m, n: len, k: k, alpha: alpha, a: a, lda: lda,
+                      b: b + (transB ? lo * ldb : lo), ldb: ldb, beta: beta, c: c + lo, ldc: ldc)
+            }
+        }
     }
 }
 

@@ -1,29 +1,23 @@
 import CKernels
 
-/// How conv2d spreads its work; internal so that benchmarks can compare the choices.
-enum ConvSchedule: Equatable {
-    /// One image at a time: im2col split over the cores, then one multi-threaded sgemm.
-    case threadedBLAS
-    /// (image, column block) items split over the cores, each with a single-threaded sgemm.
-    case itemsAcrossCores
-}
-
-/// Measured on the 2-core AVX-512 VM (KernelBenchmarks): across-cores with single-threaded sgemm
-/// gave 93–98% of the same-size sgemm rate at the SD shapes vs 81–95% for threaded OpenBLAS;
-/// blocks of ≤ 32 MB cost nothing at the UNet shapes and keep the VAE's 256² convs at ~94%
-/// (whole-image im2col there: 65%).
-enum ConvTuning {
-    nonisolated(unsafe) static var schedule: ConvSchedule = .itemsAcrossCores
+/// Measured on the 2-core AVX-512 VM (KernelBenchmarks): (image, column block) items across the
+/// cores, each a single-threaded sgemm, gave 93–98% of the same-size sgemm rate at the SD shapes
+/// vs 81–95% for one image at a time with OpenBLAS's threads; blocks of ≤ 32 MB cost nothing at
+/// the UNet shapes and keep the VAE's 256² convs at ~94% (whole-image im2col there: 65%).
+struct ConvTuning: Sendable, Equatable {
     /// Bytes of im2col columns per block (0 = the whole image at once).
-    nonisolated(unsafe) static var blockBytes = 32 << 20
+    var blockBytes = 32 << 20
+    /// In force for the calling task (see KernelTuning).
+    static var current: ConvTuning { KernelTuning.current.conv }
 }
 
 /// 2-D convolution, NCHW: x [B, C, H, W], weight [O, C, kh, kw], bias [O] → [B, O, OH, OW],
 /// OH = (H + 2·padding − kh) / stride + 1. Groups and dilation are 1 (all SD 1.x needs).
 ///
-/// im2col + sgemm: per image `y[O, OH·OW] = W[O, C·kh·kw] · cols[C·kh·kw, OH·OW]`; a 1×1,
-/// stride-1, unpadded convolution multiplies x directly (no copy). The bias pre-fills y and sgemm
-/// accumulates onto it (beta = 1), so it costs no extra pass.
+/// im2col + sgemm: per image `y[O, OH·OW] = W[O, C·kh·kw] · cols[C·kh·kw, OH·OW]`, in column
+/// blocks spread over the cores (`convolveInItems`); a 1×1, stride-1, unpadded convolution
+/// multiplies x directly (no copy). The bias pre-fills y and sgemm accumulates onto it (beta = 1),
+/// so it costs no extra pass.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) throws -> Tensor {
     try BLAS.load()
     try requireRank(x, 4, "conv2d input", "[B, C, H, W]")
@@ -42,57 +36,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int
 
     let y = Tensor(uninitializedShape: [B, O, OH, OW])  // [B, O, OH, OW]
     if y.count == 0 { return y }
-    let direct = kh == 1 && kw == 1 && stride == 1 && padding == 0
-
-    // Per-image operands: x_b [C, H·W], y_b [O, OH·OW].
-    func image(_ b: Int) -> (x: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        (x.pointer + b * C * H * W, y.pointer + b * O * N)
-    }
-    // y_b[:, n0..<n1] = bias + W · cols, cols [K, n1 - n0] (leading dimension ldb); threaded sgemm.
-    func multiply(_ yb: UnsafeMutablePointer<Float>, cols: UnsafePointer<Float>, ldb: Int, n0: Int, n1: Int) {
-        if let bias {
-            Parallel.forRanges(O, grain: max(1, 16384 / max(n1 - n0, 1))) { r in
-                pd_fill_rows(yb + n0, bias.pointer, Int32(r.lowerBound), Int32(r.upperBound), n1 - n0, N)
-            }
-        }
-        BLAS.sgemm(m: O, n: n1 - n0, k: K, a: weight.pointer, lda: K, b: cols, ldb: ldb,
-                   beta: bias == nil ? 0 : 1, c: yb + n0, ldc: N)
-    }
-    func im2col(_ xb: UnsafePointer<Float>, _ cols: UnsafeMutablePointer<Float>, k: Range<Int>, n0: Int, n1: Int) {
-        pd_im2col(xb, Int32(C), Int32(H), Int32(W), Int32(kh), Int32(kw), Int32(stride), Int32(padding),
-                  Int32(OH), Int32(OW), Int32(k.lowerBound), Int32(k.upperBound), n0, n1,
-                  cols + k.lowerBound * (n1 - n0), n1 - n0)
-    }
-
-    if ConvTuning.schedule == .itemsAcrossCores {
-        withSingleThreadedBLAS {
-            convolveInItems(x, into: y, kernel: kh, kw, stride: stride, padding: padding, bias: bias,
-                            blockBytes: ConvTuning.blockBytes) { c, ldc, b, ldb, n in
-                BLAS.sgemm(m: O, n: n, k: K, a: weight.pointer, lda: K, b: b, ldb: ldb,
-                           beta: bias == nil ? 0 : 1, c: c, ldc: ldc)
-            }
-        }
-        return y
-    }
-
-    // One image at a time (threadedBLAS): column blocks of im2col, [K, blockN] each, bound the
-    // scratch (a 512² VAE conv would need over 1 GB of columns at once).
-    var blocks = ConvTuning.blockBytes > 0 && !direct ? max(1, (4 * K * N + ConvTuning.blockBytes - 1) / ConvTuning.blockBytes) : 1
-    let blockN = min(N, ((N + blocks - 1) / blocks + 15) / 16 * 16)
-    blocks = (N + blockN - 1) / blockN
-    Scratch.withBuffer(direct ? 0 : K * blockN) { cols in
-        for b in 0..<B {
-            let (xb, yb) = image(b)
-            for n0 in Swift.stride(from: 0, to: N, by: blockN) {
-                let n1 = min(N, n0 + blockN)
-                if direct {
-                    multiply(yb, cols: xb + n0, ldb: N, n0: n0, n1: n1)
-                } else {
-                    Parallel.forRanges(K, grain: max(1, 32768 / (n1 - n0))) { k in im2col(xb, cols, k: k, n0: n0, n1: n1) }
-                    multiply(yb, cols: cols, ldb: n1 - n0, n0: n0, n1: n1)
-                }
-            }
-        }
+    convolveInItems(x, into: y, kernel: kh, kw, stride: stride, padding: padding, bias: bias,
+                    blockBytes: ConvTuning.current.blockBytes) { c, ldc, b, ldb, n in
+        BLAS.sgemm(m: O, n: n, k: K, a: weight.pointer, lda: K, b: b, ldb: ldb,
+                   beta: bias == nil ? 0 : 1, c: c, ldc: ldc)
     }
     return y
 }

@@ -2,21 +2,69 @@ import CKernels
 import Foundation
 
 /// The instruction-set level the C kernels run at (chosen at run time from the CPU).
-public enum KernelISA: Int, Sendable, CustomStringConvertible {
+///
+/// `PAREIDOLIA_ISA=avx2|sse|scalar` caps it for the whole process (OpenBLAS's kernel family
+/// included), so that a machine with AVX-512 runs every path an AVX2 or baseline CPU would; the cap
+/// never raises a level above what the CPU has. Tests and benchmarks may force a lower level for
+/// one piece of work with `withLevel`, which affects only that work (its thread and the workers
+/// `Parallel` lends it), never code running beside it.
+public enum KernelISA: Int, Sendable, CustomStringConvertible, CaseIterable {
     case baseline = 0, avx2 = 1, avx512 = 2
 
-    /// The best level this CPU supports.
+    /// The best level this CPU (and OS) supports.
+    public static var cpu: KernelISA { KernelISA(rawValue: Int(pd_isa_cpu())) ?? .baseline }
+    /// The level kernels run at: the CPU's, capped by PAREIDOLIA_ISA.
     public static var supported: KernelISA { KernelISA(rawValue: Int(pd_isa_supported())) ?? .baseline }
-    /// The level in use.
+    /// The level the calling thread's kernels use now (`supported`, or what `withLevel` forced).
     public static var current: KernelISA { KernelISA(rawValue: Int(pd_isa())) ?? .baseline }
-    /// Forces a level (clamped to `supported`; nil = best). Tests use it to run every code path;
-    /// do not change it while kernels run.
-    @discardableResult
-    public static func force(_ level: KernelISA?) -> KernelISA {
-        KernelISA(rawValue: Int(pd_set_isa(Int32(level?.rawValue ?? -1)))) ?? .baseline
+    /// The names PAREIDOLIA_ISA takes.
+    public static let environmentNames = "avx512, avx2, sse (or scalar, baseline)"
+
+    /// A one-line complaint when PAREIDOLIA_ISA holds a value it does not know (kernels then run
+    /// at the baseline); entry points report it and stop.
+    public static var environmentProblem: String? {
+        guard pd_isa_cap() < 0 else { return nil }
+        let value = ProcessInfo.processInfo.environment["PAREIDOLIA_ISA"] ?? ""
+        return "PAREIDOLIA_ISA=\(value): expected \(environmentNames)"
+    }
+
+    /// True when PAREIDOLIA_ISA holds the process below what the CPU has.
+    public static var isCapped: Bool { supported < cpu }
+
+    /// Runs `body` with the kernels of the calling thread (and of the workers `Parallel` lends it)
+    /// at `level`, clamped to `supported`; returns what `body` returns. The level in effect is
+    /// passed to `body`. Nothing else in the process is affected.
+    public static func withLevel<R>(_ level: KernelISA, _ body: (KernelISA) throws -> R) rethrows -> R {
+        let previous = pd_forced_isa()
+        let effective = KernelISA(rawValue: Int(pd_set_isa(Int32(level.rawValue)))) ?? .baseline
+        defer { pd_set_isa(previous) }
+        return try body(effective)
     }
 
     public var description: String { ["baseline", "AVX2", "AVX-512"][rawValue] }
+}
+
+extension KernelISA: Comparable {
+    public static func < (a: KernelISA, b: KernelISA) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// The kernels' schedule and blocking knobs (measured defaults; tests and benchmarks vary them).
+/// A task-local value: `KernelTuning.with` changes them for one piece of work only, and `Parallel`
+/// hands the caller's value to its workers, so work running beside it computes exactly as before.
+struct KernelTuning: Sendable, Equatable {
+    var conv = ConvTuning()
+    var convBF16 = ConvBF16Tuning()
+    var attention = AttentionTuning()
+    var winograd = WinogradTuning()
+
+    @TaskLocal static var current = KernelTuning()
+
+    /// Runs `body` with the current knobs changed by `change`.
+    static func with<R>(_ change: (inout KernelTuning) -> Void, _ body: () throws -> R) rethrows -> R {
+        var t = current
+        change(&t)
+        return try $current.withValue(t) { try body() }
+    }
 }
 
 /// Reusable scratch memory (im2col columns, attention scores). Fresh multi-megabyte allocations
@@ -88,34 +136,24 @@ public func releaseCachedMemory() {
 /// keeps up to 64 MB (TensorStorage) for the UNet's speed, but the VAE decoder's mix of 8–64 MB
 /// tensors fragments it: a 512² decode after 16-bit UNet weights peaked at 3.35 GiB that way and at
 /// 2.97 GiB with this, in the same time (its large convolutions dwarf the page faults).
+/// The threshold is the allocator's, process-wide: overlapping callers (two generations decoding at
+/// once) share one setting, restored when the last one leaves. It changes where memory comes from,
+/// never what is computed.
 public func withLargeBlocksMapped<R>(_ body: () throws -> R) rethrows -> R {
     _ = TensorStorage.allocatorTuned
-    pd_set_mmap_threshold(4 << 20)
-    defer { pd_set_mmap_threshold(64 << 20) }
+    LargeBlocksMapped.enter()
+    defer { LargeBlocksMapped.leave() }
     return try body()
 }
 
-/// Runs `body` with OpenBLAS limited to one thread, for regions that already run one sgemm per
-/// core (nested thread pools would oversubscribe the cores). Overlapping callers share one
-/// save/restore, so concurrent kernels cannot leave OpenBLAS stuck at one thread.
-func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
-    SingleThreadedBLAS.enter()
-    defer { SingleThreadedBLAS.leave() }
-    return try body()
-}
-
-private enum SingleThreadedBLAS {
+private enum LargeBlocksMapped {
     static let lock = NSLock()
     nonisolated(unsafe) static var depth = 0
-    nonisolated(unsafe) static var saved = 1
 
     static func enter() {
         lock.lock()
         defer { lock.unlock() }
-        if depth == 0 {
-            saved = BLAS.threads
-            if saved != 1 { BLAS.threads = 1 }
-        }
+        if depth == 0 { pd_set_mmap_threshold(4 << 20) }
         depth += 1
     }
 
@@ -123,7 +161,7 @@ private enum SingleThreadedBLAS {
         lock.lock()
         defer { lock.unlock() }
         depth -= 1
-        if depth == 0 && saved != 1 { BLAS.threads = saved }
+        if depth == 0 { pd_set_mmap_threshold(64 << 20) }
     }
 }
 

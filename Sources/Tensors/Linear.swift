@@ -24,7 +24,7 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) throws -> T
             pd_fill_cols(y.pointer, bias.pointer, r.lowerBound, r.upperBound, Int32(outF))
         }
     }
-    BLAS.sgemm(transB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF,
-               b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: y.pointer, ldc: outF)
+    BLAS.sgemmAcrossCores(transB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF,
+                          b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: y.pointer, ldc: outF)
     return y
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Splits loops over the machine's cores (the non-BLAS kernels; OpenBLAS has its own threads).
@@ -11,9 +12,18 @@ public enum Parallel {
         guard count > 0 else { return }
         let chunks = min(workers, max(1, count / max(grain, 1)))
         if chunks == 1 { body(0..<count); return }
+        // What the caller runs with (a forced kernel level, KernelISA.withLevel; tuning knobs,
+        // KernelTuning.with) holds on the workers too. Defaults need no binding.
+        let forced = pd_forced_isa(), tuning = KernelTuning.current
+        let plain = forced < 0 && tuning == KernelTuning()
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
-            if lo < hi { body(lo..<hi) }
+            guard lo < hi else { return }
+            if plain { body(lo..<hi); return }
+            let previous = pd_forced_isa()
+            pd_set_isa(forced)
+            defer { pd_set_isa(previous) }
+            KernelTuning.$current.withValue(tuning) { body(lo..<hi) }
         }
     }
 

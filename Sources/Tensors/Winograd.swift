@@ -13,21 +13,23 @@ public enum WinogradVariant: Int, Sendable, CaseIterable, CustomStringConvertibl
     public var description: String { "F(\(m)×\(m),3×3)" }
 }
 
-enum WinogradTuning {
+struct WinogradTuning: Sendable, Equatable {
     /// Bytes of transform-domain scratch (V and M) per block of tiles, so that a block stays in
     /// the 32 MB L3; 16–64 MB were within ~10% of each other on the SD shapes.
-    nonisolated(unsafe) static var blockBytes = 24 << 20
+    var blockBytes = 24 << 20
     /// Fewest tiles per block (where there are as many), whatever blockBytes says: at fewer, the
     /// products reread U per block (1920→640 at 32², batch 2: two blocks of 64 tiles 78 ms, one
     /// of 128 tiles, 47 MB, 68 ms).
-    nonisolated(unsafe) static var minBlockTiles = 128
+    var minBlockTiles = 128
     /// With fewer input channels, conv2dWinograd runs conv2d instead: the transforms then cost
     /// more than the multiplies they save (C→320 at 64², batch 2, conv2d vs F(4×4): C = 4: 1.5 vs
     /// 2.6 ms, C = 8: 2.4 vs 3.3 ms, C = 16: 4.5 vs 3.7 ms).
-    nonisolated(unsafe) static var minInputChannels = 16
+    var minInputChannels = 16
     /// Blocks of at most this many tiles use pd_winograd_multiply_narrow instead of sgemm; at 64
     /// tiles the two were level (see winogradMultiply).
-    nonisolated(unsafe) static var narrowColumns = 64
+    var narrowColumns = 64
+    /// In force for the calling task (see KernelTuning).
+    static var current: WinogradTuning { KernelTuning.current.winograd }
 }
 
 /// A 3×3 convolution weight [O, C, 3, 3] in the Winograd domain, U [α², O, C] (transformed once,
@@ -54,7 +56,7 @@ public final class WinogradWeight: @unchecked Sendable {
         try requireInt32(O, C, what: "WinogradWeight")
         self.variant = variant
         (outChannels, inChannels) = (O, C)
-        if C < WinogradTuning.minInputChannels {
+        if C < WinogradTuning.current.minInputChannels {
             (direct, u) = (weight, Tensor(zeros: [0]))
             return
         }
@@ -99,8 +101,9 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
     // take about blockBytes, but at least minBlockTiles tiles.
     let lanes = Int(PD_WINOGRAD_LANES)
     let bytesPerTile = 4 * positions * (C + O)
-    var blocks = max(1, (tiles * bytesPerTile + WinogradTuning.blockBytes - 1) / WinogradTuning.blockBytes)
-    blocks = max(1, min(blocks, tiles / max(1, WinogradTuning.minBlockTiles)))
+    let tuning = WinogradTuning.current
+    var blocks = max(1, (tiles * bytesPerTile + tuning.blockBytes - 1) / tuning.blockBytes)
+    blocks = max(1, min(blocks, tiles / max(1, tuning.minBlockTiles)))
     let blockTiles = ((tiles + blocks - 1) / blocks + lanes - 1) / lanes * lanes
     blocks = (tiles + blockTiles - 1) / blockTiles
     let ldv = blockTiles
@@ -112,20 +115,18 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
     Scratch.withBuffer(positions * (vstride + mstride)) { scratch in
         let v = scratch  // V_ξ [C, ldv] at v + ξ·vstride
         let mm = scratch + positions * vstride  // M_ξ [O, ldv] at mm + ξ·mstride
-        withSingleThreadedBLAS {
-            for block in 0..<blocks {
-                let tile0 = block * blockTiles, n = min(blockTiles, tiles - tile0)
-                // Chunks of at least ~4096 tile-channels: less is not worth a thread.
-                Parallel.forRanges(C, grain: max(1, 4096 / n)) { cs in
-                    pd_winograd_input(Int32(m), x.pointer, Int32(C), Int32(H), Int32(W), tile0, n,
-                                      Int32(cs.lowerBound), Int32(cs.upperBound), v, ldv, vstride)
-                }
-                winogradMultiply(u: weight.u.pointer, v: v, ldv: ldv, vstride: vstride, m: mm, ldm: ldv,
-                                 mstride: mstride, positions: positions, O: O, C: C, n: n)
-                Parallel.forRanges(O, grain: max(1, 4096 / n)) { os in
-                    pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(O), Int32(os.lowerBound), Int32(os.upperBound),
-                                       bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
-                }
+        for block in 0..<blocks {
+            let tile0 = block * blockTiles, n = min(blockTiles, tiles - tile0)
+            // Chunks of at least ~4096 tile-channels: less is not worth a thread.
+            Parallel.forRanges(C, grain: max(1, 4096 / n)) { cs in
+                pd_winograd_input(Int32(m), x.pointer, Int32(C), Int32(H), Int32(W), tile0, n,
+                                  Int32(cs.lowerBound), Int32(cs.upperBound), v, ldv, vstride)
+            }
+            winogradMultiply(u: weight.u.pointer, v: v, ldv: ldv, vstride: vstride, m: mm, ldm: ldv,
+                             mstride: mstride, positions: positions, O: O, C: C, n: n)
+            Parallel.forRanges(O, grain: max(1, 4096 / n)) { os in
+                pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(O), Int32(os.lowerBound), Int32(os.upperBound),
+                                   bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
             }
         }
     }
@@ -134,14 +135,14 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
 
 /// The transform-domain product, M_ξ[O, n] = U_ξ[O, C] · V_ξ[C, n] for every position ξ: the
 /// one place that picks the GEMM (a bf16 GEMM could replace sgemm here). Positions are split over
-/// the cores, each sgemm single-threaded (the caller holds withSingleThreadedBLAS). Blocks of at
+/// the cores, each sgemm single-threaded (as OpenBLAS always is here). Blocks of at
 /// most narrowColumns tiles (the 8² and 16² UNet layers) use a kernel that reads U once instead:
 /// sgemm would repack U on every call (1280→1280 at 8², batch 2: 25 ms → 12 ms; 2560→1280 at
 /// 16²: 100 ms → 46 ms).
 func winogradMultiply(u: UnsafePointer<Float>, v: UnsafePointer<Float>, ldv: Int, vstride: Int,
                       m: UnsafeMutablePointer<Float>, ldm: Int, mstride: Int, positions: Int, O: Int, C: Int, n: Int) {
     let cols = (n + 15) / 16 * 16
-    if cols <= WinogradTuning.narrowColumns {
+    if cols <= WinogradTuning.current.narrowColumns {
         Parallel.forRanges(positions) { xis in
             pd_winograd_multiply_narrow(Int32(cols), u, Int32(O), Int32(C), v, ldv, vstride, m, ldm, mstride,
                                         Int32(xis.lowerBound), Int32(xis.upperBound))

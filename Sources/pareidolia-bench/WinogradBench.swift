@@ -18,9 +18,6 @@ struct WinogradBench: ParsableCommand {
     @Flag(help: "Inputs N(0, 1) instead of SiLU(N(0, 1)) (what follows GroupNorm + SiLU).")
     var normalInputs = false
 
-    @Option(help: "ISA level for Pareidolia's kernels: baseline, avx2 or avx512 (default: the best; OpenBLAS keeps its own).")
-    var isa: String?
-
     @Option(help: "Shapes of one network only: unet or vae.")
     var net: String?
 
@@ -39,12 +36,6 @@ struct WinogradBench: ParsableCommand {
 
     func run() throws {
         try BLAS.load()
-        if let isa {
-            guard let level = ["baseline": KernelISA.baseline, "avx2": .avx2, "avx512": .avx512][isa] else {
-                throw ValidationError("--isa must be baseline, avx2 or avx512")
-            }
-            KernelISA.force(level)
-        }
         guard let variants = ["f2": [WinogradVariant.f2x2], "f4": [.f4x4], "both": [.f2x2, .f4x4]][variant] else {
             throw ValidationError("--variant must be f2, f4 or both")
         }

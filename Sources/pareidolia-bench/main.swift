@@ -1,6 +1,12 @@
 import ArgumentParser
+import Foundation
 import Tensors
 
+// PAREIDOLIA_ISA caps the kernels (and OpenBLAS's family); a value it does not know stops here.
+if let problem = KernelISA.environmentProblem {
+    FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
+    exit(2)
+}
 // OpenBLAS picks its kernels when it loads: load it before anything else.
 try? BLAS.load()
 

@@ -15,10 +15,30 @@ struct FastModeTests {
     /// Measured on tiny-sd (max |error| / max |diffusers fp32|): UNet winograd 1.5e-6, bf16 5.2e-3,
     /// both 3.8e-3; VAE decode
     /// (Winograd only, whatever is asked) 3.9e-6.
-    @Test(arguments: [("winograd", Float(1e-4)), ("bf16", 2e-2), ("winograd,bf16", 2e-2)])
+    @Test func winogradCloseToDiffusers() throws { try closeToDiffusers("winograd", 1e-4) }
+
+    @Test(.enabled(if: PackedBF16Matrix.isSupported, Comment(rawValue: PackedBF16Matrix.unsupportedReason ?? "")),
+          arguments: [("bf16", Float(2e-2)), ("winograd,bf16", 2e-2)])
+    func bf16CloseToDiffusers(_ paths: String, _ tolerance: Float) throws { try closeToDiffusers(paths, tolerance) }
+
+    /// Where the bf16 kernels cannot run, asking for them is refused in one line that says why.
+    @Test(.enabled(if: !PackedBF16Matrix.isSupported, "this CPU runs the bf16 kernels"))
+    func bf16Refused() throws {
+        for text in ["bf16", "winograd,bf16"] {
+            do {
+                _ = try FastMath(parsing: text)
+                Issue.record("--fast \(text) was accepted without AVX512-BF16")
+            } catch {
+                let message = "\(error)"
+                #expect(message.hasPrefix("bf16: ") && message.contains("AVX512-BF16") && message.contains("use winograd"), "\(message)")
+                #expect(!message.contains("\n"))
+            }
+        }
+        #expect(try FastMath(parsing: "all") == .winograd)  // "all" = what this CPU can run
+    }
+
     func closeToDiffusers(_ paths: String, _ tolerance: Float) throws {
         let fast = try FastMath(parsing: paths)
-        if fast.contains(.bf16) && !PackedBF16Matrix.isSupported { return }  // parsing threw already on such CPUs
         let model = try StableDiffusionModel.load(Fixtures.path("tiny-sd"), fast: fast)
         let out = try model.unet(golden.tensor("unet.sample"), timesteps: [try golden.tensor("unet.timestep")[flat: 0]],
                                  context: golden.tensor("unet.context"))  // [2, 4, h, w]

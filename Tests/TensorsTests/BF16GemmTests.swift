@@ -70,14 +70,14 @@ extension KernelTests {
             }
         }
 
-        /// The portable path (CPUs without BF16) computes the same sums.
+        /// The portable path (CPUs without BF16, threads below AVX-512) computes the same sums.
         @Test func scalarPath() {
-            pd_bf16_force_scalar(1)
-            defer { pd_bf16_force_scalar(0) }
-            for (m, k, n) in [(1, 1, 1), (17, 33, 45), (20, 70, 3)] {
-                for bLinear in [false, true] { for cLinear in [false, true] {
-                    checkGemm(M: m, K: k, N: n, n0: n > 5 ? 2 : 0, bLinear: bLinear, cLinear: cLinear, accumulate: cLinear, pad: 1)
-                } }
+            KernelISA.withLevel(.avx2) { _ in
+                for (m, k, n) in [(1, 1, 1), (17, 33, 45), (20, 70, 3)] {
+                    for bLinear in [false, true] { for cLinear in [false, true] {
+                        checkGemm(M: m, K: k, N: n, n0: n > 5 ? 2 : 0, bLinear: bLinear, cLinear: cLinear, accumulate: cLinear, pad: 1)
+                    } }
+                }
             }
         }
 
@@ -91,7 +91,7 @@ extension KernelTests {
         }
     }
 
-    @Suite(.enabled(if: PackedBF16Matrix.isSupported, "this CPU lacks AVX512-BF16"))
+    @Suite(.enabled(if: PackedBF16Matrix.isSupported, Comment(rawValue: PackedBF16Matrix.unsupportedReason ?? "")))
     struct BF16Gemm {
         static func r(_ x: Float) -> Float { bf16Rounded(x) }
         static func rounded(_ t: Tensor) -> Tensor {
@@ -166,22 +166,21 @@ extension KernelTests {
         }
 
         @Test func convMatchesFP32OnRoundedInputs() throws {
-            let saved = ConvBF16Tuning.blockBytes
-            defer { ConvBF16Tuning.blockBytes = saved }
-            for bytes in [saved, 1024] {  // default blocks, and many small uneven ones
-                ConvBF16Tuning.blockBytes = bytes
-                for (b, c, h, w, o, k, s, p) in [(2, 5, 9, 11, 7, 3, 1, 1), (1, 6, 10, 7, 9, 3, 2, 1), (2, 8, 6, 5, 17, 1, 1, 0),
-                                                 (1, 4, 7, 7, 3, 1, 2, 0), (3, 3, 8, 8, 33, 3, 1, 1)] {
-                    let x = randomTensor([b, c, h, w], seed: 10), wt = randomTensor([o, c, k, k], seed: 11)
-                    let bias = randomTensor([o], seed: 12)
-                    let packed = try PackedBF16Matrix(wt)
-                    let what = "conv \(k)×\(k) s\(s) p\(p) on \(x.shape), blocks of \(bytes) B"
-                    expectClose(try conv2dBF16(x, weight: packed, kernel: k, bias: bias, stride: s, padding: p),
-                                try conv2d(Self.rounded(x), weight: Self.rounded(wt), bias: bias, stride: s, padding: p),
-                                relTol: 1e-5, what)
-                    expectClose(try conv2dBF16(x, weight: packed, kernel: k, stride: s, padding: p),
-                                try conv2d(Self.rounded(x), weight: Self.rounded(wt), stride: s, padding: p),
-                                relTol: 1e-5, what + " no bias")
+            for bytes in [ConvBF16Tuning.current.blockBytes, 1024] {  // default blocks, and many small uneven ones
+                try KernelTuning.with({ $0.convBF16.blockBytes = bytes }) {
+                    for (b, c, h, w, o, k, s, p) in [(2, 5, 9, 11, 7, 3, 1, 1), (1, 6, 10, 7, 9, 3, 2, 1), (2, 8, 6, 5, 17, 1, 1, 0),
+                                                     (1, 4, 7, 7, 3, 1, 2, 0), (3, 3, 8, 8, 33, 3, 1, 1)] {
+                        let x = randomTensor([b, c, h, w], seed: 10), wt = randomTensor([o, c, k, k], seed: 11)
+                        let bias = randomTensor([o], seed: 12)
+                        let packed = try PackedBF16Matrix(wt)
+                        let what = "conv \(k)×\(k) s\(s) p\(p) on \(x.shape), blocks of \(bytes) B"
+                        expectClose(try conv2dBF16(x, weight: packed, kernel: k, bias: bias, stride: s, padding: p),
+                                    try conv2d(Self.rounded(x), weight: Self.rounded(wt), bias: bias, stride: s, padding: p),
+                                    relTol: 1e-5, what)
+                        expectClose(try conv2dBF16(x, weight: packed, kernel: k, stride: s, padding: p),
+                                    try conv2d(Self.rounded(x), weight: Self.rounded(wt), stride: s, padding: p),
+                                    relTol: 1e-5, what + " no bias")
+                    }
                 }
             }
         }

@@ -12,21 +12,16 @@ extension KernelTests {
             expectClose(y, try f.tensor("\(name).y"), name)
         }
 
-        /// Every schedule and block size must give the same numbers.
-        func forEachSchedule(_ body: () throws -> Void) rethrows {
-            let saved = (ConvTuning.schedule, ConvTuning.blockBytes)
-            defer { (ConvTuning.schedule, ConvTuning.blockBytes) = saved }
-            for schedule in [ConvSchedule.itemsAcrossCores, .threadedBLAS] {
-                for bytes in [0, 1024, 32 << 20] {  // whole image, tiny blocks (many, uneven), default
-                    (ConvTuning.schedule, ConvTuning.blockBytes) = (schedule, bytes)
-                    try body()
-                }
+        /// Every block size must give the same numbers.
+        func forEachBlockSize(_ body: () throws -> Void) rethrows {
+            for bytes in [0, 1024, 32 << 20] {  // whole image, tiny blocks (many, uneven), default
+                try KernelTuning.with({ $0.conv.blockBytes = bytes }) { try body() }
             }
         }
 
-        @Test func conv3x3() throws { try forEachSchedule { try check("conv3x3", stride: 1, padding: 1) } }
-        @Test func conv3x3Stride2() throws { try forEachSchedule { try check("conv3x3s2", stride: 2, padding: 1) } }
-        @Test func conv1x1() throws { try forEachSchedule { try check("conv1x1", stride: 1, padding: 0) } }
+        @Test func conv3x3() throws { try forEachBlockSize { try check("conv3x3", stride: 1, padding: 1) } }
+        @Test func conv3x3Stride2() throws { try forEachBlockSize { try check("conv3x3s2", stride: 2, padding: 1) } }
+        @Test func conv1x1() throws { try forEachBlockSize { try check("conv1x1", stride: 1, padding: 0) } }
 
         /// A naive direct convolution, for cases the fixture does not cover (no bias, odd sizes).
         func reference(_ x: Tensor, _ w: Tensor, stride s: Int, padding p: Int) -> Tensor {
@@ -47,7 +42,7 @@ extension KernelTests {
         }
 
         @Test func oddShapesWithoutBias() throws {
-            try forEachSchedule {
+            try forEachBlockSize {
                 for (b, h, w, s, p, k) in [(1, 7, 9, 2, 1, 3), (3, 5, 4, 1, 1, 3), (2, 6, 6, 1, 0, 1), (1, 4, 5, 2, 0, 1), (1, 8, 8, 1, 0, 3)] {
                     let x = randomTensor([b, 5, h, w], seed: 11), wt = randomTensor([6, 5, k, k], seed: 12)
                     expectClose(try conv2d(x, weight: wt, stride: s, padding: p), reference(x, wt, stride: s, padding: p),

@@ -2,17 +2,15 @@ import Testing
 import TestSupport
 @testable import Tensors
 
-/// Every kernel suite nests in this one so that tests which force an ISA level (`forEachISA`)
-/// never overlap with each other.
-@Suite(.serialized) enum KernelTests {}
+/// Every kernel suite nests in this one. Levels forced by `forEachISA` hold for the forcing test
+/// only (KernelISA.withLevel is per thread), so these tests may run beside any other.
+@Suite enum KernelTests {}
 
-/// Runs `body` at every ISA level this CPU supports (baseline, AVX2, AVX-512), then restores
-/// the best one. Only from tests inside `KernelTests` (serialised).
+/// Runs `body` at every ISA level the process supports (baseline, AVX2, AVX-512 — fewer when the
+/// CPU or PAREIDOLIA_ISA caps it), each forced for this test's work only.
 func forEachISA(_ body: (KernelISA) throws -> Void) rethrows {
-    defer { KernelISA.force(nil) }
-    for raw in 0...KernelISA.supported.rawValue {
-        let level = KernelISA.force(KernelISA(rawValue: raw))
-        try body(level)
+    for level in KernelISA.allCases where level <= KernelISA.supported {
+        try KernelISA.withLevel(level) { try body($0) }
     }
 }
 

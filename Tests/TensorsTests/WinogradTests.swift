@@ -17,17 +17,9 @@ extension KernelTests {
         /// the tiles per block), and each product: sgemm only, then the narrow kernel for blocks of
         /// up to 64 tiles (the default).
         func withTuning(blockBytes: Int, _ body: () throws -> Void) rethrows {
-            typealias Knobs = (Int, Int, Int, Int)
-            func set(_ k: Knobs) {
-                (WinogradTuning.blockBytes, WinogradTuning.minBlockTiles, WinogradTuning.minInputChannels,
-                 WinogradTuning.narrowColumns) = k
-            }
-            let saved: Knobs = (WinogradTuning.blockBytes, WinogradTuning.minBlockTiles, WinogradTuning.minInputChannels,
-                                WinogradTuning.narrowColumns)
-            defer { set(saved) }
             for narrow in [0, 64] {
-                set((blockBytes, 1, 1, narrow))
-                try body()
+                try KernelTuning.with({ $0.winograd = WinogradTuning(blockBytes: blockBytes, minBlockTiles: 1, minInputChannels: 1,
+                                                                     narrowColumns: narrow) }) { try body() }
             }
         }
 

@@ -13,11 +13,15 @@ extern "C" {
 int pd_ckernels_present(void);
 
 // ISA levels: 0 = baseline, 1 = AVX2+FMA+F16C, 2 = AVX-512 (F/VL/DQ/BW).
-int pd_isa(void);            // level in use
-int pd_isa_supported(void);  // best level this CPU supports
-// Forces a level (clamped to what is supported; negative = best). Returns the level set.
-// For tests and benchmarks only: not meant to be flipped while kernels run.
+int pd_isa(void);            // level the calling thread's kernels use
+int pd_isa_cpu(void);        // best level this CPU (and OS) supports
+// The cap PAREIDOLIA_ISA sets (2 when unset), or -1 when it holds an unknown value.
+int pd_isa_cap(void);
+int pd_isa_supported(void);  // min(CPU, cap): the level kernels run at unless a thread forces one
+// Forces a level for the calling thread only (clamped to what is supported; negative = none).
+// Returns the level now in use. pd_forced_isa() returns the thread's forced level or -1.
 int pd_set_isa(int level);
+int pd_forced_isa(void);
 
 // ---- convolution (im2col.c) ----
 // Writes the im2col matrix for rows k in [k0, k1) and output pixels n in [n0, n1) of one image

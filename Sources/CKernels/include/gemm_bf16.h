@@ -12,6 +12,8 @@ extern "C" {
 #endif
 
 // 1 when the CPU has AVX512F, AVX512BW and AVX512_BF16 and the OS saves the zmm state.
+int pd_bf16_cpu(void);
+// pd_bf16_cpu(), and the process not capped below AVX-512 (PAREIDOLIA_ISA): what may be used.
 int pd_bf16_supported(void);
 
 // float32 -> bfloat16 bits, round to nearest even; NaN stays NaN (made quiet, sign kept),
@@ -31,11 +33,10 @@ long pd_gemm_bf16_work_count(int K, long n0, long n1);
 // B[k, n] = B[k*rsb + n*csb] (fp32, rounded to bf16 here) and C[m, n] = C[m*rsc + n*csc].
 // Fast paths: csb = 1 or rsb = 1 for B, csc = 1 or rsc = 1 for C; other strides work, slower.
 // Single-threaded; callers split [0, N) over threads (multiples of 16 columns are best).
-// On a CPU without BF16 support a slow scalar loop gives the same result.
+// On a CPU without BF16 support, or on a thread forced below AVX-512 (pd_set_isa), a slow
+// scalar loop gives the same result.
 void pd_gemm_bf16(const uint16_t *packed, int M, int K, const float *B, long rsb, long csb,
                   long n0, long n1, float *C, long rsc, long csc, int accumulate, float *work);
-// Tests only: on != 0 makes pd_gemm_bf16 take the scalar path even where BF16 is supported.
-void pd_bf16_force_scalar(int on);
 
 #ifdef __cplusplus
 }

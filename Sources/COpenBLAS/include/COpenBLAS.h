@@ -24,8 +24,14 @@ pd_cpu_features pd_cpu_detect(void);
 // The OpenBLAS core type to request for these features, or NULL to let OpenBLAS decide.
 const char *pd_openblas_coretype_for(pd_cpu_features f);
 
-// Loads OpenBLAS once (thread-safe). Returns 0 on success; otherwise writes a one-line reason.
-int pd_blas_load(char *error, size_t error_len);
+// The features with everything above `level` (0 baseline, 1 AVX2+FMA, 2 AVX-512) cleared.
+pd_cpu_features pd_cpu_capped(pd_cpu_features f, int level);
+// What the loader requests for `cpu` when its kernels are capped at `level` (NULL: OpenBLAS decides).
+const char *pd_openblas_coretype_request(pd_cpu_features cpu, int level);
+
+// Loads OpenBLAS once (thread-safe), choosing its kernels for the CPU capped at `isa_level` (the
+// level Pareidolia's own kernels run at). Returns 0 on success; otherwise writes a one-line reason.
+int pd_blas_load(int isa_level, char *error, size_t error_len);
 
 // What was decided at load: the core type OpenBLAS reports, whether we set OPENBLAS_CORETYPE,
 // and the library path that was opened. Valid after a successful pd_blas_load.
@@ -33,7 +39,6 @@ const char *pd_blas_corename(void);
 int pd_blas_coretype_was_set(void);
 const char *pd_blas_library(void);
 const char *pd_blas_config(void);
-void pd_blas_set_threads(int n);
 int pd_blas_get_threads(void);
 
 // Row-major sgemm: C[M,N] = alpha * op(A) op(B) + beta * C.

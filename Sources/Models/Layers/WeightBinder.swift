@@ -40,8 +40,8 @@ public struct FastMath: OptionSet, Sendable, CustomStringConvertible {
             switch part {
             case "winograd": m.insert(.winograd)
             case "bf16":
-                guard PackedBF16Matrix.isSupported else {
-                    throw WeightLoadError(description: "bf16: this CPU lacks AVX512-BF16, which bf16 arithmetic needs (use winograd)")
+                if let reason = PackedBF16Matrix.unsupportedReason {
+                    throw WeightLoadError(description: "bf16: \(reason); bf16 arithmetic needs AVX512-BF16 (use winograd)")
                 }
                 m.insert(.bf16)
             case "all": m.formUnion(Self.supported)

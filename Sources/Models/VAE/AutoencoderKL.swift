@@ -30,6 +30,6 @@ public final class AutoencoderKL {
         }
         let moments = try encoder(x)  // [B, 2L, h, w]
         let parts = try split(moments, axis: 1, sizes: [config.latentChannels, config.latentChannels])
-        return (parts[0], try clamp(parts[1], min: -30, max: 20))
+        return (parts[0], clamp(parts[1], min: -30, max: 20))
     }
 }
