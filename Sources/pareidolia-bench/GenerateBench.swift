@@ -27,8 +27,8 @@ struct GenerateBench: ParsableCommand {
     @Option(help: "Weights held in fp32, fp16 or bf16.")
     var precision = "fp32"
 
-    @Option(help: "Fast-mode kernels: winograd, bf16, all or none.")
-    var fast = "none"
+    @Option(help: "Kernels: winograd (the default), none (the plain path), bf16 or all (fast modes).")
+    var fast = FastMath.default.description
 
     @Flag(help: "Only one untraced run, reporting resident memory after loading, during sampling and at the peak.")
     var memory = false

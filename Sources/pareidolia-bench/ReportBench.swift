@@ -28,8 +28,8 @@ struct ReportBench: ParsableCommand {
     @Option(help: "Timed repetitions of each model call (the best is reported).")
     var repeats = 1
 
-    @Option(help: "Engine variants to measure, comma-separated: a weight precision (fp32, fp16, bf16), optionally with fast-mode kernels after a + (fp32+winograd, fp32+bf16, fp16+all).")
-    var variants = "fp32,fp16,fp32+winograd,fp32+all"
+    @Option(help: "Engine variants to measure, comma-separated: a weight precision (fp32, fp16, bf16) with the default kernels (Winograd), or other kernels after a + (fp32+none: the plain path; fp32+bf16, fp16+all: fast modes).")
+    var variants = "fp32,fp16,fp32+none"
 
     /// One way of running the engine.
     struct Variant: CustomStringConvertible {
@@ -40,7 +40,7 @@ struct ReportBench: ParsableCommand {
             let parts = text.split(separator: "+", maxSplits: 1).map(String.init)
             guard let p = Precision(rawValue: parts[0]) else { throw ValidationError("--variants: \(parts[0]) is not fp32, fp16 or bf16") }
             precision = p
-            fast = try parts.count > 1 ? FastMath(parsing: parts[1]) : []
+            fast = try parts.count > 1 ? FastMath(parsing: parts[1]) : .default
             self.text = text
         }
         var description: String { text }

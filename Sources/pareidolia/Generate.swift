@@ -70,8 +70,8 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "How weights are held: fp32, fp16 or bf16 (16 bits: half the memory; sums stay fp32).")
     var precision = "fp32"
 
-    @Option(name: .long, help: "Fast mode (not bit-faithful to diffusers): winograd, bf16, all (what this CPU supports) or none.")
-    var fast = "none"
+    @Option(name: .long, help: "Kernels: winograd (default: Winograd 3×3 convolutions, as close to diffusers as the plain path), none (the plain im2col path), bf16 (fast mode, AVX512-BF16 only: not diffusers' numbers) or all (what this CPU supports).")
+    var fast = FastMath.default.description
 
     func run() throws {
         let samplerKind: SamplerKind

@@ -9,13 +9,18 @@ import Tensors
 
 /// Whole txt2img runs on tiny-sd against diffusers' StableDiffusionPipeline
 /// (Tools/reference/make_pipeline_fixtures.py): every latent along the way, the final latent
-/// (≤ 1e-3 × max|ref|) and the 8-bit image (mean |diff| ≤ 1 level).
+/// (≤ 1e-3 × max|ref|) and the 8-bit image (mean |diff| ≤ 1 level). Every case runs with the
+/// default kernels (Winograd 3×3 convolutions) and with the plain path (`--fast none`), to the
+/// same bounds: that is what makes Winograd the default.
 @Suite("Pipeline parity with diffusers", .serialized)
 struct PipelineParityTests {
-    static let model: StableDiffusionModel? = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
-    /// `--fast winograd`: 3×3 convolutions by Winograd F(4×4, 3×3), still float32 arithmetic.
-    static let winogradModel: StableDiffusionModel? = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false,
-                                                                                      fast: .winograd)
+    /// The arithmetic each case runs with: the default kernels, then the plain im2col path.
+    static let kernels: [FastMath] = [.default, []]
+    static let models: [FastMath.RawValue: StableDiffusionModel] = {
+        var m: [FastMath.RawValue: StableDiffusionModel] = [:]
+        for k in kernels { m[k.rawValue] = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false, fast: k) }
+        return m
+    }()
 
     final class Collector: GenerationObserver {
         var latents: [Tensor] = []
@@ -33,10 +38,10 @@ struct PipelineParityTests {
 
     /// Runs the case in `file` and compares; returns the measured errors.
     static func run(_ file: String, rng: RNGKind = .cpu, embeddings: [PromptEmbedding] = [],
-                    prompt: String? = nil, negative: String? = nil, winograd: Bool = false) throws -> Outcome {
+                    prompt: String? = nil, negative: String? = nil, kernels: FastMath) throws -> Outcome {
         let golden = try SafeTensorsFile(path: Fixtures.path("pipeline/\(file).safetensors"))
         let meta = golden.metadata
-        let model = try #require(winograd ? winogradModel : model)
+        let model = try #require(models[kernels.rawValue], "tiny-sd did not load")
         var s = GenerationSettings(prompt: prompt ?? meta["prompt"] ?? "")
         s.negativePrompt = negative ?? meta["negative_prompt"] ?? ""
         s.seed = UInt64(meta["seed"]!)!
@@ -58,7 +63,7 @@ struct PipelineParityTests {
             worstStep = max(worstStep, relativeError(l, ref))
         }
         let final = try golden.tensor("final")
-        expectClose(out.latent, final, relTol: 1e-3, "\(file) final latent")
+        expectClose(out.latent, final, relTol: 1e-3, "\(file) final latent (\(kernels))")
 
         let image = try RGBImage(tensor: out.image)
         let ref = try golden.tensor("image_u8")  // [1, 3, H, W] as float
@@ -66,51 +71,42 @@ struct PipelineParityTests {
         var total = 0.0
         for c in 0..<3 { for p in 0..<(h * w) { total += abs(Double(image.pixels[p * 3 + c]) - Double(ref.pointer[c * h * w + p])) } }
         let mean = total / Double(3 * h * w)
-        #expect(mean <= 1, "\(file): mean 8-bit difference \(mean)")
+        #expect(mean <= 1, "\(file) (\(kernels)): mean 8-bit difference \(mean)")
         return Outcome(finalError: relativeError(out.latent, final), worstStepError: worstStep, meanLevelDiff: mean)
     }
 
-    @Test("every sampler, CPU generator", arguments: SamplerKind.allCases)
-    func sampler(_ kind: SamplerKind) throws {
-        let o = try Self.run(kind.rawValue)
-        print("parity \(kind.rawValue): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    static func report(_ file: String, _ kernels: FastMath, _ o: Outcome) {
+        print("parity \(file) [\(kernels)]: final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
     }
 
-    /// Winograd's extra rounding stays far inside the parity bounds (measured: final latents
-    /// within 1.1–4.0e-6 of diffusers, as the exact path), so it could be the default; it is not,
-    /// because the exact path is the reference the engine promises.
-    @Test("--fast winograd keeps every sampler within the parity bounds", arguments: SamplerKind.allCases)
-    func winogradSampler(_ kind: SamplerKind) throws {
-        let o = try Self.run(kind.rawValue, winograd: true)
-        print("parity winograd \(kind.rawValue): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+    @Test("every sampler, CPU generator", arguments: SamplerKind.allCases, kernels)
+    func sampler(_ kind: SamplerKind, _ kernels: FastMath) throws {
+        Self.report(kind.rawValue, kernels, try Self.run(kind.rawValue, kernels: kernels))
     }
 
     @Test("negative prompts, no guidance, torch CUDA (philox) noise",
           arguments: [("ddim_negative", RNGKind.cpu), ("euler_a_negative", .cpu), ("ddim_noguidance", .cpu),
-                      ("ddim_philox", .philox), ("dpmpp_2m_philox", .philox)])
-    func variant(_ file: String, _ rng: RNGKind) throws {
-        let o = try Self.run(file, rng: rng)
-        print("parity \(file): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+                      ("ddim_philox", .philox), ("dpmpp_2m_philox", .philox)], kernels)
+    func variant(_ c: (file: String, rng: RNGKind), _ kernels: FastMath) throws {
+        Self.report(c.file, kernels, try Self.run(c.file, rng: c.rng, kernels: kernels))
     }
 
     @Test("A1111 weighting and long prompts (reference: A1111's rule on diffusers' encoder)",
-          arguments: ["euler_weighted", "euler_long"])
-    func weighted(_ file: String) throws {
-        let o = try Self.run(file)
-        print("parity \(file): final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+          arguments: ["euler_weighted", "euler_long"], kernels)
+    func weighted(_ file: String, _ kernels: FastMath) throws {
+        Self.report(file, kernels, try Self.run(file, kernels: kernels))
     }
 
-    @Test("textual inversion: A1111 .pt, diffusers .bin, kohya .safetensors")
-    func embeddings() throws {
-        let model = try #require(Self.model)
+    @Test("textual inversion: A1111 .pt, diffusers .bin, kohya .safetensors", arguments: kernels)
+    func embeddings(_ kernels: FastMath) throws {
+        let model = try #require(Self.models[kernels.rawValue])
         let files = ["corajr.pt", "winniecat.bin", "kokocat.safetensors"]
         let embeddings = try files.map {
             try EmbeddingLoader.load(Fixtures.path("pipeline/\($0)"), tokenizer: model.tokenizer, width: model.textEncoder.config.hiddenSize)
         }
         #expect(embeddings.map(\.trigger) == ["corajr", "<winniecat>", "kokocat"])
         #expect(embeddings.map(\.vectors.count) == [2, 1, 3])
-        let o = try Self.run("euler_embeddings", embeddings: embeddings)
-        print("parity euler_embeddings: final \(o.finalError), worst step \(o.worstStepError), image \(o.meanLevelDiff) levels")
+        Self.report("euler_embeddings", kernels, try Self.run("euler_embeddings", embeddings: embeddings, kernels: kernels))
     }
 
     @Test("an embedding of the wrong width is a one-line error naming the file")

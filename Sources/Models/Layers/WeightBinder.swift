@@ -21,7 +21,9 @@ extension WeightSource {
     }
 }
 
-/// The fast mode's departures from exact float32 arithmetic, chosen at load time.
+/// The kernels' departures from the plain float32 path (im2col + sgemm), chosen at load time.
+/// `default` (Winograd) is as faithful to diffusers as the plain path over the whole parity suite;
+/// bf16 products are a fast mode that is not.
 public struct FastMath: OptionSet, Sendable, CustomStringConvertible {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
@@ -30,10 +32,16 @@ public struct FastMath: OptionSet, Sendable, CustomStringConvertible {
     /// Linear and convolution products with bfloat16 operands and float32 sums (AVX512-BF16).
     public static let bf16 = FastMath(rawValue: 2)
 
+    /// What runs unless asked otherwise: Winograd 3×3 convolutions. Over every pipeline parity
+    /// case (samplers, both RNGs, negative prompts, embeddings, long prompts, fp16 files) their
+    /// results are as close to diffusers as the plain path's; `none` keeps the plain path.
+    public static let `default`: FastMath = .winograd
+
     /// What this CPU can run.
     public static var supported: FastMath { PackedBF16Matrix.isSupported ? [.winograd, .bf16] : [.winograd] }
 
-    /// "winograd", "bf16", "all" (everything this CPU supports) or a comma-separated list.
+    /// "winograd", "bf16", "all" (everything this CPU supports), "none" (the plain path) or a
+    /// comma-separated list.
     public init(parsing text: String) throws {
         var m: FastMath = []
         for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
@@ -193,7 +201,9 @@ public final class WeightBinder {
     public func layerWeight(_ key: String, shape: [Int], acceptingReshapeOf alternatives: [[Int]] = [],
                             winogradEligible: Bool) -> FastKernel {
         let fast = state.fast
-        guard !fast.isEmpty else { return .plain(weight(key, shape: shape, acceptingReshapeOf: alternatives)) }
+        let winograd = fast.contains(.winograd) && winogradEligible && shape[0] <= Self.winogradMaxOutChannels
+        // A layer no fast form applies to is held as any other weight (16 bits at fp16 precision).
+        guard winograd || fast.contains(.bf16) else { return .plain(weight(key, shape: shape, acceptingReshapeOf: alternatives)) }
         let t = tensor(key, shape: shape, acceptingReshapeOf: alternatives)  // float32 (borrowed when it can be)
         // The mapped fp32 bytes were only read to build the fast form: give their pages back at
         // once, or loading holds the whole fp32 file and every transformed copy at the same time.
@@ -202,7 +212,7 @@ public final class WeightBinder {
             return kernel
         }
         do {
-            if fast.contains(.winograd) && winogradEligible && shape[0] <= Self.winogradMaxOutChannels {
+            if winograd {
                 let w = try WinogradWeight(weight: t)
                 return w.keepsWeight ? .winograd(w) : released(.winograd(w))
             }

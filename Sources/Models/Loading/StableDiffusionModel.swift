@@ -73,9 +73,9 @@ public final class StableDiffusionModel {
     /// Loads every part; `vaeEncoder: false` skips the encoder (txt2img does not need it).
     /// `configs` overrides the architecture assumed for single-file checkpoints.
     /// `precision`: how layer weights are held (16 bits halve the memory; sums stay float32).
-    /// `fast`: kernels that trade exactness for speed (Winograd, bf16 products); empty by default.
+    /// `fast`: kernels other than the plain im2col path (FastMath.default: Winograd; [] = plain).
     public static func load(_ path: String, configs: Configs? = nil, vaeEncoder: Bool = true,
-                            precision: Precision = .fp32, fast: FastMath = []) throws -> StableDiffusionModel {
+                            precision: Precision = .fp32, fast: FastMath = .default) throws -> StableDiffusionModel {
         let archive = try Checkpoint.open(path)
         let detection = ModelDetection(archive)
         switch detection.kind {
