@@ -1,0 +1,257 @@
+"""Self-checks of the Shapes world: determinism, masks, captions, splits, and the detector.
+
+Run with `python -m pytest Tools/toyworld` (a Python with numpy and Pillow), or directly with
+`python Tools/toyworld/test_world.py`. The detector figures are printed (pytest -s shows them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from toyworld import captions, detect, palette, preview, scenes, world  # noqa: E402
+from toyworld.canvas import paint_background  # noqa: E402
+
+N_DETECT = 200  # scenes for the detector figures
+
+
+@lru_cache(maxsize=None)
+def _scenes(split: str, n: int) -> tuple:
+    return tuple(world.dataset(split, n))
+
+
+def test_deterministic():
+    a, b = world.scene("train", 7), world.scene("train", 7)
+    assert a.image.tobytes() == b.image.tobytes() and a.caption == b.caption
+    assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a.objects, b.objects))
+    assert world.scene("train", 8).image.tobytes() != a.image.tobytes()
+    assert world.scene("train", 7, seed=1).image.tobytes() != a.image.tobytes()
+    assert world.scene("heldout", 7).image.tobytes() != a.image.tobytes()
+    i1, i2 = world.individual_images("koko", 3), world.individual_images("koko", 3)
+    assert [s.image.tobytes() for s in i1] == [s.image.tobytes() for s in i2]
+    image, caption, objects = a  # unpacks as a tuple
+    assert image.dtype == np.uint8 and image.shape == (128, 128, 3) and isinstance(caption, str)
+
+
+def test_sizes():
+    for size in (64, 256):
+        s = world.scene("train", 3, size=size)
+        assert s.image.shape == (size, size, 3)
+        assert all(o.mask.shape == (size, size) for o in s.objects)
+
+
+def test_palette_far_apart():
+    refs = palette.reference_colours()
+    rgb = np.array([r[2] for r in refs], float)
+    for i in range(len(refs)):
+        for j in range(i + 1, len(refs)):
+            if refs[i][1] == refs[j][1] == "background":
+                continue  # backgrounds may be alike: they are never told apart
+            assert np.linalg.norm(rgb[i] - rgb[j]) >= 60, (refs[i][0], refs[j][0])
+
+
+def test_masks_match_pixels():
+    for s in _scenes("train", N_DETECT):
+        union = np.zeros(s.image.shape[:2], bool)
+        for o in s.objects:
+            assert o.mask.any() and not (union & o.mask).any(), "objects overlap"
+            union |= o.mask
+            if o.kind != "shape":
+                continue
+            exact = np.all(s.image == palette.COLOURS[o.colour], axis=-1) & ~union_except(s, o)
+            # every pixel fully painted with the colour is in the mask, and the mask adds no
+            # more than the anti-aliased rim (two pixels at a sharp tip) around those pixels
+            assert not (exact & ~o.mask).any()
+            assert not (o.mask & ~detect.dilate(exact, 2)).any()
+            assert (o.mask & ~detect.dilate(exact, 1)).sum() <= 4
+            x0, y0, x1, y1 = o.bbox
+            ys, xs = np.nonzero(o.mask)
+            assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            assert palette.cell_of(*o.centre, 128, 128) == o.position
+
+
+def union_except(s, keep):
+    out = np.zeros(s.image.shape[:2], bool)
+    for o in s.objects:
+        if o is not keep:
+            out |= detect.dilate(o.mask, 1)
+    return out
+
+
+def test_captions_name_exactly_the_objects():
+    for s in _scenes("train", N_DETECT):
+        named = set()
+        for m in s.mentions:
+            assert s.caption[m.start:m.end] == m.word
+            assert s.caption.split()[m.word_index].strip(",") == m.word
+            if m.kind in ("shape", "class"):
+                named |= set(m.object_ids)
+            for i in m.object_ids:
+                o = s.objects[i]
+                if m.kind == "colour" and o.kind == "shape":
+                    assert m.word == o.colour
+                if m.kind == "shape":
+                    assert m.word in (o.shape, captions.PLURALS[o.shape])
+                if m.kind == "size":
+                    assert m.word == o.size
+        assert named == {o.id for o in s.objects}, s.caption
+        for m in s.mentions:  # counts only group identical shapes (or characters of a kind)
+            if m.kind == "count":
+                group = [s.objects[i] for i in m.object_ids]
+                assert m.word == captions.NUMBERS[len(group)]
+                assert len({(o.kind, o.shape, o.colour) if o.kind == "shape" else o.kind
+                            for o in group}) == 1
+
+
+def test_relations_and_positions_are_true():
+    seen = set()
+    for s in _scenes("train", N_DETECT):
+        for f in s.facts:
+            seen.add(f[0])
+            if f[0] == "relation":
+                _, a, rel, b = f
+                rels = captions.relations(s.objects[a], s.objects[b])
+                assert (rel in rels) or (rel == "side by side" and
+                                         {"left of", "right of"} & set(rels)), s.caption
+            elif f[0] == "position":
+                _, ids, where = f
+                group = [s.objects[i] for i in ids]
+                if where.startswith("row "):
+                    assert all(palette.row_col(o.position)[0] == where[4:] for o in group)
+                elif where.startswith("column "):
+                    assert all(palette.row_col(o.position)[1] == where[7:] for o in group)
+                else:
+                    assert len(group) == 1 and group[0].position == where
+            elif f[0] == "background":
+                assert f[1] == s.background
+    assert seen == {"relation", "position", "background"}
+
+
+def test_splits_disjoint():
+    train, held = _scenes("train", N_DETECT), _scenes("heldout", 60)
+    assert not {s.caption for s in train} & {s.caption for s in held}
+    assert all(not world.is_heldout_caption(s.caption) for s in train)
+    assert all(world.is_heldout_caption(s.caption) for s in held)
+    for s in train:
+        assert not any((o.colour, o.shape) in world.HOLDOUT_PAIRS for o in s.objects)
+    caps = world.heldout_captions(5)
+    assert caps[0][0] == held[0].caption and caps[0][1][0].shape == held[0].objects[0].shape
+
+
+def test_named_individuals():
+    alex, cora = world.NAMED["alex"], world.NAMED["cora"]
+    assert (alex.head, alex.hat, alex.eyes) == (cora.head, cora.hat, cora.eyes)
+    assert alex.identity() != cora.identity()
+    imgs = world.individual_images("alex", 50)
+    assert len(imgs) == 50 and len({s.image.tobytes() for s in imgs}) == 50
+    for s in imgs:
+        assert "{alex}" in s.template and "alex" not in s.caption and "person" in s.caption
+        assert s.objects[0].name == "alex"
+    pairs = world.pair_scenes("alex", "cora", 4)
+    for s in pairs:
+        assert s.template.startswith("{alex} and {cora}")
+        a, b = s.objects[:2]
+        assert "left of" in captions.relations(a, b)
+    # random characters never copy a named individual
+    named = {c.identity() for c in world.NAMED.values()}
+    for s in _scenes("train", N_DETECT):
+        for o in s.objects:
+            if o.character is not None:
+                assert o.character.identity() not in named
+
+
+def _detector_figures(scenes):
+    clean = deg = total = 0
+    for s in scenes:
+        n = len(s.objects)
+        clean += detect.recognised_fraction(s.objects, s.image) * n
+        soft = world.degrade(s.image, 1.5, 10, seed=s.index)
+        deg += detect.recognised_fraction(s.objects, soft) * n
+        total += n
+    return clean / total, deg / total, total
+
+
+def test_detector_recognises_objects():
+    clean, deg, total = _detector_figures(_scenes("train", N_DETECT))
+    print(f"\ndetector on {N_DETECT} scenes ({total} objects): clean {clean:.1%}, "
+          f"blur 1.5 + noise 10: {deg:.1%}")
+    assert clean >= 0.95 and deg >= 0.85
+
+
+def test_detector_tells_individuals_apart():
+    hits = total = 0
+    for name in world.NAMED:
+        for s in world.individual_images(name, 12):
+            for img in (s.image, world.degrade(s.image, seed=s.index)):
+                total += 1
+                hits += [c.name for c in detect.detect_characters(img)] == [name]
+    for s in world.pair_scenes("alex", "cora", 6):
+        for img in (s.image, world.degrade(s.image, seed=s.index)):
+            total += 1
+            hits += sorted(str(c.name) for c in detect.detect_characters(img)) == ["alex", "cora"]
+    print(f"\nnamed individuals identified: {hits}/{total}")
+    s = world.pair_scenes("alex", "cora", 1)[0]
+    assert detect.pair_outcome(s.image, "alex", "cora") == "both"
+    left = s.image.copy()
+    left[:, 64:] = s.image[0, 0]  # cora painted out: only alex is left
+    assert detect.pair_outcome(left, "alex", "cora") == "one"
+    # one person with alex's skin and cora's hat: the two rendered as one
+    mix = dataclasses.replace(world.NAMED["alex"], hat_colour=world.NAMED["cora"].hat_colour)
+    rng = np.random.default_rng(0)
+    items = [scenes.character_item(rng, 128, mix, size="large")]
+    image, _ = scenes.render(items, scenes.place(items, rng, 128, cells=["centre"]), "grass",
+                             rng, 128)
+    assert detect.pair_outcome(image, "alex", "cora") == "merged"
+    assert hits >= 0.9 * total
+
+
+def test_detector_on_empty_and_sizes():
+    rng = np.random.default_rng(0)
+    for style in palette.BACKGROUNDS:
+        bg = paint_background(style, 512, 4, rng)
+        small = np.asarray(Image.fromarray(bg).resize((128, 128), Image.BOX))
+        for img in (small, world.degrade(small)):
+            chars, shapes_ = detect.analyse(img)
+            assert chars == [] and shapes_ == [], style
+    s = world.scene("train", 0, size=64)
+    assert detect.recognised_fraction(s.objects, s.image) == 1.0
+
+
+def test_scoring_helpers():
+    s = world.scene("train", 2)
+    blank = np.full_like(s.image, 236)
+    assert detect.recognised_fraction(s.objects, blank) == 0.0
+    m = s.objects[0].mask
+    heat = np.zeros((16, 16))
+    ys, xs = np.nonzero(m)
+    heat[int(ys.mean() * 16 / 128), int(xs.mean() * 16 / 128)] = 1.0
+    assert detect.peak_in_region(heat, m, tolerance=4)
+    far = np.zeros((16, 16))
+    far[0 if ys.mean() > 64 else 15, 0 if xs.mean() > 64 else 15] = 1.0
+    assert not detect.peak_in_region(far, m)
+
+
+def test_preview(tmp_path):
+    paths = preview.write_previews(str(tmp_path / "p.png"))
+    assert all(os.path.getsize(p) > 10_000 for p in paths)
+
+
+if __name__ == "__main__":
+    import tempfile
+    import pathlib
+
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            if name == "test_preview":
+                fn(pathlib.Path(tempfile.mkdtemp()))
+            else:
+                fn()
+            print("ok", name)
