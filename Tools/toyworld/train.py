@@ -1,0 +1,1145 @@
+#!/usr/bin/env python3
+"""Training chain for Pareidolia's miniature SD 1.x demo model, on the Shapes world.
+
+Built the way SD 1.x was, with diffusers/transformers classes:
+  data     render the training scenes once (uint8 cache in the work dir)
+  clip     a small CLIPModel (text + vision towers, projections; the real CLIP tokenizer and its
+           49 408-token vocabulary), trained contrastively on the scenes and their captions
+  vae      an AutoencoderKL (downsampling 8, 4 latent channels) on 64x64 crops; scaling_factor
+           measured as SD's was, 1 / std of the latents, and written into its config
+  latents  the training scenes encoded once by the frozen VAE (plus their caption token ids)
+  unet     a UNet2DConditionModel conditioned on the frozen CLIP text tower's last_hidden_state,
+           SD 1.5's noise schedule, 10% caption dropout (for classifier-free guidance), EMA;
+           samples held-out captions every --sample-every steps and scores them with the
+           world's detector
+  ti       textual inversion (diffusers' recipe) for alex, cora, koko and the pair token alexcora,
+           saved as A1111 .pt embeddings
+  export   Assets/demo-model (diffusers folder, fp16), Assets/demo-clip (CLIPModel, fp16),
+           Assets/demo-embeddings/*.pt, Assets/demo-model/MODEL_CARD.md; loads it back to check
+  measure  held-out recognised fraction and "A and B" pair outcomes on the exported model
+  card     rewrite MODEL_CARD.md from the logs (export and measure do this too)
+  all      every stage in order
+
+    /work/venv/bin/python Tools/toyworld/train.py all                       # ~2.5 h on 2 cores
+    /work/venv/bin/python Tools/toyworld/train.py unet --max-minutes 40     # one stage, cut off cleanly
+    /work/venv/bin/python Tools/toyworld/train.py all --preset smoke --work /tmp/tw --assets /tmp/tw/assets
+
+Every stage checkpoints into --work (default /work/toyworld-run) every --ckpt-every steps, on
+--max-minutes and on Ctrl-C, and resumes from its checkpoint when re-run; a finished stage is
+skipped. All randomness comes from --seed and the step number, so a resumed run draws the same
+batches, crops, noise and timesteps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+HERE = Path(__file__).resolve().parent
+TOOLS = HERE.parent
+REPO = TOOLS.parent
+if str(TOOLS) not in sys.path:
+    sys.path.insert(0, str(TOOLS))
+
+import diffusers  # noqa: E402
+import transformers  # noqa: E402
+
+diffusers.utils.logging.disable_progress_bar()
+diffusers.utils.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+transformers.utils.logging.set_verbosity_error()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from toyworld import detect, world  # noqa: E402
+from toyworld import trainkit as tk  # noqa: E402
+
+TOKENIZER_DIR = REPO / "Tests" / "Fixtures" / "tiny-sd" / "tokenizer"
+TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+DEFAULT_WORK = Path("/work/toyworld-run")
+IMAGE_SIZE = 128
+LATENT_SIZE = IMAGE_SIZE // 8
+
+# SD 1.5's scheduler/scheduler_config.json (runwayml/stable-diffusion-v1-5), plus the two keys
+# newer diffusers write (prediction_type, timestep_spacing) at SD 1.5's values.
+SD15_SCHEDULER = {
+    "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000, "prediction_type": "epsilon", "set_alpha_to_one": False,
+    "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False, "timestep_spacing": "leading",
+    "trained_betas": None,
+}
+
+# name -> (class word the token starts from, individuals it shows)
+CONCEPTS = {"alex": ("person", ("alex",)), "cora": ("person", ("cora",)),
+            "koko": ("cat", ("koko",)), "alexcora": ("people", ("alex", "cora"))}
+MEASURE_PAIRS = (("alex", "cora", "<alex> and <cora>"), ("alex", "koko", "<alex> and <koko>"),
+                 ("alex", "cora", "<alexcora>"))
+
+STAGES = ("data", "clip", "vae", "latents", "unet", "ti", "export", "measure", "card")
+
+# Step targets: an explicit --<stage>-steps wins, then --steps, then the preset's.
+PRESETS = {
+    # the 2-core CPU budget (2.5 h): see README.md, "Training the demo model"
+    "cpu": dict(steps=dict(clip=800, vae=1000, unet=4000, ti=200),
+                opts=dict(scenes=10000)),
+    # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
+    "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
+                opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
+                          unet_lr=1e-3, sample_every=2000, device="cuda")),
+    # seconds: tiny data and a handful of steps per stage, default architectures
+    "smoke": dict(steps=dict(clip=3, vae=3, unet=3, ti=2),
+                  opts=dict(scenes=48, eval_scenes=8, ckpt_every=2, sample_every=2,
+                            sample_captions=2, sample_steps=2, scale_samples=16, ti_images=4,
+                            ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2)),
+}
+
+
+# ============================================================================================
+# helpers
+# ============================================================================================
+def log(msg: str) -> None:
+    print(msg, flush=True)
+    if LOG_FILE is not None:
+        with open(LOG_FILE, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+
+LOG_FILE: Path | None = None
+
+
+def ints(s: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in s.split(",") if x)
+
+
+def stage_steps(args, stage: str) -> int:
+    v = getattr(args, f"{stage}_steps")
+    if v is None:
+        v = args.steps
+    if v is None:
+        v = PRESETS[args.preset]["steps"][stage]
+    return int(v)
+
+
+def device(args) -> torch.device:
+    return torch.device(args.device)
+
+
+def load_tokenizer(extra_tokens=()):
+    from transformers import CLIPTokenizer
+    tok = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    if extra_tokens:
+        tok.add_tokens(list(extra_tokens))
+    return tok
+
+
+def tokenize(tok, texts) -> torch.Tensor:
+    """SD 1.x: [bos] ids [eos], padded to 77 with <|endoftext|>, no attention mask."""
+    return tok(list(texts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids
+
+
+def require_done(work: Path, stage: str) -> dict:
+    d = work / stage / "done.json"
+    if not d.exists():
+        raise SystemExit(f"stage '{stage}' has not finished in {work}; run `train.py {stage}` first")
+    return json.loads(d.read_text())
+
+
+def common_config(args, stage: str, **kw) -> dict:
+    return {"stage": stage, "steps": stage_steps(args, stage) if stage in ("clip", "vae", "unet", "ti") else None,
+            "seed": args.seed, "device": args.device, **kw}
+
+
+def norm_groups(channels) -> int:
+    for g in (32, 16, 8, 4, 2, 1):
+        if all(c % g == 0 for c in channels):
+            return g
+    return 1
+
+
+# ============================================================================================
+# models
+# ============================================================================================
+def clip_config(args):
+    from transformers import CLIPConfig
+    h, vh = args.text_hidden, args.vision_hidden
+    text = dict(vocab_size=49408, hidden_size=h, intermediate_size=4 * h, num_hidden_layers=args.text_layers,
+                num_attention_heads=args.text_heads, max_position_embeddings=77, hidden_act="quick_gelu",
+                layer_norm_eps=1e-5, dropout=0.0, attention_dropout=0.0,
+                bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    vision = dict(image_size=IMAGE_SIZE, patch_size=args.vision_patch, num_channels=3, hidden_size=vh,
+                  intermediate_size=4 * vh, num_hidden_layers=args.vision_layers,
+                  num_attention_heads=args.vision_heads, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                  dropout=0.0, attention_dropout=0.0)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=args.clip_proj)
+
+
+def vae_kwargs(args) -> dict:
+    ch = ints(args.vae_channels)
+    return dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * len(ch),
+                up_block_types=["UpDecoderBlock2D"] * len(ch), block_out_channels=list(ch),
+                layers_per_block=args.vae_layers, latent_channels=4, norm_num_groups=norm_groups(ch),
+                sample_size=IMAGE_SIZE, scaling_factor=1.0)
+
+
+def unet_kwargs(args, cross_dim: int) -> dict:
+    ch = ints(args.unet_channels)
+    n = len(ch)
+    down = ["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"]
+    up = ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1)
+    # attention_head_dim is the number of heads in SD 1.x configs (a diffusers naming quirk)
+    return dict(sample_size=LATENT_SIZE, in_channels=4, out_channels=4, block_out_channels=list(ch),
+                layers_per_block=args.unet_layers, down_block_types=down, up_block_types=up,
+                mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=cross_dim,
+                attention_head_dim=args.unet_heads, norm_num_groups=norm_groups(ch),
+                use_linear_projection=False, flip_sin_to_cos=True, freq_shift=0)
+
+
+def load_clip(work: Path, dev):
+    from transformers import CLIPModel
+    return CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32).to(dev).eval()
+
+
+def text_encoder_from_clip(clip):
+    """SD's text_encoder: a CLIPTextModel holding the CLIP text tower's weights."""
+    from transformers import CLIPTextModel
+    te = CLIPTextModel(copy.deepcopy(clip.config.text_config))
+    te.load_state_dict(clip.text_model.state_dict())
+    return te.eval()
+
+
+def load_text_encoder(work: Path, dev):
+    from transformers import CLIPModel
+    clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
+    te = text_encoder_from_clip(clip).to(dev)
+    te.requires_grad_(False)
+    return te
+
+
+def load_vae(work: Path, dev):
+    from diffusers import AutoencoderKL
+    vae = AutoencoderKL.from_pretrained(str(work / "vae" / "final"), dtype=torch.float32).to(dev).eval()
+    vae.requires_grad_(False)
+    return vae
+
+
+def load_unet(work: Path, dev):
+    from diffusers import UNet2DConditionModel
+    unet = UNet2DConditionModel.from_pretrained(str(work / "unet" / "final"), dtype=torch.float32)
+    unet = unet.to(dev).eval()
+    unet.requires_grad_(False)
+    return unet
+
+
+def make_scheduler(name: str):
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, PNDMScheduler)
+    cls = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "euler": EulerDiscreteScheduler,
+           "euler_a": EulerAncestralDiscreteScheduler, "dpmpp_2m": DPMSolverMultistepScheduler}[name]
+    cfg = dict(SD15_SCHEDULER)
+    if name == "dpmpp_2m":
+        cfg.update(algorithm_type="dpmsolver++", solver_order=2)
+    return cls.from_config(cfg)
+
+
+def make_pipeline(vae, text_encoder, tokenizer, unet, sampler: str):
+    from diffusers import StableDiffusionPipeline
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=make_scheduler(sampler), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def generate(pipe, prompts, seeds, steps: int, guidance: float, batch: int = 8) -> list[np.ndarray]:
+    """uint8 HxWx3 images; each image from its own torch.Generator('cpu').manual_seed(seed)."""
+    out = []
+    for i in range(0, len(prompts), batch):
+        p, s = list(prompts[i:i + batch]), list(seeds[i:i + batch])
+        gens = [torch.Generator("cpu").manual_seed(int(x)) for x in s]
+        r = pipe(prompt=p, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+                 height=IMAGE_SIZE, width=IMAGE_SIZE, output_type="np")
+        out += [np.clip(np.rint(im * 255), 0, 255).astype(np.uint8) for im in r.images]
+    return out
+
+
+def contact_sheet(images, path: Path, cols: int = 8) -> None:
+    from PIL import Image
+    if not images:
+        return
+    h, w = images[0].shape[:2]
+    rows = (len(images) + cols - 1) // cols
+    sheet = np.full((rows * (h + 2), cols * (w + 2), 3), 255, np.uint8)
+    for k, im in enumerate(images):
+        r, c = divmod(k, cols)
+        sheet[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = im
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path)
+
+
+def train_loop(run: tk.StageRun, objects: dict, step: int, body, evaluate=None, eval_every: int = 0) -> int:
+    """Runs body(step) -> (loss, extras) until run.steps, with checkpoints, time limit, Ctrl-C."""
+    try:
+        while step < run.steps:
+            loss, extra = body(step)
+            step += 1
+            run.record(step, loss, **extra)
+            if evaluate is not None and eval_every and step % eval_every == 0 and step < run.steps:
+                evaluate(step)
+            if run.should_stop(step, objects):
+                return step
+    except KeyboardInterrupt:
+        run.interrupted(step, objects)
+        raise SystemExit(130)
+    return step
+
+
+# ============================================================================================
+# stage: data
+# ============================================================================================
+def train_scenes(args):
+    return tk.scene_cache(Path(args.work), "train", args.scenes, IMAGE_SIZE, args.world_seed,
+                          workers=max(1, args.threads), log=log)
+
+
+def stage_data(args) -> bool:
+    imgs, caps = train_scenes(args)
+    log(f"[data] {len(caps)} train scenes, {len(set(caps))} distinct captions")
+    return True
+
+
+# ============================================================================================
+# stage: clip
+# ============================================================================================
+def clip_extras(n: int, world_seed: int = 0):
+    """Class-word captions of the named individuals and of the alex+cora pair (as the world's
+    character captions: 'a photo of a person on grass'); the text tower never sees the names."""
+    ims, caps = [], []
+    if n <= 0:
+        return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8), []
+    for name in ("alex", "cora", "koko"):
+        for s in world.individual_images(name, n, size=IMAGE_SIZE, seed=world_seed):
+            ims.append(s.image)
+            caps.append(s.caption)
+    for s in world.pair_scenes("alex", "cora", max(1, n // 2), size=IMAGE_SIZE, seed=world_seed):
+        ims.append(s.image)
+        caps.append(s.caption)
+    return np.stack(ims), caps
+
+
+def stage_clip(args) -> bool:
+    from transformers import CLIPModel
+    work, dev = Path(args.work), device(args)
+    steps = stage_steps(args, "clip")
+    cfg = common_config(args, "clip", batch=args.clip_batch, lr=args.clip_lr, warmup=args.clip_warmup,
+                        model=clip_config(args).to_dict(), scenes=args.scenes, extra_per_name=args.clip_extra)
+    run = tk.StageRun(work, "clip", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
+                      config=cfg, upstream={"data": f"train-n{args.scenes}-seed{args.world_seed}"},
+                      log=log, restart="clip" in args.restart)
+    if run.is_done():
+        log("[clip] already done")
+        return True
+    imgs, caps = train_scenes(args)
+    ex_imgs, ex_caps = clip_extras(args.clip_extra, args.world_seed)
+    all_caps = list(caps) + ex_caps
+    tok = load_tokenizer()
+    ids_all = tokenize(tok, all_caps)
+    n_train = len(caps)
+
+    torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["clip"], 7))
+    model = CLIPModel(clip_config(args)).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.clip_lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
+    objects = {"model": model, "opt": opt}
+    step = run.resume(objects)
+    order = tk.BatchOrder(len(all_caps), args.clip_batch, args.seed, "clip")
+
+    ev = list(world.dataset("heldout", args.eval_scenes, size=IMAGE_SIZE, seed=args.world_seed))
+    ev_px = tk.to_pixels(np.stack([s.image for s in ev]), dev)
+    ev_caps = [s.caption for s in ev]
+    ev_ids = tokenize(tok, ev_caps).to(dev)
+
+    def images_of(idx):
+        return np.stack([imgs[i] if i < n_train else ex_imgs[i - n_train] for i in idx])
+
+    @torch.no_grad()
+    def evaluate(at):
+        model.eval()
+        out = model(input_ids=ev_ids, pixel_values=ev_px)
+        li = out.logits_per_image
+        i2t = np.mean([ev_caps[j] == ev_caps[i] for i, j in enumerate(li.argmax(1).tolist())])
+        t2i = np.mean([ev_caps[j] == ev_caps[i] for i, j in enumerate(li.t().argmax(1).tolist())])
+        model.train()
+        run.add_eval(at, heldout_i2t=float(i2t), heldout_t2i=float(t2i), n=len(ev_caps),
+                     chance=1.0 / len(ev_caps))
+        return float(i2t), float(t2i)
+
+    def body(s):
+        lr = tk.lr_at(s, args.clip_lr, args.clip_warmup, steps)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = order(s)
+        px = tk.to_pixels(images_of(idx), dev)
+        ids = ids_all[idx]
+        # Causal attention: nothing after the first <|endoftext|> reaches the pooled (first-eos)
+        # output, so cutting the padding changes no result and saves ~2/3 of the text tower's work.
+        cut = int(((ids != tok.eos_token_id).sum(1) + 1).max())
+        out = model(input_ids=ids[:, :cut].to(dev), pixel_values=px, return_loss=True)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return out.loss.item(), {"lr": lr, "logit_scale": float(model.logit_scale.detach().exp())}
+
+    model.train()
+    step = train_loop(run, objects, step, body, evaluate, args.eval_every)
+    if step < steps:
+        return False
+    i2t, t2i = evaluate(step)
+    final = run.dir / "final"
+    model.save_pretrained(str(final))
+    return run.finish(step, objects, digest=tk.file_digest([final / "model.safetensors"]),
+                      heldout_i2t=i2t, heldout_t2i=t2i)
+
+
+# ============================================================================================
+# stage: vae
+# ============================================================================================
+def stage_vae(args) -> bool:
+    from diffusers import AutoencoderKL
+    work, dev = Path(args.work), device(args)
+    steps = stage_steps(args, "vae")
+    cfg = common_config(args, "vae", batch=args.vae_batch, crop=args.vae_crop, lr=args.vae_lr,
+                        warmup=args.vae_warmup, kl_weight=args.kl_weight, edge_weight=args.edge_weight,
+                        model=vae_kwargs(args), scenes=args.scenes, scale_samples=args.scale_samples)
+    run = tk.StageRun(work, "vae", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
+                      config=cfg, upstream={"data": f"train-n{args.scenes}-seed{args.world_seed}"},
+                      log=log, restart="vae" in args.restart)
+    if run.is_done():
+        log("[vae] already done")
+        return True
+    imgs, _ = train_scenes(args)
+    torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["vae"], 7))
+    vae = AutoencoderKL(**vae_kwargs(args)).to(dev)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    objects = {"model": vae, "opt": opt}
+    step = run.resume(objects)
+    order = tk.BatchOrder(len(imgs), args.vae_batch, args.seed, "vae")
+    c = args.vae_crop
+    ev = list(world.dataset("heldout", args.eval_scenes, size=IMAGE_SIZE, seed=args.world_seed))
+    ev_px = tk.to_pixels(np.stack([s.image for s in ev]), dev)
+
+    @torch.no_grad()
+    def evaluate(at):
+        vae.eval()
+        rec = vae.decode(vae.encode(ev_px).latent_dist.mode()).sample
+        vae.train()
+        mse = float(((rec.clamp(-1, 1) - ev_px) ** 2).mean() / 4)   # on [0, 1]
+        psnr = 10 * np.log10(1 / max(mse, 1e-12))
+        u8 = tk.to_uint8(rec)
+        frac = float(np.mean([detect.recognised_fraction(s.objects, im) for s, im in zip(ev, u8)]))
+        run.add_eval(at, heldout_psnr=psnr, heldout_recognised=frac, n=len(ev))
+        return psnr, frac
+
+    def body(s):
+        lr = tk.lr_at(s, args.vae_lr, args.vae_warmup, steps)
+        for g_ in opt.param_groups:
+            g_["lr"] = lr
+        g = tk.step_generator(args.seed, "vae", s)
+        idx = order(s)
+        off = torch.randint(0, IMAGE_SIZE - c + 1, (len(idx), 2), generator=g).tolist()
+        batch = np.stack([imgs[i][oy:oy + c, ox:ox + c] for i, (oy, ox) in zip(idx, off)])
+        x = tk.to_pixels(batch, dev)
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(dev)
+        rec = vae.decode(z).sample
+        d = rec - x
+        l_rec = d.abs().mean() + (d ** 2).mean()
+        l_edge = ((rec[..., 1:] - rec[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean() + \
+                 ((rec[..., 1:, :] - rec[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean()
+        # LDM's ratio: KL summed over the latent vs reconstruction summed over pixels
+        l_kl = post.kl().mean() / (3 * c * c)
+        loss = l_rec + args.edge_weight * l_edge + args.kl_weight * l_kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        return loss.item(), {"rec": l_rec.item(), "edge": l_edge.item(), "kl": l_kl.item(), "lr": lr}
+
+    vae.train()
+    step = train_loop(run, objects, step, body, evaluate, args.eval_every)
+    if step < steps:
+        return False
+    psnr, frac = evaluate(step)
+    # scaling factor as LDM's scale_by_std: 1 / std of posterior samples of training images
+    vae.eval()
+    g = torch.Generator("cpu").manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["vae"], 99))
+    zs = []
+    with torch.no_grad():
+        for i in range(0, min(args.scale_samples, len(imgs)), 32):
+            post = vae.encode(tk.to_pixels(imgs[i:min(i + 32, args.scale_samples)], dev)).latent_dist
+            zs.append((post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(dev)).cpu())
+    z = torch.cat(zs)
+    std = float(z.flatten().std())
+    sf = 1.0 / std
+    vae.register_to_config(scaling_factor=sf)
+    log(f"[vae] latents of {len(z)} training scenes: mean {float(z.mean()):.4f}, std {std:.4f} "
+        f"-> scaling_factor {sf:.5f} (SD 1.x: 0.18215)")
+    final = run.dir / "final"
+    vae.save_pretrained(str(final))
+    return run.finish(step, objects, digest=tk.file_digest([final / "diffusion_pytorch_model.safetensors"]),
+                      scaling_factor=sf, latent_std=std, latent_mean=float(z.mean()),
+                      heldout_psnr=psnr, heldout_recognised=frac)
+
+
+# ============================================================================================
+# stage: latents
+# ============================================================================================
+def stage_latents(args) -> bool:
+    work, dev = Path(args.work), device(args)
+    vae_done = require_done(work, "vae")
+    chunk = 64
+    n = args.scenes
+    n_chunks = (n + chunk - 1) // chunk
+    cfg = common_config(args, "latents", scenes=n, chunk=chunk)
+    run = tk.StageRun(work, "latents", n_chunks, ckpt_every=max(1, n_chunks // 20), max_minutes=args.max_minutes,
+                      config=cfg, upstream={"vae": vae_done["digest"], "data": f"train-n{n}-seed{args.world_seed}"},
+                      log=log, restart="latents" in args.restart)
+    if run.is_done():
+        log("[latents] already done")
+        return True
+    imgs, caps = train_scenes(args)
+    vae = load_vae(work, dev)
+    d = run.dir
+    shape = (n, 4, LATENT_SIZE, LATENT_SIZE)
+    if not (d / "mean.npy").exists() or not run.ckpt.exists():
+        np.lib.format.open_memmap(d / "mean.npy", "w+", np.float32, shape).flush()
+        np.lib.format.open_memmap(d / "std.npy", "w+", np.float32, shape).flush()
+    mean_mm = np.load(d / "mean.npy", mmap_mode="r+")
+    std_mm = np.load(d / "std.npy", mmap_mode="r+")
+
+    class Flush:   # the memmaps are the state: flushed before each checkpoint
+        def state_dict(self):
+            mean_mm.flush()
+            std_mm.flush()
+            return {}
+
+        def load_state_dict(self, sd):
+            pass
+
+    objects = {"memmaps": Flush()}
+    step = run.resume(objects)
+
+    @torch.no_grad()
+    def body(k):
+        a, b = k * chunk, min(n, (k + 1) * chunk)
+        post = vae.encode(tk.to_pixels(imgs[a:b], dev)).latent_dist
+        mean_mm[a:b] = post.mean.cpu().numpy()
+        std_mm[a:b] = post.std.cpu().numpy()
+        return float(post.mean.std()), {}
+
+    step = train_loop(run, objects, step, body)
+    if step < n_chunks:
+        return False
+    tok = load_tokenizer()
+    ids = tokenize(tok, caps).numpy().astype(np.int32)
+    np.save(d / "ids.npy", ids)
+    tk.write_json_atomic(d / "captions.json", list(caps))
+    sf = float(vae.config.scaling_factor)
+    m = np.asarray(mean_mm[:min(n, 4096)])
+    log(f"[latents] {n} scenes; std of scaled latent means {float(m.std() * sf):.4f} (target ~1)")
+    return run.finish(step, objects, digest=tk.file_digest([d / "mean.npy", d / "std.npy", d / "ids.npy"]),
+                      scaled_std=float(m.std() * sf), scaling_factor=sf)
+
+
+# ============================================================================================
+# stage: unet
+# ============================================================================================
+def heldout_eval(pipe, n: int, seed0: int, steps: int, guidance: float, world_seed: int):
+    caps = world.heldout_captions(n, size=IMAGE_SIZE, seed=world_seed)
+    images = generate(pipe, [c for c, _ in caps], [seed0 + i for i in range(n)], steps, guidance)
+    plain = [detect.recognised_fraction(objs, im) for (_, objs), im in zip(caps, images)]
+    pos = [detect.recognised_fraction(objs, im, check_position=True) for (_, objs), im in zip(caps, images)]
+    return float(np.mean(plain)), float(np.mean(pos)), images, [c for c, _ in caps], plain
+
+
+def stage_unet(args) -> bool:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    work, dev = Path(args.work), device(args)
+    steps = stage_steps(args, "unet")
+    clip_done, lat_done = require_done(work, "clip"), require_done(work, "latents")
+    te = load_text_encoder(work, dev)
+    cross = te.config.hidden_size
+    cfg = common_config(args, "unet", batch=args.unet_batch, lr=args.unet_lr, warmup=args.unet_warmup,
+                        caption_dropout=args.caption_dropout, ema=args.ema, min_snr_gamma=args.min_snr,
+                        model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
+                        sample=dict(every=args.sample_every, captions=args.sample_captions,
+                                    sampler=args.sampler, steps=args.sample_steps, guidance=args.guidance))
+    run = tk.StageRun(work, "unet", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
+                      config=cfg, upstream={"clip": clip_done["digest"], "latents": lat_done["digest"]},
+                      log=log, restart="unet" in args.restart)
+    if run.is_done():
+        log("[unet] already done")
+        return True
+    d = work / "latents"
+    lat_mean = torch.from_numpy(np.load(d / "mean.npy"))
+    lat_std = torch.from_numpy(np.load(d / "std.npy"))
+    ids = torch.from_numpy(np.load(d / "ids.npy").astype(np.int64))
+    sf = float(lat_done["scaling_factor"])
+    tok = load_tokenizer()
+    empty = tokenize(tok, [""])[0]
+    sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
+                             if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
+    ac = sched.alphas_cumprod
+    snr_all = ac / (1 - ac)
+
+    torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["unet"], 7))
+    unet = UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, betas=(0.9, 0.999), weight_decay=1e-2)
+    ema = tk.EMA(unet, args.ema)
+    objects = {"model": unet, "opt": opt, "ema": ema}
+    step = run.resume(objects)
+    order = tk.BatchOrder(len(ids), args.unet_batch, args.seed, "unet")
+    log(f"[unet] {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, "
+        f"{len(ids)} latents, scaling_factor {sf:.5f}")
+
+    vae = None
+    ema_unet = UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev).eval()
+
+    def evaluate(at):
+        nonlocal vae
+        if vae is None:
+            vae = load_vae(work, dev)
+        ema.copy_to(ema_unet)
+        pipe = make_pipeline(vae, te, tok, ema_unet, args.sampler)
+        t0 = time.time()
+        frac, frac_pos, images, caps, _ = heldout_eval(pipe, args.sample_captions, 5000, args.sample_steps,
+                                                       args.guidance, args.world_seed)
+        contact_sheet(images, run.dir / "samples" / f"step{at:06d}.png")
+        run.add_eval(at, recognised=frac, recognised_position=frac_pos, n=len(caps),
+                     sample_s=round(time.time() - t0, 1))
+        return frac, frac_pos
+
+    def body(s):
+        lr = tk.lr_at(s, args.unet_lr, args.unet_warmup, steps)
+        for g_ in opt.param_groups:
+            g_["lr"] = lr
+        g = tk.step_generator(args.seed, "unet", s)
+        idx = torch.from_numpy(order(s))
+        b = len(idx)
+        z = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)) * sf
+        noise = torch.randn(z.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
+        drop = torch.rand(b, generator=g) < args.caption_dropout
+        ids_b = ids[idx].clone()
+        ids_b[drop] = empty
+        with torch.no_grad():
+            cond = te(ids_b.to(dev)).last_hidden_state
+        noisy = sched.add_noise(z, noise, t)
+        pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
+        mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
+        if args.min_snr > 0:   # min-SNR-gamma weighting for epsilon prediction
+            snr = snr_all[t].to(dev)
+            mse = mse * torch.clamp(snr, max=args.min_snr) / snr
+        loss = mse.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.update(unet, s)
+        return loss.item(), {"lr": lr}
+
+    unet.train()
+    step = train_loop(run, objects, step, body, evaluate, args.sample_every)
+    if step < steps:
+        return False
+    frac, frac_pos = evaluate(step)
+    final = run.dir / "final"
+    ema.copy_to(ema_unet).save_pretrained(str(final))
+    return run.finish(step, objects, digest=tk.file_digest([final / "diffusion_pytorch_model.safetensors"]),
+                      recognised=frac, recognised_position=frac_pos, weights="ema")
+
+
+# ============================================================================================
+# stage: ti
+# ============================================================================================
+def placeholder_tokens(name: str, n_vectors: int) -> list[str]:
+    return [f"<{name}>"] + [f"<{name}>_{i}" for i in range(1, n_vectors)]
+
+
+class InjectedEmbedding:
+    """Replaces the input embeddings of added tokens (ids >= base) with trainable vectors: only
+    the new tokens' embedding rows are trained (diffusers' recipe), everything else is frozen."""
+
+    def __init__(self, text_encoder, base: int, vectors: torch.nn.Parameter):
+        self.base, self.vectors = base, vectors
+        self.handle = text_encoder.get_input_embeddings().register_forward_hook(self)
+
+    def __call__(self, module, inputs, output):
+        ids = inputs[0]
+        m = ids >= self.base
+        if not bool(m.any()):
+            return output
+        output = output.clone()
+        output[m] = self.vectors[ids[m] - self.base].to(output.dtype)
+        return output
+
+
+def ti_data(name: str, n: int, world_seed: int):
+    word, who = CONCEPTS[name]
+    if len(who) == 1:
+        scenes = world.individual_images(who[0], n, size=IMAGE_SIZE, seed=world_seed)
+        key = "{%s}" % who[0]
+    else:
+        scenes = world.pair_scenes(who[0], who[1], n, size=IMAGE_SIZE, seed=world_seed)
+        key = "{%s} and {%s}" % who
+    return scenes, key, word
+
+
+def stage_ti(args) -> bool:
+    work, dev = Path(args.work), device(args)
+    names = [x for x in args.ti_concepts.split(",") if x]
+    ok = True
+    for name in names:
+        if name not in CONCEPTS:
+            raise SystemExit(f"unknown concept {name!r}; known: {', '.join(CONCEPTS)}")
+        ok = ti_one(args, work, dev, name, list(CONCEPTS).index(name)) and ok
+        if not ok:
+            return False
+    return ok
+
+
+def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
+    from transformers import CLIPModel
+    steps = stage_steps(args, "ti")
+    up = {"unet": require_done(work, "unet")["digest"], "clip": require_done(work, "clip")["digest"],
+          "vae": require_done(work, "vae")["digest"]}
+    word, who = CONCEPTS[name]
+    cfg = common_config(args, "ti", concept=name, init_word=word, shows=list(who), images=args.ti_images,
+                        batch=args.ti_batch, lr=args.ti_lr, vectors=args.ti_vectors)
+    cfg["steps"] = steps
+    run = tk.StageRun(work, f"ti/{name}", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
+                      config=cfg, upstream=up, log=log, restart="ti" in args.restart or name in args.restart)
+    out_pt = work / "ti" / f"{name}.pt"
+    if run.is_done() and out_pt.exists():
+        log(f"[ti/{name}] already done")
+        return True
+    scenes, key, word = ti_data(name, args.ti_images, args.world_seed)
+    ph = placeholder_tokens(name, args.ti_vectors)
+    texts = []
+    for s in scenes:
+        t = s.template.replace(key, " ".join(ph))
+        assert "{" not in t, t
+        texts.append(t)
+    tok = load_tokenizer(ph)
+    base = 49408
+    ph_ids = tok.convert_tokens_to_ids(ph)
+    assert ph_ids == list(range(base, base + len(ph))), ph_ids
+    init_ids = tok(word, add_special_tokens=False).input_ids
+    assert len(init_ids) == 1, f"class word {word!r} is not one token: {init_ids}"
+    ids = tokenize(tok, texts)
+
+    clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
+    te = text_encoder_from_clip(clip).to(dev)
+    del clip
+    te.resize_token_embeddings(len(tok), mean_resizing=False)
+    te.requires_grad_(False)
+    init = te.get_input_embeddings().weight[init_ids[0]].detach().clone()
+    vec = torch.nn.Parameter(init.repeat(len(ph), 1).to(dev))
+    hook = InjectedEmbedding(te, base, vec)
+    unet = load_unet(work, dev)
+    vae = load_vae(work, dev)
+    sf = float(vae.config.scaling_factor)
+    with torch.no_grad():
+        post = vae.encode(tk.to_pixels(np.stack([s.image for s in scenes]), dev)).latent_dist
+        lat_mean, lat_std = post.mean.cpu(), post.std.cpu()
+    from diffusers import DDPMScheduler
+    sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
+                             if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
+
+    class VecState:
+        def state_dict(self):
+            return {"vectors": vec.detach().cpu().clone()}
+
+        def load_state_dict(self, sd):
+            with torch.no_grad():
+                vec.copy_(sd["vectors"].to(dev))
+
+    opt = torch.optim.AdamW([vec], lr=args.ti_lr, weight_decay=1e-2)
+    objects = {"vectors": VecState(), "opt": opt}
+    step = run.resume(objects)
+    order = tk.BatchOrder(len(scenes), args.ti_batch, args.seed, "ti", sub)
+    log(f"[ti/{name}] {len(scenes)} images, tokens {ph} from {word!r}; e.g. {texts[0]!r}")
+
+    def body(s):
+        lr = tk.lr_at(s, args.ti_lr, min(50, steps // 10), steps, final_ratio=1.0)
+        for g_ in opt.param_groups:
+            g_["lr"] = lr
+        g = tk.step_generator(args.seed, "ti", s, sub)
+        idx = torch.from_numpy(order(s))
+        z = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)) * sf
+        noise = torch.randn(z.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g)
+        cond = te(ids[idx].to(dev)).last_hidden_state
+        pred = unet(sched.add_noise(z, noise, t).to(dev), t.to(dev), encoder_hidden_states=cond).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item(), {"lr": lr, "norm": float(vec.detach().norm(dim=1).mean())}
+
+    step = train_loop(run, objects, step, body)
+    if step < steps:
+        hook.handle.remove()
+        return False
+    tk.save_a1111_embedding(out_pt, name, vec.detach().cpu(), step)
+    # a quick look: does the token draw its individual(s)?
+    summary = {}
+    if args.ti_eval > 0:
+        pipe = make_pipeline(vae, te, tok, unet, args.sampler)
+        prompt = f"a photo of {' '.join(ph)}"
+        ims = generate(pipe, [prompt] * args.ti_eval, [7000 + i for i in range(args.ti_eval)],
+                       args.sample_steps, args.guidance)
+        contact_sheet(ims, run.dir / "samples.png", cols=min(8, len(ims)))
+        if len(who) == 1:
+            found = [any(c.name == who[0] for c in detect.detect_characters(im)) for im in ims]
+            summary = {"eval_prompt": prompt, "named_found": float(np.mean(found)), "n": len(ims)}
+        else:
+            outs = [detect.pair_outcome(im, *who) for im in ims]
+            summary = {"eval_prompt": prompt, "n": len(ims), **{o: outs.count(o) for o in
+                                                                ("both", "one", "merged", "none")}}
+        run.add_eval(step, **summary)
+    hook.handle.remove()
+    return run.finish(step, objects, file=str(out_pt), init_word=word, tokens=ph,
+                      vector_norm=float(vec.detach().norm(dim=1).mean()), **summary)
+
+
+# ============================================================================================
+# stage: export
+# ============================================================================================
+def write_text_encoder(te, out: Path) -> None:
+    """fp16 CLIPTextModel, keys with the `text_model.` prefix of real SD 1.x folders (as
+    Tools/reference/make_fixtures.py writes tiny-sd; transformers 5 loads both)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    te.to(torch.float16).save_pretrained(str(out))
+    path = out / "model.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {"format": "pt"}
+        tensors = {(k if k.startswith("text_model.") else "text_model." + k): f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def copy_tokenizer(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for f in TOKENIZER_FILES:
+        shutil.copyfile(TOKENIZER_DIR / f, out / f)
+
+
+def stage_export(args) -> bool:
+    from transformers import CLIPModel
+    work = Path(args.work)
+    assets = Path(args.assets)
+    for s in ("clip", "vae", "unet"):
+        require_done(work, s)
+    model_dir, clip_dir, emb_dir = assets / "demo-model", assets / "demo-clip", assets / "demo-embeddings"
+    for d in (model_dir, clip_dir, emb_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
+    te = text_encoder_from_clip(clip)
+    write_text_encoder(te, model_dir / "text_encoder")
+    copy_tokenizer(model_dir / "tokenizer")
+    unet = load_unet(work, "cpu")
+    unet.to(torch.float16).save_pretrained(str(model_dir / "unet"))
+    vae = load_vae(work, "cpu")
+    vae.to(torch.float16).save_pretrained(str(model_dir / "vae"))
+    (model_dir / "scheduler").mkdir(parents=True, exist_ok=True)
+    tk.write_json_atomic(model_dir / "scheduler" / "scheduler_config.json",
+                         {"_class_name": "PNDMScheduler", "_diffusers_version": diffusers.__version__,
+                          **SD15_SCHEDULER})
+    tk.write_json_atomic(model_dir / "model_index.json", {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+        "safety_checker": [None, None], "scheduler": ["diffusers", "PNDMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]})
+    clip.to(torch.float16).save_pretrained(str(clip_dir))
+    copy_tokenizer(clip_dir)
+    emb_dir.mkdir(parents=True, exist_ok=True)
+    embs = sorted((work / "ti").glob("*.pt")) if (work / "ti").exists() else []
+    unet_digest = require_done(work, "unet")["digest"]
+    for p in embs:
+        d = work / "ti" / p.stem / "done.json"
+        up = json.loads(d.read_text()).get("upstream", {}) if d.exists() else {}
+        if up.get("unet") != unet_digest:
+            raise SystemExit(f"[export] {p} was trained against another UNet than {work / 'unet'} holds; "
+                             f"re-run `train.py ti --restart ti`")
+    for p in embs:
+        shutil.copyfile(p, emb_dir / p.name)
+    if not embs:
+        log("[export] warning: no textual-inversion embeddings in the work dir (run `train.py ti`)")
+    tidy_export(model_dir, clip_dir)
+    check_export(args, model_dir, clip_dir, emb_dir)
+    from toyworld import modelcard
+    card = modelcard.write_card(args, work, assets, SD15_SCHEDULER)
+    total = sum(tk.folder_bytes(d) for d in (model_dir, clip_dir, emb_dir))
+    log(f"[export] {model_dir} {tk.folder_bytes(model_dir) / 1e6:.2f} MB, {clip_dir} "
+        f"{tk.folder_bytes(clip_dir) / 1e6:.2f} MB, {emb_dir} {tk.folder_bytes(emb_dir) / 1e6:.3f} MB; "
+        f"total {total / 1e6:.2f} MB ({total / 2 ** 20:.2f} MiB); card {card}")
+    if total > args.max_mb * 1e6:
+        msg = f"[export] total {total / 1e6:.2f} MB is over the {args.max_mb} MB budget"
+        if args.no_size_limit:
+            log(msg + " (--no-size-limit: kept)")
+        else:
+            log(msg + "; shrink --text-hidden / --unet-channels, or pass --no-size-limit")
+            return False
+    return True
+
+
+def tidy_export(*dirs: Path) -> None:
+    """No local paths in the shipped configs (diffusers records `_name_or_path`), files 0644."""
+    for d in dirs:
+        for p in d.rglob("*"):
+            if p.is_file():
+                p.chmod(0o644)
+            if p.name == "config.json":
+                c = json.loads(p.read_text())
+                if "_name_or_path" in c:
+                    del c["_name_or_path"]
+                    p.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+
+
+def check_export(args, model_dir: Path, clip_dir: Path, emb_dir: Path) -> None:
+    """Load what was written the way users will, generate once, compare configs with tiny-sd."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPTokenizer
+    fixture = TOKENIZER_DIR.parent
+    for comp, cfg in (("unet", "config.json"), ("vae", "config.json"), ("text_encoder", "config.json"),
+                      ("scheduler", "scheduler_config.json"), (".", "model_index.json")):
+        ours = set(json.loads((model_dir / comp / cfg).read_text()))
+        theirs = set(json.loads((fixture / comp / cfg).read_text()))
+        if theirs - ours:
+            log(f"[export] note: {comp}/{cfg} lacks keys the tiny-sd fixture has: {sorted(theirs - ours)}")
+    ours_files = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
+    fix_files = sorted(str(p.relative_to(fixture)) for p in fixture.rglob("*") if p.is_file())
+    missing = set(fix_files) - set(ours_files)
+    if missing:
+        raise SystemExit(f"[export] files the tiny-sd layout has but the export lacks: {sorted(missing)}")
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), dtype=torch.float32,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    for p in sorted(emb_dir.glob("*.pt")):
+        pipe.load_textual_inversion(str(p), token=f"<{p.stem}>")
+    prompt = "a red circle" + (" and <alex>" if (emb_dir / "alex.pt").exists() else "")
+    im = generate(pipe, [prompt], [1], 2, args.guidance)[0]
+    assert im.shape == (IMAGE_SIZE, IMAGE_SIZE, 3), im.shape
+    clip = CLIPModel.from_pretrained(str(clip_dir), dtype=torch.float32).eval()
+    tok = CLIPTokenizer.from_pretrained(str(clip_dir))
+    with torch.no_grad():
+        e = clip.get_text_features(input_ids=tokenize(tok, ["a red circle", "a cat"]))
+        e = getattr(e, "pooler_output", e)
+    log(f"[export] reloaded: pipeline made a {im.shape[1]}x{im.shape[0]} image from {prompt!r} in 2 steps; "
+        f"CLIP text features {tuple(e.shape)}; files {ours_files}")
+
+
+# ============================================================================================
+# stage: measure
+# ============================================================================================
+def stage_measure(args) -> bool:
+    from diffusers import StableDiffusionPipeline
+    work, assets = Path(args.work), Path(args.assets)
+    model_dir, emb_dir = assets / "demo-model", assets / "demo-embeddings"
+    if not (model_dir / "model_index.json").exists():
+        raise SystemExit(f"no exported model at {model_dir}; run `train.py export` first")
+    dev = device(args)
+    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), dtype=torch.float32,
+                                                   safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = make_scheduler(args.sampler)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(dev)
+    t0 = time.time()
+    n = args.measure_captions
+    frac, frac_pos, images, caps, per = heldout_eval(pipe, n, 20000, args.sample_steps, args.guidance,
+                                                     args.world_seed)
+    out = {"model": str(model_dir), "weights": "fp16 files, run in fp32", "sampler": args.sampler,
+           "steps": args.sample_steps, "guidance": args.guidance, "size": IMAGE_SIZE,
+           "heldout": {"n": n, "seeds": f"20000..{20000 + n - 1}", "recognised": frac,
+                       "recognised_position": frac_pos,
+                       "per_caption": [{"caption": c, "recognised": f} for c, f in zip(caps, per)]}}
+    sheet = images[:32]
+    embs = {p.stem for p in emb_dir.glob("*.pt")}
+    for name in sorted(embs):
+        pipe.load_textual_inversion(str(emb_dir / f"{name}.pt"), token=f"<{name}>")
+    pairs = {}
+    for a, b, prompt in MEASURE_PAIRS:
+        needed = {x.strip("<>") for x in prompt.replace(" and ", " ").split()}
+        if not needed <= embs:
+            log(f"[measure] skipping {prompt!r}: embeddings {sorted(needed - embs)} missing")
+            continue
+        seeds = [30000 + i for i in range(args.measure_seeds)]
+        ims = generate(pipe, [prompt] * len(seeds), seeds, args.sample_steps, args.guidance)
+        outs = [detect.pair_outcome(im, a, b) for im in ims]
+        pairs[prompt] = {"a": a, "b": b, "seeds": len(seeds),
+                         **{o: outs.count(o) for o in ("both", "one", "merged", "none")}}
+        sheet += ims[:8]
+        log(f"[measure] {prompt!r} over {len(seeds)} seeds: {pairs[prompt]}")
+    out["pairs"] = pairs
+    out["wall_s"] = round(time.time() - t0, 1)
+    out["model_digest"] = tk.file_digest([model_dir / "unet" / "diffusion_pytorch_model.safetensors"])
+    (work / "measure").mkdir(parents=True, exist_ok=True)
+    tk.write_json_atomic(work / "measure" / "measure.json", out)
+    contact_sheet(sheet, work / "measure" / "samples.png")
+    log(f"[measure] held-out recognised fraction {frac:.3f} (with position {frac_pos:.3f}) over {n} captions; "
+        f"{out['wall_s']} s; {work / 'measure' / 'measure.json'}")
+    from toyworld import modelcard
+    modelcard.write_card(args, work, assets, SD15_SCHEDULER)
+    return True
+
+
+def stage_card(args) -> bool:
+    from toyworld import modelcard
+    p = modelcard.write_card(args, Path(args.work), Path(args.assets), SD15_SCHEDULER)
+    log(f"[card] {p}")
+    return True
+
+
+# ============================================================================================
+# CLI
+# ============================================================================================
+RUNNERS = {"data": stage_data, "clip": stage_clip, "vae": stage_vae, "latents": stage_latents,
+           "unet": stage_unet, "ti": stage_ti, "export": stage_export, "measure": stage_measure,
+           "card": stage_card}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    c = argparse.ArgumentParser(add_help=False)
+    g = c.add_argument_group("run")
+    g.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="step targets and sizes: cpu (the 2.5 h budget), gpu, smoke")
+    g.add_argument("--work", default=str(DEFAULT_WORK), help="checkpoints, caches, logs (outside the repo)")
+    g.add_argument("--assets", default=str(REPO / "Assets"), help="where export writes demo-model/ etc.")
+    g.add_argument("--device", default="cpu", help="cpu | cuda")
+    g.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, data workers")
+    g.add_argument("--seed", type=int, default=0, help="training seed (init, batches, noise)")
+    g.add_argument("--world-seed", type=int, default=0, help="the Shapes world's seed")
+    g.add_argument("--steps", type=int, default=None, help="step target of every training stage")
+    g.add_argument("--max-minutes", type=float, default=None, help="per stage: stop cleanly at a checkpoint")
+    g.add_argument("--ckpt-every", type=int, default=200, help="checkpoint every K steps")
+    g.add_argument("--eval-every", type=int, default=250, help="clip/vae held-out checks every K steps")
+    g.add_argument("--restart", action="append", default=[], metavar="STAGE",
+                   help="discard STAGE's checkpoint and train it from scratch (repeatable)")
+    g.add_argument("--scenes", type=int, default=None, help="training scenes rendered and encoded")
+    g.add_argument("--eval-scenes", type=int, default=64, help="held-out scenes for the clip/vae checks")
+    g = c.add_argument_group("clip")
+    g.add_argument("--clip-steps", type=int)
+    g.add_argument("--clip-batch", type=int, default=64)
+    g.add_argument("--clip-lr", type=float, default=5e-4)
+    g.add_argument("--clip-warmup", type=int, default=100)
+    g.add_argument("--clip-extra", type=int, default=50, help="renders per named individual (class words)")
+    g.add_argument("--text-hidden", type=int, default=96, help="text width = UNet cross_attention_dim")
+    g.add_argument("--text-layers", type=int, default=4)
+    g.add_argument("--text-heads", type=int, default=4)
+    g.add_argument("--vision-hidden", type=int, default=128)
+    g.add_argument("--vision-layers", type=int, default=4)
+    g.add_argument("--vision-heads", type=int, default=4)
+    g.add_argument("--vision-patch", type=int, default=16)
+    g.add_argument("--clip-proj", type=int, default=256)
+    g = c.add_argument_group("vae")
+    g.add_argument("--vae-steps", type=int)
+    g.add_argument("--vae-batch", type=int, default=16)
+    g.add_argument("--vae-crop", type=int, default=64)
+    g.add_argument("--vae-lr", type=float, default=5e-4)
+    g.add_argument("--vae-warmup", type=int, default=100)
+    g.add_argument("--vae-channels", default="32,64,64,64")
+    g.add_argument("--vae-layers", type=int, default=1)
+    g.add_argument("--kl-weight", type=float, default=1e-6)
+    g.add_argument("--edge-weight", type=float, default=0.5)
+    g.add_argument("--scale-samples", type=int, default=512, help="scenes encoded to measure scaling_factor")
+    g = c.add_argument_group("unet")
+    g.add_argument("--unet-steps", type=int)
+    g.add_argument("--unet-batch", type=int, default=32)
+    g.add_argument("--unet-lr", type=float, default=6e-4)
+    g.add_argument("--unet-warmup", type=int, default=250)
+    g.add_argument("--unet-channels", default="32,64,128", help="e.g. 64,128,256 (over the size budget)")
+    g.add_argument("--unet-layers", type=int, default=1)
+    g.add_argument("--unet-heads", type=int, default=4)
+    g.add_argument("--caption-dropout", type=float, default=0.1)
+    g.add_argument("--ema", type=float, default=0.999)
+    g.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weight; 0 = plain MSE")
+    g.add_argument("--sample-every", type=int, default=500)
+    g.add_argument("--sample-captions", type=int, default=8)
+    g = c.add_argument_group("sampling (unet checks, ti, measure)")
+    g.add_argument("--sampler", default="ddim", choices=["ddim", "pndm", "euler", "euler_a", "dpmpp_2m"])
+    g.add_argument("--sample-steps", type=int, default=20)
+    g.add_argument("--guidance", type=float, default=5.0)
+    g = c.add_argument_group("ti")
+    g.add_argument("--ti-steps", type=int)
+    g.add_argument("--ti-batch", type=int, default=8)
+    g.add_argument("--ti-lr", type=float, default=5e-3)
+    g.add_argument("--ti-images", type=int, default=50)
+    g.add_argument("--ti-vectors", type=int, default=1)
+    g.add_argument("--ti-concepts", default="alex,cora,koko,alexcora")
+    g.add_argument("--ti-eval", type=int, default=8, help="images sampled per token after training")
+    g = c.add_argument_group("measure / export")
+    g.add_argument("--measure-captions", type=int, default=64)
+    g.add_argument("--measure-seeds", type=int, default=16)
+    g.add_argument("--max-mb", type=float, default=40.0)
+    g.add_argument("--no-size-limit", action="store_true")
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name in (*STAGES, "all"):
+        sub.add_parser(name, parents=[c], help=f"run the {name} stage" if name != "all" else "the whole chain")
+    return ap
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
+    preset = PRESETS[args.preset]["opts"]
+    # preset values apply where the option was left at its default
+    defaults = vars(build_parser().parse_args([args.command]))
+    for k, v in preset.items():
+        if getattr(args, k) == defaults.get(k):
+            setattr(args, k, v)
+    if args.scenes is None:
+        args.scenes = 10000
+    return args
+
+
+def main(argv=None) -> int:
+    global LOG_FILE
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    LOG_FILE = work / "train.log"
+    log(f"== train.py {args.command} (preset {args.preset}, work {work}, device {args.device}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__})")
+    order = [s for s in STAGES if s != "card"] if args.command == "all" else [args.command]
+    t0 = time.time()
+    for s in order:
+        ts = time.time()
+        if not RUNNERS[s](args):
+            log(f"== stopped in stage '{s}' after {time.time() - t0:.1f} s; re-run to continue")
+            return 3
+        log(f"== {s}: {time.time() - ts:.1f} s")
+    log(f"== done in {time.time() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
