@@ -1,7 +1,8 @@
 import CKernels
 import Foundation
 
-/// Splits loops over the machine's cores (the non-BLAS kernels; OpenBLAS has its own threads).
+/// Splits loops over the machine's cores: every kernel's, sgemm products included (OpenBLAS itself
+/// runs on one thread, see BLAS).
 public enum Parallel {
     /// Worker count: the cores this process may use.
     public static let workers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)

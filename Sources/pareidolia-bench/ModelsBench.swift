@@ -22,6 +22,9 @@ struct ModelsBench: ParsableCommand {
     @Option(help: "Latent side (64 for 512×512).")
     var latent = 64
 
+    @Option(help: "Parts to time, comma-separated: text, unet, vae (default all three).")
+    var parts = "text,unet,vae"
+
     func run() throws {
         try BLAS.load()
         print("OpenBLAS core: \(BLAS.coreName), \(BLAS.threads) threads")
@@ -31,12 +34,14 @@ struct ModelsBench: ParsableCommand {
 
         let ids = [sd.tokenizer.encode("a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"),
                    sd.tokenizer.encode("")]
-        let textSeconds = try bestSeconds(repeats: repeats) { _ = try sd.textEncoder.encode(ids) }
+        let chosen = Set(parts.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        guard chosen.isSubset(of: ["text", "unet", "vae"]), !chosen.isEmpty else { throw ValidationError("--parts: expected text, unet and/or vae") }
+        let textSeconds = chosen.contains("text") ? try bestSeconds(repeats: repeats) { _ = try sd.textEncoder.encode(ids) } : .nan
         let context = try sd.textEncoder.encode(ids)  // [2, 77, 768]
         let sample = Tensor.random([2, 4, latent, latent], seed: 11)
-        let unetSeconds = try bestSeconds(repeats: repeats) { _ = try sd.unet(sample, timesteps: [981], context: context) }
+        let unetSeconds = chosen.contains("unet") ? try bestSeconds(repeats: repeats) { _ = try sd.unet(sample, timesteps: [981], context: context) } : .nan
         let z = Tensor.random([1, 4, latent, latent], seed: 12)
-        let vaeSeconds = try bestSeconds(repeats: repeats) { _ = try sd.vae.decode(z) }
+        let vaeSeconds = chosen.contains("vae") ? try bestSeconds(repeats: repeats) { _ = try sd.vae.decode(z) } : .nan
         let rss = peakRSSBytes()
 
         var torch: [String: Any]?

@@ -29,8 +29,8 @@ struct CLIPEncoderLayer {
         let a = try attention(q: q(h), k: k(h), v: v(h), heads: heads, causal: true)  // [B, T, D]
         let x1 = try add(x, out(a))
         let m = try fc1(norm2(x1))  // [B, T, I]
-        let act = quickGELU ? try quickGelu(m) : try gelu(m)
-        return try add(x1, fc2(act))  // [B, T, D]
+        if quickGELU { quickGeluInPlace(m) } else { geluInPlace(m) }  // m is ours: no second [B, T, I] buffer
+        return try add(x1, fc2(m))  // [B, T, D]
     }
 }
 
