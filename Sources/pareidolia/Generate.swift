@@ -119,6 +119,10 @@ struct Generate: ParsableCommand {
         do {
             embeddings = try embedding.map { try EmbeddingLoader.load($0, tokenizer: loaded.tokenizer, width: loaded.textEncoder.config.hiddenSize) }
         } catch { throw CLIError("\(error)") }
+        for (spec, e) in zip(embedding, embeddings)
+        where PromptChunker.unusedTriggers([e], prompt: prompt, negative: negative, tokenizer: loaded.tokenizer).contains(e.trigger) {
+            FileHandle.standardError.write(Data("warning: --embedding \(spec): its trigger '\(e.trigger)' appears nowhere in the prompt or the negative prompt, so it changes nothing\n".utf8))
+        }
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let modelHash = ModelHash.shortHash(of: model)
         let pipeline = TextToImagePipeline(model: loaded)

@@ -8,8 +8,9 @@ public enum EmbeddingLoader {
     public struct Failure: Error, CustomStringConvertible { public let description: String }
 
     /// `spec` is `path` or `word=path`. The trigger word is the file name without extension
-    /// (A1111's rule), the stored token for diffusers files, or the word given.
-    public static func load(_ spec: String, tokenizer: CLIPTokenizer, width: Int) throws -> PromptEmbedding {
+    /// (A1111's rule), the stored token for diffusers files, or the word given. `width`: the text
+    /// encoder's, which the vectors must have (nil: any, for showing a prompt without a model).
+    public static func load(_ spec: String, tokenizer: CLIPTokenizer, width: Int?) throws -> PromptEmbedding {
         var word: String?, path = spec
         if let eq = spec.firstIndex(of: "="), !FileManager.default.fileExists(atPath: spec) {
             word = String(spec[..<eq])
@@ -24,7 +25,7 @@ public enum EmbeddingLoader {
         do { ti = try TextualInversionEmbedding(archive) } catch {
             throw Failure(description: "--embedding \(spec): \(error)")
         }
-        guard ti.width == width else {
+        if let width, ti.width != width {
             throw Failure(description: "\(file): embedding vectors are \(ti.width) wide but this text encoder needs \(width) (an SD 2/SDXL embedding?)")
         }
         let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
@@ -32,7 +33,7 @@ public enum EmbeddingLoader {
         let ids = tokenizer.tokenize(trigger).map(\.id)
         guard !ids.isEmpty else { throw Failure(description: "--embedding \(spec): the trigger word '\(trigger)' has no tokens") }
         let vectors = try ti.float32Vectors()  // [n, width]
-        let rows = (0..<ti.vectorCount).map { r in Array(UnsafeBufferPointer(start: vectors.pointer + r * width, count: width)) }
+        let rows = (0..<ti.vectorCount).map { r in Array(UnsafeBufferPointer(start: vectors.pointer + r * ti.width, count: ti.width)) }
         return PromptEmbedding(trigger: trigger, ids: ids, vectors: rows)
     }
 }

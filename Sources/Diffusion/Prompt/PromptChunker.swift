@@ -28,20 +28,77 @@ public struct PromptEmbedding: Sendable {
 /// A1111's `tokenize_line`: pieces are tokenized separately, packed into chunks of 75, `BREAK`
 /// starts a new chunk, a full chunk moves the words after a comma within the last 20 tokens
 /// into the next chunk, and embedding triggers are replaced by their vectors.
+///
+/// Triggers are matched as a unit of text wherever they stand as a word, whatever punctuation
+/// touches them ("<winnie>,", "corajr's"), and the text around a trigger is tokenized on its own —
+/// what diffusers does with added tokens. A1111 matches the trigger's token sequence instead,
+/// which misses a trigger whose last character BPE merges with the next ("<winnie>," tokenizes
+/// "winnie>," differently from "winnie>"); wherever A1111 does match, both give the same tokens.
 public struct PromptChunker {
     public static let chunkLength = 75
     public static let commaBacktrack = 20
     let tokenizer: CLIPTokenizer
     let commaID: Int32
-    /// first token id → embeddings starting with it, longest trigger first.
-    let embeddingsByFirstID: [Int32: [PromptEmbedding]]
+    /// Embeddings with their lowercased trigger, longest trigger first (the longest match wins).
+    let triggers: [(text: [Character], embedding: PromptEmbedding)]
 
     public init(tokenizer: CLIPTokenizer, embeddings: [PromptEmbedding] = []) {
         self.tokenizer = tokenizer
         commaID = tokenizer.vocabulary.tokenToID[",</w>"] ?? 267
-        var map: [Int32: [PromptEmbedding]] = [:]
-        for e in embeddings where !e.ids.isEmpty { map[e.ids[0], default: []].append(e) }
-        embeddingsByFirstID = map.mapValues { $0.sorted { $0.ids.count > $1.ids.count } }
+        triggers = embeddings.filter { !$0.trigger.isEmpty && !$0.ids.isEmpty }
+            .map { (Array($0.trigger.lowercased()), $0) }
+            .sorted { $0.text.count > $1.text.count }
+    }
+
+    /// A piece of prompt text as the chunker consumes it: a CLIP token with its word number in
+    /// the piece, or an embedding trigger.
+    enum Item {
+        case token(CLIPToken, word: Int)
+        case embedding(PromptEmbedding)
+    }
+
+    /// `text` as CLIP tokens and whole-word embedding triggers (case-insensitive: CLIP lowercases).
+    func items(_ text: String) -> [Item] {
+        guard !triggers.isEmpty else { return tokenizer.tokenize(text).map { .token($0, word: $0.wordIndex) } }
+        let chars = Array(text.lowercased())
+        func isWord(_ c: Character) -> Bool { c.isLetter || c.isNumber || c == "_" }
+        var out: [Item] = []
+        var plainStart = 0, i = 0, words = 0
+        func flushPlain(upTo end: Int) {
+            guard end > plainStart else { return }
+            let tokens = tokenizer.tokenize(String(chars[plainStart..<end]))
+            out += tokens.map { .token($0, word: words + $0.wordIndex) }
+            words += (tokens.last?.wordIndex).map { $0 + 1 } ?? 0
+        }
+        while i < chars.count {
+            let match = triggers.first { t in
+                let end = i + t.text.count
+                guard end <= chars.count, chars[i..<end].elementsEqual(t.text) else { return false }
+                // A word-character edge of the trigger must not run on into another word.
+                let startOK = i == 0 || !isWord(t.text[0]) || !isWord(chars[i - 1])
+                let endOK = end == chars.count || !isWord(t.text[t.text.count - 1]) || !isWord(chars[end])
+                return startOK && endOK
+            }
+            if let match {
+                flushPlain(upTo: i)
+                out.append(.embedding(match.embedding))
+                i += match.text.count
+                plainStart = i
+            } else {
+                i += 1
+            }
+        }
+        flushPlain(upTo: chars.count)
+        return out
+    }
+
+    /// Triggers of `embeddings` that neither `prompt` nor `negative` uses (for a warning: an
+    /// embedding given but never applied changes nothing).
+    public static func unusedTriggers(_ embeddings: [PromptEmbedding], prompt: String, negative: String,
+                                      tokenizer: CLIPTokenizer) -> [String] {
+        let chunker = PromptChunker(tokenizer: tokenizer, embeddings: embeddings)
+        let used = Set([prompt, negative].flatMap { chunker.chunk($0).chunks.flatMap { $0.fixes.map(\.embedding) } })
+        return embeddings.map(\.trigger).filter { !used.contains($0) }
     }
 
     public struct Result {
@@ -49,6 +106,9 @@ public struct PromptChunker {
         public let chunks: [PromptChunk]
         /// Content tokens (no BOS/EOS/padding), A1111's count.
         public let tokenCount: Int
+        /// Each piece's CLIP tokens in order (embedding triggers left out) with their word number
+        /// in the piece: what `rows` labels the chunks' positions with.
+        let pieceTokens: [[(token: CLIPToken, word: Int)]]
     }
 
     public func chunk(_ prompt: String) -> Result {
@@ -76,14 +136,14 @@ public struct PromptChunker {
             current = PromptChunk()
         }
 
+        var pieceTokens: [[(token: CLIPToken, word: Int)]] = Array(repeating: [], count: pieces.count)
         for (pieceIndex, piece) in pieces.enumerated() {
             if piece.isBreak { nextChunk(); continue }
-            let tokens = tokenizer.tokenize(piece.text).map(\.id)
             let weight = Float(piece.weight)
-            var position = 0
-            while position < tokens.count {
-                let token = tokens[position]
-                if token == commaID {
+            let pieceItems = items(piece.text)
+            pieceTokens[pieceIndex] = pieceItems.compactMap { if case .token(let t, let w) = $0 { return (t, w) } else { return nil } }
+            for item in pieceItems {
+                if case .token(let t, _) = item, t.id == commaID {
                     lastComma = current.ids.count
                 } else if current.ids.count == n, lastComma != -1, current.ids.count - lastComma <= Self.commaBacktrack {
                     // Move what follows the last comma into the next chunk.
@@ -97,30 +157,22 @@ public struct PromptChunker {
                 }
                 if current.ids.count == n { nextChunk() }
 
-                if let e = embedding(at: position, in: tokens) {
+                switch item {
+                case .embedding(let e):
                     if current.ids.count + e.vectors.count > n { nextChunk() }
                     current.fixes.append(.init(position: current.ids.count, embedding: e.trigger, count: e.vectors.count))
                     current.ids += Array(repeating: 0, count: e.vectors.count)
                     current.weights += Array(repeating: weight, count: e.vectors.count)
                     current.pieceIndex += Array(repeating: pieceIndex, count: e.vectors.count)
-                    position += e.ids.count
-                } else {
-                    current.ids.append(token)
+                case .token(let token, _):
+                    current.ids.append(token.id)
                     current.weights.append(weight)
                     current.pieceIndex.append(pieceIndex)
-                    position += 1
                 }
             }
         }
         if !current.ids.isEmpty || chunks.isEmpty { nextChunk(isLast: true) }
-        return Result(pieces: pieces, chunks: chunks, tokenCount: tokenCount)
-    }
-
-    private func embedding(at position: Int, in tokens: [Int32]) -> PromptEmbedding? {
-        guard let candidates = embeddingsByFirstID[tokens[position]] else { return nil }
-        return candidates.first { e in
-            position + e.ids.count <= tokens.count && Array(tokens[position..<(position + e.ids.count)]) == e.ids
-        }
+        return Result(pieces: pieces, chunks: chunks, tokenCount: tokenCount, pieceTokens: pieceTokens)
     }
 
     /// A1111's empty chunk (`[BOS] + 76 × EOS`), used to pad the shorter of prompt and negative.

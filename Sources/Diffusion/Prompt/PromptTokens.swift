@@ -19,15 +19,12 @@ public struct PromptTokenRow: Sendable {
 extension PromptChunker.Result {
     /// Every conditioning position with its token, weight and word.
     public func rows(tokenizer: CLIPTokenizer) -> [PromptTokenRow] {
-        // Tokens of each piece, and the running word number at each piece's start.
-        var pieceTokens: [Int: [CLIPToken]] = [:]
+        // The running word number at each piece's start (the chunker kept each piece's tokens).
         var wordBase: [Int: Int] = [:]
         var words = 0
         for (i, piece) in pieces.enumerated() where !piece.isBreak {
-            let tokens = tokenizer.tokenize(piece.text)
-            pieceTokens[i] = tokens
             wordBase[i] = words
-            words += (tokens.last?.wordIndex).map { $0 + 1 } ?? 0
+            words += (pieceTokens[i].last?.word).map { $0 + 1 } ?? 0
         }
         var cursor: [Int: Int] = [:]
         var rows: [PromptTokenRow] = []
@@ -37,16 +34,16 @@ extension PromptChunker.Result {
             for fix in chunk.fixes { for r in 0..<fix.count { embeddingAt[fix.position + r] = fix.embedding } }
             for (k, id) in chunk.ids.enumerated() {
                 let piece = chunk.pieceIndex[k]
-                var token: CLIPToken?
+                var token: (token: CLIPToken, word: Int)?
                 if piece >= 0, embeddingAt[k] == nil {
                     let n = cursor[piece, default: 0]
                     cursor[piece] = n + 1
-                    token = pieceTokens[piece].flatMap { n < $0.count ? $0[n] : nil }
+                    token = n < pieceTokens[piece].count ? pieceTokens[piece][n] : nil
                 }
-                let text = embeddingAt[k] ?? token?.text ?? tokenizer.decode(id).text
+                let text = embeddingAt[k] ?? token?.token.text ?? tokenizer.decode(id).text
                 rows.append(PromptTokenRow(position: c * chunk.ids.count + k, chunk: c, id: id, text: text,
-                                           weight: chunk.weights[k], word: token?.word,
-                                           wordIndex: token.map { $0.wordIndex + (wordBase[piece] ?? 0) }, piece: piece))
+                                           weight: chunk.weights[k], word: token?.token.word,
+                                           wordIndex: token.map { $0.word + (wordBase[piece] ?? 0) }, piece: piece))
             }
         }
         return rows
