@@ -70,10 +70,12 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["Tensors", "CPNG"]),
         .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
         .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
+        // Reading what the engine did: embeddings' neighbours (more analyses join it).
+        .target(name: "Analysis", dependencies: ["Tensors", "Models", "Diffusion"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -91,6 +93,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Diffusion", "Models", "Tensors", "TestSupport"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

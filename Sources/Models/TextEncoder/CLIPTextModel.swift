@@ -60,6 +60,12 @@ public final class CLIPTextModel {
     /// position embeddings are added (A1111's `EmbeddingsWithFixes`).
     public typealias EmbeddingOverride = (batch: Int, position: Int, vector: [Float])
 
+    /// The token-embedding table as float32 [V, D] (a widened copy when held in 16 bits).
+    public func tokenEmbeddingTable() throws -> Tensor {
+        if case .float(let t) = tokenEmbedding { return t }
+        return try tokenEmbedding.withFloat32 { $0.copy() }
+    }
+
     /// Token + position embeddings for `ids` ([B][T] token ids, T ≤ max positions).
     public func embed(_ ids: [[Int32]], overrides: [EmbeddingOverride] = []) throws -> Tensor {
         let b = ids.count, t = ids.first?.count ?? 0, d = config.hiddenSize

@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Analysis
+import Models
+import Tensors
+
+@Suite("Embedding neighbours")
+struct EmbeddingNeighboursTests {
+    static let model = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false, fast: [])
+
+    func setup() throws -> (StableDiffusionModel, VocabularyNeighbours, Tensor) {
+        let sd = try #require(Self.model)
+        return (sd, try VocabularyNeighbours(textEncoder: sd.textEncoder, tokenizer: sd.tokenizer), try sd.textEncoder.tokenEmbeddingTable())
+    }
+
+    /// A vocabulary row plus tiny noise has that token first, at a cosine of almost 1.
+    @Test func knownAnswer() throws {
+        let (_, table, rows) = try setup()
+        let d = table.width
+        for id in [2308, 2368, 49406, 320] {
+            var v = Array(UnsafeBufferPointer(start: rows.pointer + id * d, count: d))
+            for c in v.indices { v[c] += 1e-4 * Float((c * 7919 + id) % 13 - 6) }
+            let top = try table.nearest([v], top: 3)[0]
+            #expect(top.first?.id == Int32(id) && (top.first?.cosine ?? 0) > 0.9999, "\(id): \(top)")
+            #expect(top.map(\.cosine) == top.map(\.cosine).sorted(by: >))
+        }
+    }
+
+    /// Top-K ids and cosines equal a brute-force double-precision scan of the whole table.
+    @Test func matchesBruteForce() throws {
+        let (_, table, rows) = try setup()
+        let (v, d, k) = (table.vocabularySize, table.width, 10)
+        var g = UInt64(12345)
+        func next() -> Float { g = g &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: g >> 11) % 2001 - 1000) / 1000 }
+        let queries = (0..<4).map { _ in (0..<d).map { _ in next() } }
+        let found = try table.nearest(queries, top: k)
+        for (q, x) in queries.enumerated() {
+            let xn = x.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            var scored: [(Double, Int)] = []
+            for r in 0..<v {
+                var dot = 0.0, rn = 0.0
+                for c in 0..<d { let w = Double(rows.pointer[r * d + c]); dot += w * Double(x[c]); rn += w * w }
+                scored.append((rn > 0 ? dot / (rn.squareRoot() * xn) : 0, r))
+            }
+            scored.sort { $0.0 > $1.0 }
+            #expect(found[q].map { Int($0.id) } == scored.prefix(k).map(\.1), "query \(q)")
+            for (a, b) in zip(found[q], scored.prefix(k)) { #expect(abs(Double(a.cosine) - b.0) <= 1e-5) }
+        }
+    }
+
+    @Test func normsAndCosines() throws {
+        let (_, table, _) = try setup()
+        #expect(table.normPercentile(0) == 0 && table.normPercentile(.infinity) == 1)
+        #expect(table.normPercentile(1) <= table.normPercentile(2))
+        let m = cosineMatrix([[1, 0, 0], [1, 1, 0], [0, 0, 0], [-2, 0, 0]])
+        #expect(abs(m[0][1] - Float(0.5.squareRoot())) < 1e-6 && m[1][0] == m[0][1])
+        #expect(m[0][0] == 1 && m[2][2] == 0 && m[0][3] == -1)
+        #expect(meanVector([[1, 2], [3, 4]]) == [2, 3])
+    }
+
+    @Test("vectors of the wrong width are refused in one line")
+    func wrongWidth() throws {
+        let (_, table, _) = try setup()
+        #expect(throws: TensorError.self) { try table.nearest([[1, 2, 3]], top: 2) }
+    }
+}
