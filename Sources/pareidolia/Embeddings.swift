@@ -21,6 +21,12 @@ struct Embeddings: ParsableCommand {
     @Flag(name: .long, help: "Print JSON instead of tables.")
     var json = false
 
+    @Option(name: .long, help: "Prompt for the contextual comparison (default \"a photo of A and B\" with the first two embeddings or words).")
+    var prompt: String?
+
+    @Option(name: .long, help: "Class words to compare the subjects' contextual states with.")
+    var classes = "person,man,woman,cat,dog"
+
     @Argument(help: "Words whose token vectors to show beside the embeddings (each sub-token is one vector).")
     var words: [String] = []
 
@@ -53,12 +59,22 @@ struct Embeddings: ParsableCommand {
                 entries.append(Entry(label: "\(t.token) (#\(t.id))", group: w, vector: t.vector))
             }
         }
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let neighbours = try table.nearest(entries.map(\.vector), top: top)
+        let searchMs = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6
         let cosines = cosineMatrix(entries.map(\.vector))
         // Per embedding (and word): the mean of its vectors.
         let groups = loaded.map(\.trigger) + words.filter { !loaded.map(\.trigger).contains($0) }
         let means = groups.map { g in meanVector(entries.filter { $0.group == g }.map(\.vector)) }
         let groupCosines = cosineMatrix(means)
+
+        // In context: the subjects' conditioning rows in one prompt, and class words' in theirs.
+        let classList = classes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let context = prompt ?? (groups.count >= 2 ? "a photo of \(groups[0]) and \(groups[1])" : nil)
+        let contextual = ContextualStates(textEncoder: sd.textEncoder, tokenizer: sd.tokenizer, embeddings: loaded)
+        let subjectStates = try context.map { try contextual.states(of: groups, in: $0) } ?? []
+        let classStates = context == nil ? [] : try contextual.classStates(classList)
+        func cos(_ a: [Float]?, _ b: [Float]?) -> Float? { guard let a, let b else { return nil }; return cosineMatrix([a, b])[0][1] }
 
         if json {
             let vectors: [[String: Any]] = entries.enumerated().map { i, e in
@@ -66,17 +82,28 @@ struct Embeddings: ParsableCommand {
                 return ["label": e.label, "group": e.group, "norm": Double(n), "norm_percentile": table.normPercentile(n) * 100,
                         "nearest": neighbours[i].map { ["id": Int($0.id), "token": $0.text, "cosine": Double($0.cosine)] }]
             }
-            let object: [String: Any] = [
+            var object: [String: Any] = [
                 "model": model, "vocabulary": table.vocabularySize, "width": width, "vectors": vectors,
                 "cosine": ["labels": entries.map(\.label), "matrix": cosines.map { $0.map(Double.init) }],
                 "mean_cosine": ["labels": groups, "matrix": groupCosines.map { $0.map(Double.init) }],
             ]
+            if let context {
+                object["contextual"] = [
+                    "prompt": context,
+                    "subjects": groups.enumerated().map { i, g -> [String: Any] in
+                        ["subject": g, "found": subjectStates[i] != nil,
+                         "cosine": groups.indices.map { j -> Any in cos(subjectStates[i], subjectStates[j]).map { Double($0) as Any } ?? NSNull() },
+                         "classes": Dictionary(uniqueKeysWithValues: classList.enumerated().map { c, name in
+                             (name, cos(subjectStates[i], classStates[c]).map { Double($0) as Any } ?? NSNull()) })]
+                    },
+                ] as [String: Any]
+            }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
         }
 
-        print("Token-embedding table: \(table.vocabularySize) × \(width). Norm percentile: share of vocabulary rows with a smaller norm.")
+        print("Token-embedding table: \(table.vocabularySize) × \(width); nearest tokens of \(entries.count) vectors in \(String(format: "%.1f", searchMs)) ms. Norm percentile: share of vocabulary rows with a smaller norm.")
         let labelWidth = min(24, max(8, entries.map(\.label.count).max() ?? 8))
         func cell(_ s: String, _ w: Int) -> String { s.count >= w ? String(s.prefix(w)) : s.padding(toLength: w, withPad: " ", startingAt: 0) }
         print("\(cell("vector", labelWidth))    norm  pctl  nearest tokens (cosine)")
@@ -97,5 +124,17 @@ struct Embeddings: ParsableCommand {
         }
         matrix("Cosine between vectors:", entries.map(\.label), cosines)
         if groups.count > 1 && groups.count < entries.count { matrix("Cosine between mean vectors:", groups, groupCosines) }
+        if let context {
+            print("\nIn context, \"\(context)\": cosine of the encoder's final states at each subject (mean over its rows)")
+            let found = groups.indices.filter { subjectStates[$0] != nil }
+            for g in groups.indices where subjectStates[g] == nil { print("  \(groups[g]): not in the prompt") }
+            if found.count > 1 {
+                matrix("Subjects:", found.map { groups[$0] }, found.map { i in found.map { j in cos(subjectStates[i], subjectStates[j]) ?? 0 } })
+            }
+            for i in found {
+                let list = classList.indices.map { c in "\(classList[c]) \(cos(subjectStates[i], classStates[c]).map { String(format: "%.3f", $0) } ?? "–")" }
+                print("  \(groups[i]) vs class words (each in \"a photo of a WORD\"): " + list.joined(separator: ", "))
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Analysis
+import Diffusion
 import Models
 import Tensors
 
@@ -63,5 +64,26 @@ struct EmbeddingNeighboursTests {
     func wrongWidth() throws {
         let (_, table, _) = try setup()
         #expect(throws: TensorError.self) { try table.nearest([[1, 2, 3]], top: 2) }
+    }
+}
+
+@Suite("Contextual states")
+struct ContextualStatesTests {
+    @Test func subjectsInAPrompt() throws {
+        let sd = try #require(EmbeddingNeighboursTests.model)
+        let cora = try EmbeddingLoader.load(Fixtures.path("pipeline/corajr.pt"), tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize)
+        let states = ContextualStates(textEncoder: sd.textEncoder, tokenizer: sd.tokenizer, embeddings: [cora])
+        let prompt = "a photo of corajr and a cat"
+        let found = try states.states(of: ["corajr", "cat", "dog"], in: prompt)
+        #expect(found[0] != nil && found[1] != nil && found[2] == nil)
+        // The trigger's state is the mean of the conditioning rows its two vectors fill.
+        let (z, result) = try PromptEncoder(model: sd.textEncoder, tokenizer: sd.tokenizer, embeddings: [cora]).encode(prompt)
+        let fix = try #require(result.chunks[0].fixes.first)
+        let d = z.shape[2]
+        let expected = (0..<d).map { c in (z.pointer[fix.position * d + c] + z.pointer[(fix.position + 1) * d + c]) / 2 }
+        #expect(zip(found[0]!, expected).allSatisfy { abs($0 - $1) < 1e-6 })
+        // A class word's state is its state in "a photo of a WORD".
+        let cat = try states.classStates(["cat"])[0]!
+        #expect(try states.states(of: ["cat"], in: "a photo of a cat")[0]! == cat)
     }
 }
