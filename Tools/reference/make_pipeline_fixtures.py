@@ -70,6 +70,7 @@ from diffusers import (  # noqa: E402
 )
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
+from torchzip import pin_torch_zip_serialization_id  # noqa: E402 (this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "Tests" / "Fixtures"
@@ -149,41 +150,6 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None
         f.write(text)
         for b in blobs:
             f.write(b)
-
-
-def pin_torch_zip_serialization_id(path: Path) -> None:
-    """torch >= 2.3 writes `<archive>/.data/serialization_id` = 20 digits of a CRC of the other records +
-    20 random digits. Zero the random half in place and fix that record's CRC-32 in the local header and
-    the central directory (same approach as make_fixtures.py)."""
-    data = bytearray(path.read_bytes())
-    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
-        infos = [i for i in zf.infolist() if i.filename.endswith(".data/serialization_id")]
-        if not infos:
-            return
-        info = infos[0]
-        old = zf.read(info)
-        start_dir = zf.start_dir
-    new = old[:20] + b"0" * (len(old) - 20)
-    new_crc = struct.pack("<I", zlib.crc32(new))
-    lh = info.header_offset
-    assert data[lh:lh + 4] == b"PK\x03\x04"
-    name_len, extra_len = struct.unpack_from("<HH", data, lh + 26)
-    body = lh + 30 + name_len + extra_len
-    assert bytes(data[body:body + len(old)]) == old
-    data[body:body + len(new)] = new
-    data[lh + 14:lh + 18] = new_crc
-    pos = start_dir
-    patched = False
-    while data[pos:pos + 4] == b"PK\x01\x02":
-        n, e, c = struct.unpack_from("<HHH", data, pos + 28)
-        if bytes(data[pos + 46:pos + 46 + n]).decode("utf-8") == info.filename:
-            data[pos + 16:pos + 20] = new_crc
-            patched = True
-        pos += 46 + n + e + c
-    assert patched
-    path.write_bytes(bytes(data))
-    with zipfile.ZipFile(path) as zf:
-        assert zf.testzip() is None
 
 
 def torch_save_deterministic(obj, path: Path) -> None:

@@ -16,7 +16,11 @@ import struct
 import time
 import zipfile
 import zlib
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+from torchzip import pin_torch_zip_serialization_id  # noqa: E402 (shared with the fixture scripts)
 
 import numpy as np
 import torch
@@ -150,43 +154,6 @@ def torch_save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, str(tmp))
     os.replace(tmp, path)
-
-
-def pin_torch_zip_serialization_id(path: Path) -> None:
-    """torch >= 2.3 writes `<archive>/.data/serialization_id` = 20 digits of a CRC of the other
-    records + 20 random digits. Zero the random half in place and fix that record's CRC-32 in the
-    local header and the central directory. (The same routine as
-    Tools/reference/make_pipeline_fixtures.py, copied here because importing that script pins
-    torch's thread count as a side effect.)"""
-    data = bytearray(Path(path).read_bytes())
-    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
-        infos = [i for i in zf.infolist() if i.filename.endswith(".data/serialization_id")]
-        if not infos:
-            return
-        info = infos[0]
-        old = zf.read(info)
-        start_dir = zf.start_dir
-    new = old[:20] + b"0" * (len(old) - 20)
-    new_crc = struct.pack("<I", zlib.crc32(new))
-    lh = info.header_offset
-    assert data[lh:lh + 4] == b"PK\x03\x04"
-    name_len, extra_len = struct.unpack_from("<HH", data, lh + 26)
-    body = lh + 30 + name_len + extra_len
-    assert bytes(data[body:body + len(old)]) == old
-    data[body:body + len(new)] = new
-    data[lh + 14:lh + 18] = new_crc
-    pos = start_dir
-    patched = False
-    while data[pos:pos + 4] == b"PK\x01\x02":
-        n, e, c = struct.unpack_from("<HHH", data, pos + 28)
-        if bytes(data[pos + 46:pos + 46 + n]).decode("utf-8") == info.filename:
-            data[pos + 16:pos + 20] = new_crc
-            patched = True
-        pos += 46 + n + e + c
-    assert patched
-    Path(path).write_bytes(bytes(data))
-    with zipfile.ZipFile(path) as zf:
-        assert zf.testzip() is None
 
 
 def save_a1111_embedding(path: Path, name: str, vectors: torch.Tensor, step: int) -> None:
