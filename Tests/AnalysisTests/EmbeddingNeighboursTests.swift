@@ -50,6 +50,30 @@ struct EmbeddingNeighboursTests {
         }
     }
 
+    /// Norms, percentiles, top-10 ids and cosines, and the cosine matrix of the three fixture
+    /// embeddings (A1111 .pt with 2 vectors, diffusers .bin, kohya .safetensors with 3) against
+    /// numpy float64 (Tools/reference/make_embedding_fixtures.py).
+    @Test func matchesNumpy() throws {
+        let (sd, table, _) = try setup()
+        let golden = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("embedding_neighbours.json")))) as? [String: Any])
+        let entries = try #require(golden["vectors"] as? [[String: Any]])
+        let vectors = try ["corajr.pt", "winniecat.bin", "kokocat.safetensors"].flatMap {
+            try EmbeddingLoader.load(Fixtures.path("pipeline/\($0)"), tokenizer: sd.tokenizer, width: table.width).vectors
+        }
+        #expect(vectors.count == entries.count)
+        let found = try table.nearest(vectors, top: 10)
+        for (i, e) in entries.enumerated() where i < vectors.count {
+            let label = e["label"] as? String ?? "?"
+            let norm = try #require(e["norm"] as? Double), pctl = try #require(e["norm_percentile"] as? Double)
+            #expect(abs(Double(vectorNorm(vectors[i])) - norm) <= 1e-5 * norm, "\(label) norm")
+            #expect(abs(table.normPercentile(vectorNorm(vectors[i])) - pctl) <= 2.0 / Double(table.vocabularySize), "\(label) percentile")
+            #expect(found[i].map { Int($0.id) } == (e["top_ids"] as? [Int] ?? []), "\(label) top ids")
+            for (a, b) in zip(found[i], e["top_cosines"] as? [Double] ?? []) { #expect(abs(Double(a.cosine) - b) <= 1e-5, "\(label) cosine") }
+        }
+        let m = cosineMatrix(vectors), ref = try #require(golden["cosine"] as? [[Double]])
+        for i in ref.indices { for j in ref[i].indices { #expect(abs(Double(m[i][j]) - ref[i][j]) <= 1e-5) } }
+    }
+
     @Test func normsAndCosines() throws {
         let (_, table, _) = try setup()
         #expect(table.normPercentile(0) == 0 && table.normPercentile(.infinity) == 1)
