@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
         .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
         // Reading what the engine did: embeddings' neighbours (more analyses join it).
-        .target(name: "Analysis", dependencies: ["Tensors", "Models", "Diffusion"]),
+        .target(name: "Analysis", dependencies: ["Tensors", "Checkpoints", "Models", "Diffusion"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "ModelsTests", dependencies: ["Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Diffusion", "Models", "Tensors", "TestSupport"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
