@@ -119,8 +119,9 @@ struct Generate: ParsableCommand {
         do {
             embeddings = try embedding.map { try EmbeddingLoader.load($0, tokenizer: loaded.tokenizer, width: loaded.textEncoder.config.hiddenSize) }
         } catch { throw CLIError("\(error)") }
-        for (spec, e) in zip(embedding, embeddings)
-        where PromptChunker.unusedTriggers([e], prompt: prompt, negative: negative, tokenizer: loaded.tokenizer).contains(e.trigger) {
+        // All embeddings at once, as the run applies them (a longer trigger can take a shorter one's place).
+        let unused = Set(PromptChunker.unusedTriggers(embeddings, prompt: prompt, negative: negative, tokenizer: loaded.tokenizer))
+        for (spec, e) in zip(embedding, embeddings) where unused.contains(e.trigger) {
             FileHandle.standardError.write(Data("warning: --embedding \(spec): its trigger '\(e.trigger)' appears nowhere in the prompt or the negative prompt, so it changes nothing\n".utf8))
         }
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
