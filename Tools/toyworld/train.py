@@ -340,17 +340,25 @@ def clip_extras(n: int, world_seed: int = 0):
     return np.stack(ims), caps
 
 
+def open_stage(args, name: str, steps: int, cfg: dict, upstream: dict, ckpt_every: int | None = None):
+    """The stage's run (checkpoints, log, upstream digests), or None when it is already done."""
+    run = tk.StageRun(Path(args.work), name, steps, ckpt_every=args.ckpt_every if ckpt_every is None else ckpt_every,
+                      max_minutes=args.max_minutes, config=cfg, upstream=upstream, log=log,
+                      restart=name in args.restart)
+    if run.is_done():
+        log(f"[{name}] already done")
+        return None
+    return run
+
+
 def stage_clip(args) -> bool:
     from transformers import CLIPModel
     work, dev = Path(args.work), device(args)
     steps = stage_steps(args, "clip")
     cfg = common_config(args, "clip", batch=args.clip_batch, lr=args.clip_lr, warmup=args.clip_warmup,
                         model=clip_config(args).to_dict(), scenes=args.scenes, extra_per_name=args.clip_extra)
-    run = tk.StageRun(work, "clip", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                      config=cfg, upstream={"data": f"train-n{args.scenes}-seed{args.world_seed}"},
-                      log=log, restart="clip" in args.restart)
-    if run.is_done():
-        log("[clip] already done")
+    run = open_stage(args, "clip", steps, cfg, {"data": f"train-n{args.scenes}-seed{args.world_seed}"})
+    if run is None:
         return True
     imgs, caps = train_scenes(args)
     ex_imgs, ex_caps = clip_extras(args.clip_extra, args.world_seed)
@@ -424,11 +432,8 @@ def stage_vae(args) -> bool:
     cfg = common_config(args, "vae", batch=args.vae_batch, crop=args.vae_crop, lr=args.vae_lr,
                         warmup=args.vae_warmup, kl_weight=args.kl_weight, edge_weight=args.edge_weight,
                         model=vae_kwargs(args), scenes=args.scenes, scale_samples=args.scale_samples)
-    run = tk.StageRun(work, "vae", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                      config=cfg, upstream={"data": f"train-n{args.scenes}-seed{args.world_seed}"},
-                      log=log, restart="vae" in args.restart)
-    if run.is_done():
-        log("[vae] already done")
+    run = open_stage(args, "vae", steps, cfg, {"data": f"train-n{args.scenes}-seed{args.world_seed}"})
+    if run is None:
         return True
     imgs, _ = train_scenes(args)
     torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["vae"], 7))
@@ -514,11 +519,8 @@ def stage_latents(args) -> bool:
     n = args.scenes
     n_chunks = (n + chunk - 1) // chunk
     cfg = common_config(args, "latents", scenes=n, chunk=chunk)
-    run = tk.StageRun(work, "latents", n_chunks, ckpt_every=max(1, n_chunks // 20), max_minutes=args.max_minutes,
-                      config=cfg, upstream={"vae": vae_done["digest"], "data": f"train-n{n}-seed{args.world_seed}"},
-                      log=log, restart="latents" in args.restart)
-    if run.is_done():
-        log("[latents] already done")
+    run = open_stage(args, "latents", n_chunks, cfg, {"vae": vae_done["digest"], "data": f"train-n{n}-seed{args.world_seed}"}, ckpt_every=max(1, n_chunks // 20))
+    if run is None:
         return True
     imgs, caps = train_scenes(args)
     vae = load_vae(work, dev)
@@ -587,11 +589,8 @@ def stage_unet(args) -> bool:
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
                         sample=dict(every=args.sample_every, captions=args.sample_captions,
                                     sampler=args.sampler, steps=args.sample_steps, guidance=args.guidance))
-    run = tk.StageRun(work, "unet", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
-                      config=cfg, upstream={"clip": clip_done["digest"], "latents": lat_done["digest"]},
-                      log=log, restart="unet" in args.restart)
-    if run.is_done():
-        log("[unet] already done")
+    run = open_stage(args, "unet", steps, cfg, {"clip": clip_done["digest"], "latents": lat_done["digest"]})
+    if run is None:
         return True
     d = work / "latents"
     lat_mean = torch.from_numpy(np.load(d / "mean.npy"))
