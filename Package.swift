@@ -6,13 +6,15 @@ import PackageDescription
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
 
 // Layers, lowest first. A target only depends on targets above it in this list.
-//   COpenBLAS, CKernels, CCairo, CPNG  — C shims and micro-kernels
+//   COpenBLAS, CKernels, CCairo, CPango, CGif, CPNG  — C shims and micro-kernels
 //   Tensors      — storage and the kernels SD needs
 //   Checkpoints  — safetensors, safe pickle reader, key layouts, embedding files
 //   Models       — tokenizer, CLIP text encoder, UNet, VAE
 //   Imaging      — PNG files (libpng), atomic writes
 //   Diffusion    — RNGs, samplers, guidance, prompt parsing and weighting, the pipeline
 //   Probes       — instrumentation: observers at named sites, the trace they write
+//   Analysis     — reading traces and embeddings: word maps, overlaps, nearest tokens
+//   Reports      — figures drawn with Cairo/Pango, GIF animations, HTML and PDF reports
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -48,6 +50,18 @@ let package = Package(
             pkgConfig: "cairo",
             providers: [.apt(["libcairo2-dev"])]
         ),
+        // Text layout for figures: any prompt (accents, CJK, emoji) through fontconfig's fallbacks.
+        .systemLibrary(
+            name: "CPango",
+            pkgConfig: "pangocairo",
+            providers: [.apt(["libpango1.0-dev"])]
+        ),
+        // Animated GIFs (and giflib's colour quantizer).
+        .systemLibrary(
+            name: "CGif",
+            pkgConfig: "libgif",
+            providers: [.apt(["libgif-dev"])]
+        ),
         .systemLibrary(
             name: "CZlib",
             pkgConfig: "zlib",
@@ -72,10 +86,13 @@ let package = Package(
         .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
         // Reading what the engine did: embeddings' neighbours (more analyses join it).
         .target(name: "Analysis", dependencies: ["Tensors", "Checkpoints", "Models", "Diffusion"]),
+        // What a person looks at: heat maps, charts, animations, the HTML page and the PDF.
+        .target(name: "Reports", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion", "Probes", "Analysis",
+                                                "CCairo", "CPango", "CGif"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis", "Reports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -94,6 +111,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "TestSupport", "CGif", "CCairo"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

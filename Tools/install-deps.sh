@@ -3,7 +3,7 @@
 # when everything is already there. Needs root or sudo only when something must be installed.
 set -euo pipefail
 # python3-venv: Tools/test-notebook.sh runs Notebooks/trace.ipynb in a throw-away venv.
-packages=(libopenblas-dev libpng-dev libcairo2-dev zlib1g-dev fonts-dejavu-core pkg-config python3-venv)
+packages=(libopenblas-dev libpng-dev libcairo2-dev libpango1.0-dev libgif-dev zlib1g-dev fonts-dejavu-core pkg-config python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

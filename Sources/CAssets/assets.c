@@ -19,3 +19,5 @@ const unsigned char *pd_asset_clip_vocab_gz(size_t *size) {
     *size = (size_t)(pd_clip_vocab_end - pd_clip_vocab_start);
     return pd_clip_vocab_start;
 }
+
+const char *pd_assets_dir(void) { return PD_STR(PD_ASSETS_DIR); }

@@ -9,8 +9,8 @@ struct Embeddings: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Where embedding vectors sit: norms, nearest vocabulary tokens by cosine, and their cosines with each other.")
 
-    @Option(name: .long, help: "An SD 1.x model (diffusers folder or single file): its text encoder's token-embedding table.")
-    var model: String
+    @Option(name: .long, help: "An SD 1.x model (diffusers folder or single file): its text encoder's token-embedding table. Default: the embedded Shapes-world model.")
+    var model: String?
 
     @Option(name: .long, help: "A textual-inversion file ([word=]PATH; repeatable).")
     var embedding: [String] = []
@@ -42,6 +42,8 @@ struct Embeddings: ParsableCommand {
         guard top >= 1 else { throw CLIError("--top \(top): expected 1 or more") }
         guard !embedding.isEmpty || !words.isEmpty else { throw CLIError("nothing to show: give --embedding FILE or words") }
         let sd: StableDiffusionModel
+        let model = try modelPath(self.model)
+        let embedding = try embeddingFiles(self.embedding, defaultModel: self.model == nil)
         do { sd = try StableDiffusionModel.load(model, vaeEncoder: false, fast: []) } catch { throw CLIError("\(error)") }
         let width = sd.textEncoder.config.hiddenSize
         let loaded: [PromptEmbedding]

@@ -10,8 +10,8 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Text to image, reproducing diffusers for the same checkpoint, prompt, seed and sampler.")
 
-    @Option(name: .long, help: "A diffusers folder or a single-file SD 1.x checkpoint (.safetensors, .ckpt).")
-    var model: String
+    @Option(name: .long, help: "A diffusers folder or a single-file SD 1.x checkpoint (.safetensors, .ckpt). Default: the embedded Shapes-world model (Assets/demo-model).")
+    var model: String?
 
     @Option(name: .long, help: "For a single-file checkpoint whose architecture is not SD 1.5's: a diffusers folder whose unet/, vae/ and text_encoder/ config.json files describe it.")
     var config: String?
@@ -40,11 +40,11 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var sampler = "pndm"
 
-    @Option(name: .long, help: "Image width (a multiple of 8).")
-    var width = 512
+    @Option(name: .long, help: "Image width (a multiple of 8; default: the model's own, UNet sample_size × 8).")
+    var width: Int?
 
-    @Option(name: .long, help: "Image height (a multiple of 8).")
-    var height = 512
+    @Option(name: .long, help: "Image height (a multiple of 8; default: the model's own, UNet sample_size × 8).")
+    var height: Int?
 
     @Option(name: .long, help: "Noise source: cpu (torch CPU generator, diffusers) or philox (torch CUDA generator, A1111's default).")
     var rng = "cpu"
@@ -52,7 +52,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "CLIP skip as A1111 counts it (1 = last layer).")
     var clipSkip = 1
 
-    @Option(name: .long, parsing: .singleValue, help: "Textual-inversion file (PATH or word=PATH); repeatable.")
+    @Option(name: .long, parsing: .singleValue, help: "Textual-inversion file (PATH or word=PATH; with the default model also a name from Assets/demo-embeddings: alex, cora, koko, alexcora); repeatable.")
     var embedding: [String] = []
 
     @Option(name: .long, help: "Output PNG.")
@@ -92,8 +92,9 @@ struct Generate: ParsableCommand {
         settings.steps = steps
         settings.guidance = guidance
         settings.sampler = samplerKind
-        settings.width = width
-        settings.height = height
+        // A size not given is the model's own, known once it is loaded; check the rest now.
+        settings.width = width ?? 8
+        settings.height = height ?? 8
         settings.rng = rngKind
         settings.clipSkip = clipSkip
         do { try settings.validate() } catch { throw CLIError("\(error)") }
@@ -107,11 +108,19 @@ struct Generate: ParsableCommand {
         if seed == nil && seeds == nil { print("seed\(seedList.count == 1 ? "" : "s"): \(seedList.map(String.init).joined(separator: ", "))") }
 
         try BLAS.load()
+        let model = try modelPath(self.model)
         let loaded: StableDiffusionModel
         do {
             let configs = try config.map { try StableDiffusionModel.Configs(diffusersFolder: $0) }
             loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision, fast: fastMath)
         } catch { throw CLIError("\(error)") }
+        // diffusers' default size: the UNet's sample_size in latent pixels.
+        let width = self.width ?? loaded.unet.config.sampleSize * 8
+        let height = self.height ?? loaded.unet.config.sampleSize * 8
+        settings.width = width
+        settings.height = height
+        do { try settings.validate() } catch { throw CLIError("\(error)") }
+        let embedding = try embeddingFiles(embedding, defaultModel: self.model == nil)
         guard (1...loaded.textEncoder.config.layers).contains(clipSkip) else {
             throw CLIError("--clip-skip \(clipSkip): expected 1…\(loaded.textEncoder.config.layers)")
         }
@@ -137,7 +146,11 @@ struct Generate: ParsableCommand {
                 recorder = try trace.map {
                     try TraceRecorder(directory: many ? URL(fileURLWithPath: $0).appendingPathComponent("\(s)").path : $0,
                                       unet: loaded.unet, options: options, engineVersion: Version.engine,
-                                      extra: ["model": ["path": model, "hash": modelHash ?? "", "summary": loaded.summary],
+                                      extra: ["model": ["path": URL(fileURLWithPath: model).standardizedFileURL.path, "hash": modelHash ?? "", "summary": loaded.summary],
+                                              "embeddings": zip(embedding, embeddings).map { spec, e in
+                                                  ["trigger": e.trigger, "vectors": e.vectors.count,
+                                                   "file": spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec] as [String: Any]
+                                              },
                                               "arithmetic": ["precision": weightPrecision.rawValue, "fast": fastMath.description]])
                 }
                 if let recorder {

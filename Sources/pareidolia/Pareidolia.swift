@@ -1,10 +1,12 @@
 import ArgumentParser
+import Foundation
+import Models
 
 struct Pareidolia: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pareidolia",
         abstract: "Look inside Stable Diffusion 1.x: generate with a recorded trace, inspect checkpoints, tokenize prompts.",
-        subcommands: [Generate.self, Inspect.self, Tokenize.self, Embeddings.self, Merge.self]
+        subcommands: [Generate.self, Report.self, Inspect.self, Tokenize.self, Embeddings.self, Merge.self]
     )
 }
 
@@ -12,4 +14,24 @@ struct Pareidolia: ParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// `--embedding` values as files: with the default model a bare name (`alex`) that is not a file
+/// names one of its own textual-inversion files.
+func embeddingFiles(_ specs: [String], defaultModel: Bool) throws -> [String] {
+    guard defaultModel else { return specs }
+    let known = (try? DefaultModel.embeddings()) ?? [:]
+    return try specs.map { spec in
+        if FileManager.default.fileExists(atPath: spec) || spec.contains("=") || spec.contains("/") { return spec }
+        guard let path = known[spec] else {
+            throw CLIError("--embedding \(spec): no such file, and not one of the default model's embeddings (\(known.keys.sorted().joined(separator: ", ")))")
+        }
+        return path
+    }
+}
+
+/// `--model`, or the embedded default model when none is given.
+func modelPath(_ given: String?) throws -> String {
+    if let given { return given }
+    do { return try DefaultModel.modelPath() } catch { throw CLIError("\(error)") }
 }

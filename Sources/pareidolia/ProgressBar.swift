@@ -5,7 +5,7 @@ import Tensors
 /// A one-line progress bar on stderr (evaluation i/N, s/it, ETA), drawn only when stderr is a
 /// terminal; piped or redirected output stays quiet.
 final class ProgressBar: GenerationObserver {
-    let label: String
+    var label: String
     let enabled = isatty(STDERR_FILENO) == 1
     var total = 0
     var times: [Double] = []
@@ -21,6 +21,19 @@ final class ProgressBar: GenerationObserver {
     func didEvaluate(_ record: EvaluationRecord) {
         times.append(record.seconds)
         draw()
+    }
+
+    /// Work other than generation (decodes): item `done` of `total` finished now.
+    private var lastTick = Date()
+    func tick(label: String, done: Int, total: Int) {
+        if label != self.label || total != self.total || done <= 1 { finish(); times = []; lastTick = Date() }
+        self.label = label
+        self.total = total
+        let now = Date()
+        times.append(now.timeIntervalSince(lastTick))
+        lastTick = now
+        draw()
+        if done == total { finish(); times = []; self.total = 0 }
     }
 
     func draw() {

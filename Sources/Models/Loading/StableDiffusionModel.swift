@@ -90,6 +90,31 @@ public final class StableDiffusionModel {
         }
     }
 
+    /// Only the VAE decoder of an SD 1.x model (diffusers folder or single file), for decoding
+    /// recorded latents (reports) without binding the UNet and text encoder.
+    public static func loadVAEDecoder(_ path: String, configs: Configs? = nil, precision: Precision = .fp32) throws -> AutoencoderKL {
+        let archive = try Checkpoint.open(path)
+        let detection = ModelDetection(archive)
+        let w: WeightBinder, config: VAEConfig
+        switch detection.kind {
+        case .diffusersFolderSD1:
+            guard archive.components["vae"] != nil else { throw WeightLoadError(description: "\(archive.name): the diffusers folder has no vae/ weights") }
+            config = try Configs(diffusersFolder: path).vae
+            w = WeightBinder(source: ArchiveWeights(archive, prefix: "vae/", rename: KeyLayouts.vaeLegacyDiffusers), precision: precision, fast: vaeFast)
+        case .sd1Checkpoint:
+            config = configs?.vae ?? .sd15
+            let levels = config.blockOutChannels.count
+            w = WeightBinder(source: ArchiveWeights(archive, prefix: "first_stage_model.") { KeyLayouts.vae(ldm: $0, levels: levels) },
+                             precision: precision, fast: vaeFast)
+        default:
+            throw WeightLoadError(description: "\(archive.name): expected an SD 1.x model (a diffusers folder or a single-file checkpoint), found \(detection.summary)")
+        }
+        let vae = AutoencoderKL(w, config: config, decoderOnly: true)
+        // The other networks' keys (single file) and the encoder's are not this loader's business.
+        _ = try w.finish(model: "VAE", ignoringUnused: { _ in true })
+        return vae
+    }
+
     /// The VAE's fast mode is Winograd only: its pixels are the output, and bf16 products cost
     /// 3.0e-2 of max |pixel| on tiny-sd (Winograd: 3.9e-6), UNet noise predictions only 5e-3.
     static let vaeFast: FastMath = .winograd

@@ -1,0 +1,129 @@
+import Analysis
+import Diffusion
+import Foundation
+import Imaging
+import Models
+
+/// What `pareidolia report` draws, and how.
+public struct ReportOptions {
+    /// Only these words' heat maps (prompt words or embedding triggers); nil: every word.
+    public var words: [String]?
+    public var previews: PreviewMode = .full
+    /// The model whose VAE decodes x̂₀; nil: the one in run.json (or the embedded default when
+    /// run.json's is gone and its hash is the default's).
+    public var model: String?
+    public var normalisation: HeatMapNormalisation = .perWord
+    public init() {}
+}
+
+/// Where the time went, for the CLI to print.
+public struct ReportSummary {
+    public let directory: String
+    public let traces: Int
+    public let evaluations: Int
+    public let decodeSeconds: Double
+    public let drawSeconds: Double
+    public let files: [String]
+}
+
+/// Builds a report folder from one trace or a sweep: the denoising animation (GIF and frames), a
+/// contact sheet, per-word heat maps, attention over time, the word-overlap matrix, the run card;
+/// index.html and report.pdf. Written into a sibling temporary folder and moved into place at the
+/// end, so a failed report leaves nothing half-written.
+public enum ReportBuilder {
+    /// Progress events: (what, done, total).
+    public typealias Progress = (String, Int, Int) -> Void
+
+    public static func build(traces dirs: [String], output: String, options: ReportOptions = ReportOptions(),
+                             progress: Progress = { _, _, _ in }) throws -> ReportSummary {
+        let traces = try dirs.map { try ReportTrace(directory: $0) }
+        guard !traces.isEmpty else { throw ReportError("no traces given") }
+        let words = try chosenWords(traces[0], options.words)
+
+        // 1. Pictures of every evaluation (the decodes are most of the cost).
+        let decodeStart = Date()
+        var vaes: [String: AutoencoderKL] = [:]
+        let frames: [DenoisingFrames] = try traces.enumerated().map { i, t in
+            var vae: AutoencoderKL?
+            if options.previews == .full {
+                let path = try modelPath(for: t, override: options.model)
+                if vaes[path] == nil {
+                    do { vaes[path] = try StableDiffusionModel.loadVAEDecoder(path) } catch { throw ReportError("\(path): cannot load its VAE to decode x̂₀ (\(error)); pass --model PATH or --previews cheap") }
+                }
+                vae = vaes[path]
+            }
+            return try DenoisingFrames(trace: t, mode: options.previews, vae: vae) { d, n in
+                progress(traces.count > 1 ? "decode seed \(t.seed) (\(i + 1)/\(traces.count))" : "decode x̂₀", d, n)
+            }
+        }
+        let decodeSeconds = Date().timeIntervalSince(decodeStart)
+
+        let drawStart = Date()
+        let out = URL(fileURLWithPath: output).standardizedFileURL
+        let fm = FileManager.default
+        try fm.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let work = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).partial-\(getpid())")
+        try? fm.removeItem(at: work)
+        try fm.createDirectory(at: work, withIntermediateDirectories: true)
+        do {
+            var written = try draw(traces: traces, frames: frames, words: words, options: options, into: work)
+            written.sort()
+            try replace(out, with: work)
+            return ReportSummary(directory: out.path, traces: traces.count, evaluations: traces.map(\.evaluations).reduce(0, +),
+                                 decodeSeconds: decodeSeconds, drawSeconds: Date().timeIntervalSince(drawStart), files: written)
+        } catch {
+            try? fm.removeItem(at: work)
+            throw error
+        }
+    }
+
+    /// The model a trace's x̂₀ is decoded with.
+    static func modelPath(for t: ReportTrace, override: String?) throws -> String {
+        if let override { return override }
+        let fm = FileManager.default
+        if !t.modelPath.isEmpty, fm.fileExists(atPath: t.modelPath) { return t.modelPath }
+        if let d = try? DefaultModel.modelPath(), ModelHashCache.hash(d) == t.modelHash { return d }
+        throw ReportError("\(t.directory)/run.json: its model \(t.modelPath.isEmpty ? "(none recorded)" : t.modelPath) is not there; pass --model PATH to decode x̂₀ with another copy, or --previews cheap")
+    }
+
+    /// Word indices into the trace's word maps, by --words (all when nil).
+    static func chosenWords(_ t: ReportTrace, _ wanted: [String]?) throws -> [Int] {
+        guard let maps = t.wordMaps else {
+            if wanted != nil { throw ReportError("--words: \(t.directory) has no attention maps (traced with --trace-attention off)") }
+            return []
+        }
+        guard let wanted else { return Array(maps.words.indices) }
+        return try wanted.map { w in
+            guard let i = maps.index(of: w) else {
+                throw ReportError("--words \(w): not a word of the prompt; its words are \(maps.words.map(\.label).joined(separator: ", "))")
+            }
+            return i
+        }
+    }
+
+    /// Moves the finished folder into place; an existing report there is replaced whole.
+    static func replace(_ out: URL, with work: URL) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: out.path) {
+            let old = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).old-\(getpid())")
+            try fm.moveItem(at: out, to: old)
+            do { try fm.moveItem(at: work, to: out) } catch { try? fm.moveItem(at: old, to: out); throw error }
+            try? fm.removeItem(at: old)
+        } else {
+            try fm.moveItem(at: work, to: out)
+        }
+    }
+}
+
+/// Model hashes, computed once per path (hashing reads the whole file).
+enum ModelHashCache {
+    nonisolated(unsafe) static var cache: [String: String] = [:]
+    static let lock = NSLock()
+    static func hash(_ path: String) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        if let h = cache[path] { return h }
+        let h = ModelHash.shortHash(of: path)
+        if let h { cache[path] = h }
+        return h
+    }
+}

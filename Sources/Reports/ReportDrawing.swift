@@ -1,0 +1,188 @@
+import Analysis
+import Foundation
+import Imaging
+
+extension ReportBuilder {
+    /// The GIF's pace: a quarter second a frame, the last one held.
+    static let frameDelay = 25, lastFrameDelay = 200
+
+    /// Draws every figure into `dir` and writes index.html and report.pdf; returns the files.
+    static func draw(traces: [ReportTrace], frames: [DenoisingFrames], words: [Int], options: ReportOptions, into dir: URL) throws -> [String] {
+        var files: [String] = []
+        func path(_ name: String) -> String {
+            files.append(name)
+            let url = dir.appendingPathComponent(name)
+            try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            return url.path
+        }
+        let first = traces[0]
+        let sweep = traces.count > 1
+        let smooth = options.previews == .full
+        let evaluations = traces.map(\.evaluations).min() ?? 0
+        // Pictures at a readable size: 512-px images shown at 256 in a sweep, 384 alone.
+        let panel = Double(min(first.width, sweep ? 256 : 384)) < 192 ? 192.0 : Double(min(first.width, sweep ? 256 : 384))
+        let pdf = try PDFDocument(path: dir.appendingPathComponent("report.pdf").path, title: "Pareidolia report — \(first.prompt)")
+        files.append("report.pdf")
+        var page = HTMLPage(title: "Pareidolia — \(first.prompt)")
+        page.raw("""
+        <header><h1>\(HTMLPage.escape(first.prompt.isEmpty ? "(empty prompt)" : first.prompt))</h1>
+        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a><a href="report.pdf">PDF</a></nav></header>
+        """)
+
+        // Run card.
+        let card = RunCard(traces: traces)
+        try card.writePNG(to: path("run-card.png"))
+        try pdf.page(width: card.width + 60, height: card.height + 60) { try card.draw($0, x: 30, y: 30) }
+        page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model") + runTable(traces))
+
+        // Denoising animation: frames, GIF, contact sheets.
+        var gifFrames: [GIFFrame] = [], framePaths: [String] = [], frameLabels: [String] = []
+        for e in 0..<evaluations {
+            let cols = zip(traces, frames).map { DenoisingFrame.Column(title: "seed \($0.seed)", x0: $1.x0[e], xt: $1.xt[e]) }
+            let label = evaluationLabel(first, e)
+            let fig = DenoisingFrame(columns: cols, label: label, panel: panel, smoothX0: smooth)
+            let img = try fig.render()
+            let name = String(format: "frames/%03d.png", e)
+            try PNGFile.write(img, to: path(name))
+            framePaths.append(name); frameLabels.append(label)
+            gifFrames.append(GIFFrame(width: img.width, height: img.height, rgb: img.pixels,
+                                      delayCentiseconds: e == evaluations - 1 ? lastFrameDelay : frameDelay))
+            if e == evaluations - 1 {
+                try pdf.page(width: fig.width + 60, height: fig.height + 90) { c in
+                    c.text("Denoising — the last evaluation (the animation is denoising.gif)", x: 30, y: 24, font: .heading)
+                    try fig.draw(c, x: 30, y: 60)
+                }
+            }
+        }
+        try GIFWriter.write(gifFrames, to: path("denoising.gif"))
+        var denoising = HTMLPage.scrubber(frames: framePaths, labels: frameLabels, gif: "denoising.gif")
+        for (t, f) in zip(traces, frames) {
+            let sheet = ContactSheet(title: "x̂₀ at every evaluation\(sweep ? " — seed \(t.seed)" : "") (\(options.previews == .full ? "VAE decode" : "cheap latent map"))",
+                                     images: f.x0, labels: (0..<t.evaluations).map { evaluationLabel(t, $0, short: true) }, thumb: 120, smooth: smooth)
+            let name = sweep ? "contact-sheet-\(t.seed).png" : "contact-sheet.png"
+            try sheet.writePNG(to: path(name))
+            try pdf.page(width: sheet.width + 60, height: sheet.height + 60) { try sheet.draw($0, x: 30, y: 30) }
+            denoising += HTMLPage.figure(name, alt: "x̂₀ at every evaluation, seed \(t.seed)")
+        }
+        page.section("denoising", "How the noise became the picture",
+                     note: "x̂₀ is the sampler's estimate of the finished image at each evaluation (\(options.previews == .full ? "decoded with the run's VAE" : "A1111's cheap latent map")); x_t is the noisy latent that evaluation was given (cheap latent map, scaled to unit variance). Drag the slider to scrub.",
+                     denoising)
+
+        // Word heat maps, strips, shares, overlap.
+        guard !words.isEmpty, traces.allSatisfy({ $0.wordMaps != nil }) else {
+            page.section("heatmaps", "Heat maps", note: "This run was traced with --trace-attention off: no attention maps.", "")
+            try finish(page: page, pdf: pdf, dir: dir)
+            return files
+        }
+        let scale: ColourScale = { ColorMap.viridis($0) }
+        let norm = options.normalisation
+        var blocks: [String] = [], pdfHeat: [HeatMapFigure] = []
+        let labels = words.map { first.wordMaps!.words[$0].label }
+        var perTraceHeat: [[WordHeatMap]] = []
+        for t in traces {
+            let maps = t.wordMaps!
+            let all = HeatMaps.wordHeatMaps(maps, imageWidth: t.width, imageHeight: t.height, normalisation: norm)
+            perTraceHeat.append(words.map { all[$0] })
+        }
+        for (k, w) in words.enumerated() {
+            var block = "<h3>\(HTMLPage.escape(labels[k]))</h3><div class=\"grid\">"
+            for (ti, t) in traces.enumerated() {
+                let heat = perTraceHeat[ti][k]
+                guard let base = t.image ?? frames[ti].x0.last else { continue }
+                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: .viridis)
+                let weight = t.weight(ofWordAt: t.wordMaps!.words[w].positions)
+                let fig = HeatMapFigure(label: labels[k], weight: weight, overlay: overlay, scale: scale, panel: min(256, Double(t.width) * 2),
+                                        note: sweep ? "seed \(t.seed)" : "")
+                let name = String(format: "heatmaps/%@%02d-%@.png", sweep ? "\(t.seed)/" : "", k, fileSafe(labels[k]))
+                try fig.writePNG(to: path(name))
+                if ti == 0 || sweep { pdfHeat.append(fig) }
+                block += HTMLPage.figure(name, alt: "heat map of \(labels[k])\(sweep ? ", seed \(t.seed)" : "")", caption: sweep ? "seed \(t.seed)" : nil)
+            }
+            blocks.append(block + "</div>")
+        }
+        page.section("heatmaps", "Which word went where",
+                     note: "DAAM: each word's cross-attention summed over all evaluations and layers, its sub-tokens averaged, upsampled bicubically to the image, clamped at 0 and \(norm == .perWord ? "min–max normalised per word (each map uses its whole colour range; compare shapes, not strengths)" : "normalised over all words together (strengths comparable)").",
+                     HTMLPage.picker(words: labels, blocks: blocks))
+        try pdfGrid(pdf, title: "Which word went where (\(norm == .perWord ? "per-word" : "global") normalisation)", figures: pdfHeat)
+
+        // Over time and overlap, per trace.
+        var timeHTML = "", overlapHTML = ""
+        for t in traces {
+            let maps = t.wordMaps!
+            let suffix = sweep ? "-\(t.seed)" : ""
+            let shown = Array(0..<min(t.evaluations, maps.evaluations))
+            let strips = AttentionStrips(labels: labels, maps: words.map { w in shown.map { maps.maps[w][$0] } },
+                                         mapWidth: maps.width, mapHeight: maps.height,
+                                         columnLabels: shown.map { String($0 + 1) }, scale: scale,
+                                         thumb: shown.count > 30 ? 28 : 44)
+            try strips.writePNG(to: path("attention-strips\(suffix).png"))
+            let shares = HeatMaps.attentionShares(maps)
+            let chart = LineChart(title: "Each word's share of the attention\(sweep ? " — seed \(t.seed)" : "")",
+                                  xTitle: "evaluation", yTitle: "share of attention (content tokens)",
+                                  xs: shown.map { Double($0 + 1) }, series: words.map { w in
+                                      LineChart.Series(label: maps.words[w].label, values: shown.map { shares[w][$0] })
+                                  })
+            var c2 = chart
+            c2.percent = true
+            try c2.writePNG(to: path("attention-share\(suffix).png"))
+            let summed = words.map { w in (0..<maps.evaluations).reduce(into: [Float](repeating: 0, count: maps.width * maps.height)) { acc, e in
+                for i in acc.indices { acc[i] += maps.maps[w][e][i] }
+            } }
+            let matrix = OverlapMatrix(labels: labels, maps: summed)
+            try matrix.writePNG(to: path("overlap\(suffix).png"))
+            timeHTML += HTMLPage.figure("attention-strips\(suffix).png", alt: "each word's map at every evaluation\(sweep ? ", seed \(t.seed)" : "")")
+                + HTMLPage.figure("attention-share\(suffix).png", alt: "share of attention per word over the evaluations")
+            overlapHTML += HTMLPage.figure("overlap\(suffix).png", alt: "Pearson and IoU of every pair of words' maps", caption: sweep ? "seed \(t.seed)" : nil)
+            try pdf.page(width: max(strips.width, c2.width) + 60, height: strips.height + c2.height + 100) { c in
+                try strips.draw(c, x: 30, y: 30)
+                try c2.draw(c, x: 30, y: 60 + strips.height)
+            }
+            try pdf.page(width: matrix.width + 60, height: matrix.height + 60) { try matrix.draw($0, x: 30, y: 30) }
+        }
+        page.section("time", "Attention over time", note: "Each row is normalised over its own evaluations, so a word whose attention fades shows it. The share is a word's attention summed over the image, over all the prompt's words (start and end tokens left out).", timeHTML)
+        page.section("overlap", "Where words overlap", note: "Two subjects that land on one region (both numbers high) are the first sign of a merge; `pareidolia merge` follows a pair evaluation by evaluation.", overlapHTML)
+        try finish(page: page, pdf: pdf, dir: dir)
+        files.append("index.html")
+        return files
+    }
+
+    static func finish(page: HTMLPage, pdf: PDFDocument, dir: URL) throws {
+        try pdf.finish()
+        try AtomicFile.write(Data(page.render().utf8), to: dir.appendingPathComponent("index.html").path)
+    }
+
+    /// Heat maps laid out on A4-ish pages, as many as fit.
+    static func pdfGrid(_ pdf: PDFDocument, title: String, figures: [HeatMapFigure]) throws {
+        guard let f0 = figures.first else { return }
+        let cols = max(1, Int(760 / (f0.width + 16))), rowsPerPage = max(1, Int(900 / (f0.height + 16)))
+        var i = 0
+        while i < figures.count {
+            let chunk = Array(figures[i..<min(figures.count, i + cols * rowsPerPage)])
+            let rows = (chunk.count + cols - 1) / cols
+            try pdf.page(width: 820, height: 90 + Double(rows) * (f0.height + 16)) { c in
+                c.text(title, x: 30, y: 24, font: .heading, maxWidth: 760, oneLine: true)
+                for (k, f) in chunk.enumerated() {
+                    try f.draw(c, x: 30 + Double(k % cols) * (f0.width + 16), y: 60 + Double(k / cols) * (f0.height + 16))
+                }
+            }
+            i += chunk.count
+        }
+    }
+
+    /// A file-name-safe form of a word.
+    static func fileSafe(_ s: String) -> String {
+        let kept = s.unicodeScalars.map { CharacterSet.alphanumerics.contains($0) ? Character($0) : "_" }
+        let out = String(kept.prefix(32))
+        return out.isEmpty ? "word" : out
+    }
+
+    /// The run card's facts as text (searchable, copyable).
+    static func runTable(_ traces: [ReportTrace]) -> String {
+        let t = traces[0]
+        var rows = [("prompt", t.prompt), ("negative prompt", t.negativePrompt), ("seeds", traces.map { String($0.seed) }.joined(separator: ", ")),
+                    ("sampler", "\(t.sampler), \(t.steps) steps, guidance \(t.guidance)"), ("size", "\(t.width)×\(t.height)"),
+                    ("model", "\(t.modelPath) [\(t.modelHash)]")]
+        rows = rows.filter { !$0.1.isEmpty }
+        return "<pre>" + rows.map { "\(HTMLPage.escape($0.0)): \(HTMLPage.escape($0.1))" }.joined(separator: "\n") + "</pre>"
+    }
+}

@@ -1,0 +1,60 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import Reports
+import Tensors
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a trace (or a seed sweep) as a report: denoising animation, per-word heat maps, attention over time, word overlap; index.html and report.pdf.")
+
+    @Argument(help: "Trace folders (generate --trace), or a sweep folder holding one per seed: one report over all of them.")
+    var traces: [String]
+
+    @Option(name: .long, help: "Output folder (default: the first TRACE_DIR/report).")
+    var out: String?
+
+    @Option(name: .long, help: "Only these words' heat maps, comma-separated (prompt words or embedding triggers).")
+    var words: String?
+
+    @Option(name: .long, help: "x̂₀ pictures: full (decoded with the run's VAE) or cheap (A1111's latent map, seconds).")
+    var previews = "full"
+
+    @Option(name: .long, help: "Decode with this model's VAE instead of the one run.json names.")
+    var model: String?
+
+    @Option(name: .long, help: "Heat-map normalisation: word (each map min–max on its own) or global (one range for all words).")
+    var normalise = "word"
+
+    func run() throws {
+        guard let mode = PreviewMode(rawValue: previews) else { throw CLIError("--previews \(previews): expected full or cheap") }
+        var options = ReportOptions()
+        options.previews = mode
+        options.model = model
+        switch normalise {
+        case "word": options.normalisation = .perWord
+        case "global": options.normalisation = .global
+        default: throw CLIError("--normalise \(normalise): expected word or global")
+        }
+        if let words {
+            let list = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !list.isEmpty else { throw CLIError("--words \(words): expected comma-separated words") }
+            options.words = list
+        }
+        for t in traces where !FileManager.default.fileExists(atPath: t) { throw CLIError("\(t): no such folder") }
+        let folders = traces.flatMap(TraceWordMaps.traceFolders)
+        guard !folders.isEmpty else { throw CLIError("\(traces.joined(separator: " ")): no trace (a folder with run.json) found") }
+        let output = out ?? URL(fileURLWithPath: traces[0]).appendingPathComponent("report").path
+        try BLAS.load()
+        let bar = ProgressBar(label: "decode")
+        let summary: ReportSummary
+        do {
+            summary = try ReportBuilder.build(traces: folders, output: output, options: options) { what, done, total in
+                bar.tick(label: what, done: done, total: total)
+            }
+        } catch { bar.finish(); throw CLIError("\(error)") }
+        print(String(format: "wrote %@ (%d trace%@, %d evaluations, %d files): decodes %.1f s, drawing %.1f s",
+                     summary.directory, summary.traces, summary.traces == 1 ? "" : "s", summary.evaluations, summary.files.count,
+                     summary.decodeSeconds, summary.drawSeconds))
+    }
+}
