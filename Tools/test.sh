@@ -5,7 +5,8 @@
 # a trace the freshly built CLI writes from the tiny fixture model.
 #
 # Arguments go to `swift test` (e.g. --filter PromptParser); with arguments the notebook step and
-# the capped run are skipped, and PAREIDOLIA_SKIP_NOTEBOOK=1 skips the notebook (it needs PyPI).
+# the capped run are skipped, PAREIDOLIA_SKIP_NOTEBOOK=1 skips the notebook (it needs PyPI) and
+# PAREIDOLIA_SKIP_BROWSER=1 the report's headless-Chromium check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
@@ -37,4 +38,16 @@ if [[ "${PAREIDOLIA_SKIP_NOTEBOOK:-0}" != 1 ]]; then
         --seed 1887838105 --steps 4 --sampler euler_a --width 64 --height 96 \
         --output "$work/image.png" --trace "$work/trace"
     bash Tools/test-notebook.sh "$work/trace" witch
+fi
+
+# The report of a two-seed sweep, opened in headless Chromium: no script errors, the slider moves,
+# the page is not blank. PAREIDOLIA_SKIP_BROWSER=1 skips it.
+if [[ "${PAREIDOLIA_SKIP_BROWSER:-0}" != 1 ]]; then
+    rwork="$(mktemp -d)"
+    "$bin/pareidolia" generate --model Tests/Fixtures/tiny-sd --prompt "a witch and her black cat, oil painting" \
+        --seeds 1887838105,4069519546 --steps 4 --sampler euler_a --width 64 --height 64 \
+        --output "$rwork/image.png" --trace "$rwork/trace" >/dev/null
+    "$bin/pareidolia" report "$rwork/trace" --out "$rwork/report"
+    bash Tools/test-report-browser.sh "$rwork/report"
+    rm -rf "$rwork"
 fi

@@ -5,6 +5,9 @@ import Imaging
 extension ReportBuilder {
     /// The GIF's pace: a quarter second a frame, the last one held.
     static let frameDelay = 25, lastFrameDelay = 200
+    /// How much of the colour replaces the image where attention is highest (DAAM: 1, which
+    /// hides the picture under the hottest spot; 0.75 keeps it readable).
+    static let overlayStrength: Float = 0.75
 
     /// Draws every figure into `dir` and writes index.html and report.pdf; returns the files.
     static func draw(traces: [ReportTrace], frames: [DenoisingFrames], words: [Int], options: ReportOptions, into dir: URL) throws -> [String] {
@@ -30,9 +33,10 @@ extension ReportBuilder {
         """)
 
         // Run card.
-        let card = RunCard(traces: traces)
-        try card.writePNG(to: path("run-card.png"))
+        var card = RunCard(traces: traces)
         try pdf.page(width: card.width + 60, height: card.height + 60) { try card.draw($0, x: 30, y: 30) }
+        card.showTitle = false
+        try card.writePNG(to: path("run-card.png"))
         page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model") + runTable(traces))
 
         // Denoising animation: frames, GIF, contact sheets.
@@ -89,14 +93,14 @@ extension ReportBuilder {
             for (ti, t) in traces.enumerated() {
                 let heat = perTraceHeat[ti][k]
                 guard let base = t.image ?? frames[ti].x0.last else { continue }
-                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: .viridis)
+                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: .viridis, strength: overlayStrength)
                 let weight = t.weight(ofWordAt: t.wordMaps!.words[w].positions)
                 let fig = HeatMapFigure(label: labels[k], weight: weight, overlay: overlay, scale: scale, panel: min(256, Double(t.width) * 2),
                                         note: sweep ? "seed \(t.seed)" : "")
                 let name = String(format: "heatmaps/%@%02d-%@.png", sweep ? "\(t.seed)/" : "", k, fileSafe(labels[k]))
                 try fig.writePNG(to: path(name))
                 if ti == 0 || sweep { pdfHeat.append(fig) }
-                block += HTMLPage.figure(name, alt: "heat map of \(labels[k])\(sweep ? ", seed \(t.seed)" : "")", caption: sweep ? "seed \(t.seed)" : nil)
+                block += HTMLPage.figure(name, alt: "heat map of \(labels[k])\(sweep ? ", seed \(t.seed)" : "")")
             }
             blocks.append(block + "</div>")
         }
@@ -183,6 +187,6 @@ extension ReportBuilder {
                     ("sampler", "\(t.sampler), \(t.steps) steps, guidance \(t.guidance)"), ("size", "\(t.width)×\(t.height)"),
                     ("model", "\(t.modelPath) [\(t.modelHash)]")]
         rows = rows.filter { !$0.1.isEmpty }
-        return "<pre>" + rows.map { "\(HTMLPage.escape($0.0)): \(HTMLPage.escape($0.1))" }.joined(separator: "\n") + "</pre>"
+        return "<details><summary>as text</summary><pre>" + rows.map { "\(HTMLPage.escape($0.0)): \(HTMLPage.escape($0.1))" }.joined(separator: "\n") + "</pre></details>"
     }
 }

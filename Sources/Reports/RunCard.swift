@@ -15,7 +15,9 @@ public struct RunCard: Figure {
     public let words: [Word]
     public let rows: [(String, String)]
     public var width: Double = 760
-    public var height: Double { 70 + promptHeight + Double(rows.count) * 24 + 20 }
+    /// The "Run" heading (the PDF page has it; the HTML section has its own).
+    public var showTitle = true
+    public var height: Double { (showTitle ? 70 : 36) + promptHeight + Double(rows.count) * 24 + 20 }
     var promptHeight: Double { Double(promptLines) * 30 + 28 }
     private let promptLines: Int
 
@@ -44,7 +46,7 @@ public struct RunCard: Figure {
         }
         rows.append(("engine", "Pareidolia \(t.run["engine_version"] as? String ?? "?"), trace format \(t.run["format_version"] as? Int ?? 0)"))
         self.rows = rows
-        promptLines = Self.layout(words, width: 760 - 32).lines
+        promptLines = Self.layout(words, width: 760 - 32, measure: Self.chipWidth).lines
     }
 
     /// Prompt words from the trace's token rows, in order; an embedding's rows are one word.
@@ -71,12 +73,19 @@ public struct RunCard: Figure {
 
     static func chipText(_ w: Word) -> String { w.weight == 1 ? w.text : "\(w.text) ×\(String(format: "%.2f", w.weight))" }
 
+    static let chipFont = Font(size: 12)
+    /// A chip's width as Pango lays its text out.
+    static func chipWidth(_ w: Word) -> Double {
+        guard let c = try? Canvas.image(width: 1, height: 1) else { return Double(chipText(w).count) * 7.6 + 12 }
+        return c.measure(chipText(w), font: chipFont).width + 12
+    }
+
     /// Where each chip goes, wrapping at `width`; chunk breaks start a new line.
-    static func layout(_ words: [Word], width: Double) -> (positions: [(Double, Int)], lines: Int) {
+    static func layout(_ words: [Word], width: Double, measure: (Word) -> Double) -> (positions: [(Double, Int)], lines: Int) {
         var x = 0.0, line = 0, positions: [(Double, Int)] = []
         var chunk = words.first?.chunk ?? 0
         for w in words {
-            let cw = Double(chipText(w).count) * 7.6 + 16  // DejaVu Sans 12 px: ~7.6 px a character
+            let cw = measure(w)
             if w.chunk != chunk || (x > 0 && x + cw > width) { line += 1; x = 0; chunk = w.chunk }
             positions.append((x, line))
             x += cw + 6
@@ -85,18 +94,19 @@ public struct RunCard: Figure {
     }
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
-        c.text("Run", x: x, y: y, font: .title)
+        let head = showTitle ? 32.0 : 0
+        if showTitle { c.text("Run", x: x, y: y, font: .title) }
         c.text("prompt — each word as the model got it; ×w: its A1111 weight; violet: an embedding; a new line: a new 75-token chunk",
-               x: x, y: y + 32, font: .small, colour: .muted, maxWidth: width, oneLine: true)
-        let (positions, _) = Self.layout(words, width: width - 32)
-        let top = y + 56
+               x: x, y: y + head, font: .small, colour: .muted, maxWidth: width, oneLine: true)
+        let (positions, _) = Self.layout(words, width: width - 32) { c.measure(Self.chipText($0), font: Self.chipFont).width + 12 }
+        let top = y + head + 24
         for (w, p) in zip(words, positions) {
             let label = Self.chipText(w)
-            let size = c.measure(label, font: Font(size: 12))
+            let size = c.measure(label, font: Self.chipFont)
             let cx = x + p.0, cy = top + Double(p.1) * 30
             let fill = w.embedding ? Colour(hex: 0xE9D8FD) : w.weight > 1 ? Colour(hex: 0xFDE2C8) : w.weight < 1 ? Colour(hex: 0xDCE7F5) : Colour.panel
             c.roundedRect(x: cx, y: cy, w: size.width + 12, h: 24, radius: 5, fill: fill)
-            c.text(label, x: cx + 6, y: cy + 12 - size.height / 2, font: Font(size: 12))
+            c.text(label, x: cx + 6, y: cy + 12 - size.height / 2, font: Self.chipFont)
         }
         var ry = top + promptHeight - 8
         for (k, v) in rows {

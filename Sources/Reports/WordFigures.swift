@@ -64,7 +64,7 @@ public struct AttentionStrips: Figure {
     }
 
     var th: Double { thumb * Double(mapHeight) / Double(max(1, mapWidth)) }
-    public var width: Double { Self.labelWidth + Double(columnLabels.count) * (thumb + 2) + 12 }
+    public var width: Double { max(560, Self.labelWidth + Double(columnLabels.count) * (thumb + 2) + 12) }
     public var height: Double { 56 + Double(labels.count) * (th + 4) + 8 }
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {

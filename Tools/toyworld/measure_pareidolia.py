@@ -27,6 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "Tools"))
 from toyworld import detect, world  # noqa: E402
 
+# (a, b, prompt, embeddings): the look-alike people, a person and a cat, the pair token.
+PAIRS = (("alex", "cora", "alex and cora", ("alex", "cora")), ("alex", "koko", "alex and koko", ("alex", "koko")),
+         ("alex", "cora", "alexcora", ("alexcora",)))
 MARK_START, MARK_END = "<!-- pareidolia-quality -->", "<!-- /pareidolia-quality -->"
 
 
@@ -56,6 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--pair-seeds", type=int, default=16)
     ap.add_argument("--out", default=str(REPO / "Assets" / "demo-model" / "quality.json"))
     ap.add_argument("--card", default=str(REPO / "Assets" / "demo-model" / "MODEL_CARD.md"))
     args = ap.parse_args(argv)
@@ -109,6 +113,22 @@ def main(argv=None) -> int:
         if (i + 1) % 20 == 0:
             print(f"{i + 1}/{args.n}: recognised {recognised / max(1, objects):.3f}, "
                   f"peak in region {peaks_in / max(1, peaks_detected):.3f} ({time.time() - t0:.0f} s)", flush=True)
+    # Textual-inversion pairs: does "A and B" give two distinct characters?
+    pairs = {}
+    for a, b, prompt, embs in PAIRS:
+        d = work / ("pair-" + prompt.replace(" ", "_"))
+        seeds = [30000 + k for k in range(args.pair_seeds)]
+        if not all((d / "trace" / str(s_) / "image.png").exists() for s_ in seeds):
+            cmd = [binary, "generate", "--prompt", prompt, "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
+                   "--guidance", str(args.guidance), "--sampler", args.sampler, "--output", str(d / "image.png"),
+                   "--trace", str(d / "trace")]
+            for e in embs:
+                cmd += ["--embedding", e]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        outcomes = [detect.pair_outcome(np.asarray(Image.open(d / "trace" / str(s_) / "image.png").convert("RGB")), a, b)
+                    for s_ in seeds]
+        pairs[prompt] = {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in ("both", "one", "merged", "none")}}
+        print(f"{prompt!r}: {pairs[prompt]}", flush=True)
     result = {
         "made_by": "Pareidolia (pareidolia generate, the release build), detector Tools/toyworld/detect.py",
         "captions": args.n, "seeds": f"20000..{20000 + args.n - 1}", "sampler": args.sampler, "steps": args.steps,
@@ -117,6 +137,7 @@ def main(argv=None) -> int:
         "daam_peak_in_region": peaks_in / max(1, peaks_detected),
         "daam_peak_in_region_of_all_shape_words": peaks_in / max(1, shapes),
         "generate_seconds_per_image": gen_s / max(1, args.n) if gen_s else None,
+        "pairs": pairs,
         "per_caption": per,
     }
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
@@ -126,7 +147,11 @@ def main(argv=None) -> int:
                f"**{result['recognised']:.1%}** of {objects}; the DAAM map of a shape's noun peaks inside "
                f"the detected region of that object **{result['daam_peak_in_region']:.1%}** of {peaks_detected} "
                f"detected shapes ({result['daam_peak_in_region_of_all_shape_words']:.1%} of all {shapes} shape "
-               f"words, counting undetected ones as misses). Targets: 80% and 85%.\n{MARK_END}")
+               f"words, counting undetected ones as misses). Targets: 80% and 85%.\n\n"
+               + "Two characters from textual inversion, over " + str(args.pair_seeds) + " seeds each (the detector's "
+               "outcome: both individuals / only one / a merged character / none):\n\n| prompt | both | one | merged | none |\n|---|---|---|---|---|\n"
+               + "".join(f"| `{p}` | {v['both']} | {v['one']} | {v['merged']} | {v['none']} |\n" for p, v in pairs.items())
+               + f"\n{MARK_END}")
     card = Path(args.card)
     if card.exists():
         text = card.read_text()
