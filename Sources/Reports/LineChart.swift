@@ -33,7 +33,9 @@ public struct LineChart: Figure {
         let lo = yRange?.lowerBound ?? min(0, all.min() ?? 0)
         var hi = yRange?.upperBound ?? (all.max() ?? 1)
         if hi <= lo { hi = lo + 1 }
-        let yTicks = niceTicks(lo: lo, hi: hi)
+        var yTicks = niceTicks(lo: lo, hi: hi)
+        // The axis ends on a tick at or above the highest value, so no line runs off the scale.
+        if yTicks.count >= 2, let last = yTicks.last, last < hi - 1e-12 { yTicks.append(last + (yTicks[1] - yTicks[0])) }
         let yTop = max(hi, yTicks.last ?? hi)
         let (x0, x1) = (xs.first ?? 0, max(xs.last ?? 1, (xs.first ?? 0) + 1))
         func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (right - left) }

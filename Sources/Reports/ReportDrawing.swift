@@ -89,7 +89,8 @@ extension ReportBuilder {
             perTraceHeat.append(words.map { all[$0] })
         }
         for (k, w) in words.enumerated() {
-            var block = "<h3>\(HTMLPage.escape(labels[k]))</h3><div class=\"grid\">"
+            // The figure names the word; a sweep's row of seeds gets a heading of its own.
+            var block = (sweep ? "<h3>\(HTMLPage.escape(labels[k]))</h3>" : "") + "<div class=\"grid\">"
             for (ti, t) in traces.enumerated() {
                 let heat = perTraceHeat[ti][k]
                 guard let base = t.image ?? frames[ti].x0.last else { continue }

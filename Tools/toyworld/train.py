@@ -92,8 +92,8 @@ STAGES = ("data", "clip", "vae", "latents", "unet", "ti", "export", "measure", "
 # Step targets: an explicit --<stage>-steps wins, then --steps, then the preset's.
 PRESETS = {
     # the 2-core CPU budget (2.5 h): see README.md, "Training the demo model"
-    "cpu": dict(steps=dict(clip=800, vae=1000, unet=4000, ti=200),
-                opts=dict(scenes=10000)),
+    "cpu": dict(steps=dict(clip=800, vae=1800, unet=4500, ti=200),
+                opts=dict(scenes=10000, vae_full_from=1300)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
     "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
@@ -429,7 +429,8 @@ def stage_vae(args) -> bool:
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     steps = stage_steps(args, "vae")
-    cfg = common_config(args, "vae", batch=args.vae_batch, crop=args.vae_crop, lr=args.vae_lr,
+    cfg = common_config(args, "vae", batch=args.vae_batch, crop=args.vae_crop, full_from=args.vae_full_from,
+                        full_batch=args.vae_full_batch, lr=args.vae_lr,
                         warmup=args.vae_warmup, kl_weight=args.kl_weight, edge_weight=args.edge_weight,
                         model=vae_kwargs(args), scenes=args.scenes, scale_samples=args.scale_samples)
     run = open_stage(args, "vae", steps, cfg, {"data": f"train-n{args.scenes}-seed{args.world_seed}"})
@@ -442,7 +443,10 @@ def stage_vae(args) -> bool:
     objects = {"model": vae, "opt": opt}
     step = run.resume(objects)
     order = tk.BatchOrder(len(imgs), args.vae_batch, args.seed, "vae")
-    c = args.vae_crop
+    # Crops teach detail cheaply, but GroupNorm and the mid-block attention see whole-image
+    # statistics: a VAE trained on 64x64 crops only shifts colours on 128x128 scenes (measured:
+    # half the L1 error on crops of the same images), so the last steps train on whole scenes.
+    full_order = tk.BatchOrder(len(imgs), args.vae_full_batch, args.seed, "vae", sub=1)
     ev = list(world.dataset("heldout", args.eval_scenes, size=IMAGE_SIZE, seed=args.world_seed))
     ev_px = tk.to_pixels(np.stack([s.image for s in ev]), dev)
 
@@ -463,7 +467,9 @@ def stage_vae(args) -> bool:
         for g_ in opt.param_groups:
             g_["lr"] = lr
         g = tk.step_generator(args.seed, "vae", s)
-        idx = order(s)
+        full = args.vae_full_from is not None and s >= args.vae_full_from
+        c = IMAGE_SIZE if full else args.vae_crop
+        idx = full_order(s) if full else order(s)
         off = torch.randint(0, IMAGE_SIZE - c + 1, (len(idx), 2), generator=g).tolist()
         batch = np.stack([imgs[i][oy:oy + c, ox:ox + c] for i, (oy, ox) in zip(idx, off)])
         x = tk.to_pixels(batch, dev)
@@ -1060,6 +1066,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae-steps", type=int)
     g.add_argument("--vae-batch", type=int, default=16)
     g.add_argument("--vae-crop", type=int, default=64)
+    g.add_argument("--vae-full-from", type=int, default=None, help="from this step on, whole scenes (not crops)")
+    g.add_argument("--vae-full-batch", type=int, default=4, help="batch of whole scenes after --vae-full-from")
     g.add_argument("--vae-lr", type=float, default=5e-4)
     g.add_argument("--vae-warmup", type=int, default=100)
     g.add_argument("--vae-channels", default="32,64,64,64")
