@@ -7,7 +7,11 @@ public struct LineChart: Figure {
         public var label: String
         public var values: [Double]
         public var dashed = false
-        public init(label: String, values: [Double], dashed: Bool = false) { (self.label, self.values, self.dashed) = (label, values, dashed) }
+        /// Which series colour (default: the series' own index), so related lines can share one.
+        public var colour: Int?
+        public init(label: String, values: [Double], dashed: Bool = false, colour: Int? = nil) {
+            (self.label, self.values, self.dashed, self.colour) = (label, values, dashed, colour)
+        }
     }
 
     public var title: String
@@ -59,7 +63,7 @@ public struct LineChart: Figure {
         c.verticalText(yTitle, x: x + 12, y: (top + bottom) / 2)
 
         for (i, s) in series.enumerated() {
-            let colour = Colour.series[i % Colour.series.count]
+            let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
             let pts = zip(xs, s.values).filter { $0.1.isFinite }.map { (px($0.0), py($0.1)) }
             c.polyline(pts, colour, lineWidth: 2.2, dash: s.dashed ? [6, 4] : [])
             if pts.count == 1, let p = pts.first { c.circle(x: p.0, y: p.1, radius: 3, colour) }
@@ -72,7 +76,7 @@ public struct LineChart: Figure {
                 c.text("… \(series.count - i) more", x: lx, y: ly, font: .small, colour: .muted)
                 break
             }
-            let colour = Colour.series[i % Colour.series.count]
+            let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
             c.polyline([(lx, ly + 8), (lx + 22, ly + 8)], colour, lineWidth: 3, dash: s.dashed ? [6, 4] : [])
             c.text(s.label, x: lx + 30, y: ly, font: .small, maxWidth: Self.legendWidth - 34, oneLine: true)
             ly += 20

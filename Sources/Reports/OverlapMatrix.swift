@@ -9,6 +9,10 @@ public struct OverlapMatrix: Figure {
     /// pearson[i][j], iou[i][j]
     public let pearson: [[Double]], iou: [[Double]]
     public let threshold: Float
+    /// Both triangles hold one symmetric measure (a cosine matrix), drawn blue–white–red.
+    public var symmetric = false
+    public var title = "Where words overlap"
+    public var footnote: String?
     public var width: Double { Self.labelWidth + Double(labels.count) * cell + 40 }
     public var height: Double { 36 + Self.topLabels + Double(labels.count) * cell + 56 }
     var cell: Double { labels.count > 12 ? 34 : 46 }
@@ -30,8 +34,19 @@ public struct OverlapMatrix: Figure {
         (pearson, iou) = (p, u)
     }
 
+    /// A cosine matrix (−1…1), e.g. between embedding vectors.
+    public init(labels: [String], cosine: [[Float]], title: String, footnote: String) {
+        self.labels = labels
+        threshold = 0
+        pearson = cosine.map { $0.map(Double.init) }
+        iou = pearson
+        symmetric = true
+        self.title = title
+        self.footnote = footnote
+    }
+
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
-        c.text("Where words overlap", x: x, y: y, font: .heading)
+        c.text(title, x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
         let gx = x + Self.labelWidth, gy = y + 36 + Self.topLabels
         for (i, label) in labels.enumerated() {
             // Row labels, right-aligned and cut to fit; column labels turned 60°.
@@ -48,7 +63,7 @@ public struct OverlapMatrix: Figure {
                     continue
                 }
                 let v = i > j ? pearson[i][j] : iou[i][j]
-                let colour = i > j ? Self.diverging(v) : Self.sequential(v)
+                let colour = i > j || symmetric ? Self.diverging(v) : Self.sequential(v)
                 c.fill(x: cx, y: cy, w: cell, h: cell, colour)
                 let dark = (0.299 * colour.r + 0.587 * colour.g + 0.114 * colour.b) < 0.55
                 c.text(String(format: "%.2f", v), x: cx + cell / 2, y: cy + cell / 2 - 7, font: Font(size: cell > 40 ? 11 : 9),
@@ -57,7 +72,7 @@ public struct OverlapMatrix: Figure {
         }
         let n = Double(labels.count)
         c.strokeRect(x: gx, y: gy, w: n * cell, h: n * cell, .rule)
-        c.text("lower left: Pearson correlation of the two maps (−1…1) · upper right: IoU of their regions above τ = \(String(format: "%.1f", threshold)) of each map's range (0…1); both high → one region",
+        c.text(footnote ?? ("lower left: Pearson correlation of the two maps (−1…1) · upper right: IoU of their regions above τ = \(String(format: "%.1f", threshold)) of each map's range (0…1); both high → one region"),
                x: x, y: gy + n * cell + 10, font: .small, colour: .muted, maxWidth: width - 10)
     }
 

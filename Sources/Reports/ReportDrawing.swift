@@ -1,6 +1,8 @@
 import Analysis
+import Diffusion
 import Foundation
 import Imaging
+import Models
 
 extension ReportBuilder {
     /// The GIF's pace: a quarter second a frame, the last one held.
@@ -29,7 +31,7 @@ extension ReportBuilder {
         var page = HTMLPage(title: "Pareidolia — \(first.prompt)")
         page.raw("""
         <header><h1>\(HTMLPage.escape(first.prompt.isEmpty ? "(empty prompt)" : first.prompt))</h1>
-        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a><a href="report.pdf">PDF</a></nav></header>
+        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a><a href="#embeddings">embeddings</a><a href="report.pdf">PDF</a></nav></header>
         """)
 
         // Run card.
@@ -144,11 +146,61 @@ extension ReportBuilder {
             }
             try pdf.page(width: matrix.width + 60, height: matrix.height + 60) { try matrix.draw($0, x: 30, y: 30) }
         }
+        try embeddingsSection(traces: traces, options: options, page: &page, pdf: pdf, path: path)
         page.section("time", "Attention over time", note: "Each row is normalised over its own evaluations, so a word whose attention fades shows it. The share is a word's attention summed over the image, over all the prompt's words (start and end tokens left out).", timeHTML)
         page.section("overlap", "Where words overlap", note: "Two subjects that land on one region (both numbers high) are the first sign of a merge; `pareidolia merge` follows a pair evaluation by evaluation.", overlapHTML)
         try finish(page: page, pdf: pdf, dir: dir)
         files.append("index.html")
         return files
+    }
+
+    /// When the run used embeddings: their nearest tokens, their cosines, and a merge page for
+    /// every pair of them in the prompt.
+    static func embeddingsSection(traces: [ReportTrace], options: ReportOptions, page: inout HTMLPage, pdf: PDFDocument,
+                                  path: (String) -> String) throws {
+        let first = traces[0]
+        let recorded = (first.run["embeddings"] as? [[String: Any]] ?? []).compactMap { e -> (String, String)? in
+            guard let t = e["trigger"] as? String, let f = e["file"] as? String else { return nil }
+            return (t, f)
+        }
+        guard !recorded.isEmpty else { return }
+        let study: EmbeddingStudy
+        do {
+            let modelPath = try ReportBuilder.modelPath(for: first, override: options.model)
+            let sd = try StableDiffusionModel.load(modelPath, vaeEncoder: false, fast: [])
+            let embeddings = try recorded.map { try EmbeddingLoader.load("\($0.0)=\($0.1)", tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
+            study = try EmbeddingStudy(model: sd, embeddings: embeddings, top: 8, prompt: first.prompt, classes: [])
+        } catch {
+            page.section("embeddings", "Embeddings", note: "The run used \(recorded.map(\.0).joined(separator: ", ")), but they could not be studied: \(error)", "")
+            return
+        }
+        var html = ""
+        let table = NeighbourTable(study: study)
+        try table.writePNG(to: path("embeddings-neighbours.png"))
+        html += HTMLPage.figure("embeddings-neighbours.png", alt: "nearest vocabulary tokens of each embedding vector")
+        var pdfFigures: [Figure] = [table]
+        if study.vectors.count > 1 {
+            let m = OverlapMatrix(labels: study.vectors.map(\.label), cosine: study.cosine, title: "Cosine between the embedding vectors",
+                                  footnote: "input vectors, before the text encoder; near 1: the model is given almost the same subject twice")
+            try m.writePNG(to: path("embeddings-cosine.png"))
+            html += HTMLPage.figure("embeddings-cosine.png", alt: "cosine matrix of the embedding vectors")
+            pdfFigures.append(m)
+        }
+        // A merge page for each pair of triggers the prompt uses.
+        let inPrompt = study.groups.filter { g in first.wordMaps?.index(of: g) != nil }
+        let seeds = traces.map { String($0.seed) }
+        for i in inPrompt.indices {
+            for j in inPrompt.indices where j > i {
+                let pair = try PairStudy(folders: traces.map(\.directory), a: inPrompt[i], b: inPrompt[j], model: options.model)
+                let fig = MergePage(study: pair, seeds: seeds)
+                let name = "merge-\(fileSafe(inPrompt[i]))-\(fileSafe(inPrompt[j])).png"
+                try fig.writePNG(to: path(name))
+                html += HTMLPage.figure(name, alt: "do \(inPrompt[i]) and \(inPrompt[j]) merge: the verdict and their overlap over time")
+                pdfFigures.append(fig)
+            }
+        }
+        for f in pdfFigures { try pdf.page(width: f.width + 60, height: f.height + 60) { try f.draw($0, x: 30, y: 30) } }
+        page.section("embeddings", "Embeddings — why two subjects might merge", note: "Where the textual-inversion vectors sit, and whether their subjects' attention lands on one region.", html)
     }
 
     static func finish(page: HTMLPage, pdf: PDFDocument, dir: URL) throws {

@@ -30,13 +30,6 @@ struct Embeddings: ParsableCommand {
     @Argument(help: "Words whose token vectors to show beside the embeddings (each sub-token is one vector).")
     var words: [String] = []
 
-    /// One vector to report: its label and where it came from.
-    struct Entry {
-        let label: String
-        let group: String
-        let vector: [Float]
-    }
-
     func run() throws {
         try BLAS.load()
         guard top >= 1 else { throw CLIError("--top \(top): expected 1 or more") }
@@ -48,44 +41,19 @@ struct Embeddings: ParsableCommand {
         let width = sd.textEncoder.config.hiddenSize
         let loaded: [PromptEmbedding]
         do { loaded = try embedding.map { try EmbeddingLoader.load($0, tokenizer: sd.tokenizer, width: width) } } catch { throw CLIError("\(error)") }
-        let table = try VocabularyNeighbours(textEncoder: sd.textEncoder, tokenizer: sd.tokenizer)
-
-        var entries: [Entry] = []
-        for e in loaded {
-            for (i, v) in e.vectors.enumerated() {
-                entries.append(Entry(label: e.vectors.count == 1 ? e.trigger : "\(e.trigger)[\(i)]", group: e.trigger, vector: v))
-            }
-        }
-        for w in words {
-            for t in try table.vectors(ofWord: w, textEncoder: sd.textEncoder) {
-                entries.append(Entry(label: "\(t.token) (#\(t.id))", group: w, vector: t.vector))
-            }
-        }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let neighbours = try table.nearest(entries.map(\.vector), top: top)
-        let searchMs = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6
-        let cosines = cosineMatrix(entries.map(\.vector))
-        // Per embedding (and word): the mean of its vectors.
-        let groups = loaded.map(\.trigger) + words.filter { !loaded.map(\.trigger).contains($0) }
-        let means = groups.map { g in meanVector(entries.filter { $0.group == g }.map(\.vector)) }
-        let groupCosines = cosineMatrix(means)
-
-        // In context: the subjects' conditioning rows in one prompt, and class words' in theirs.
         let classList = classes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let context = prompt ?? (groups.count >= 2 ? "a photo of \(groups[0]) and \(groups[1])" : nil)
-        let contextual = ContextualStates(textEncoder: sd.textEncoder, tokenizer: sd.tokenizer, embeddings: loaded)
-        let subjectStates = try context.map { try contextual.states(of: groups, in: $0) } ?? []
-        let classStates = context == nil ? [] : try contextual.classStates(classList)
-        func cos(_ a: [Float]?, _ b: [Float]?) -> Float? { guard let a, let b else { return nil }; return cosineMatrix([a, b])[0][1] }
+        let study = try EmbeddingStudy(model: sd, embeddings: loaded, words: words, top: top, prompt: prompt, classes: classList)
+        let entries = study.vectors, groups = study.groups, context = study.context
+        let cosines = study.cosine, groupCosines = study.groupCosine
+        func cos(_ i: Int, _ j: Int) -> Float? { study.contextualCosine(i, j) }
 
         if json {
-            let vectors: [[String: Any]] = entries.enumerated().map { i, e in
-                let n = vectorNorm(e.vector)
-                return ["label": e.label, "group": e.group, "norm": Double(n), "norm_percentile": table.normPercentile(n) * 100,
-                        "nearest": neighbours[i].map { ["id": Int($0.id), "token": $0.text, "cosine": Double($0.cosine)] }]
+            let vectors: [[String: Any]] = entries.map { e in
+                ["label": e.label, "group": e.group, "norm": Double(e.norm), "norm_percentile": e.normPercentile * 100,
+                 "nearest": e.nearest.map { ["id": Int($0.id), "token": $0.text, "cosine": Double($0.cosine)] }]
             }
             var object: [String: Any] = [
-                "model": model, "vocabulary": table.vocabularySize, "width": width, "vectors": vectors,
+                "model": model, "vocabulary": study.vocabularySize, "width": width, "vectors": vectors,
                 "cosine": ["labels": entries.map(\.label), "matrix": cosines.map { $0.map(Double.init) }],
                 "mean_cosine": ["labels": groups, "matrix": groupCosines.map { $0.map(Double.init) }],
             ]
@@ -93,10 +61,10 @@ struct Embeddings: ParsableCommand {
                 object["contextual"] = [
                     "prompt": context,
                     "subjects": groups.enumerated().map { i, g -> [String: Any] in
-                        ["subject": g, "found": subjectStates[i] != nil,
-                         "cosine": groups.indices.map { j -> Any in cos(subjectStates[i], subjectStates[j]).map { Double($0) as Any } ?? NSNull() },
+                        ["subject": g, "found": study.subjectStates[i] != nil,
+                         "cosine": groups.indices.map { j -> Any in cos(i, j).map { Double($0) as Any } ?? NSNull() },
                          "classes": Dictionary(uniqueKeysWithValues: classList.enumerated().map { c, name in
-                             (name, cos(subjectStates[i], classStates[c]).map { Double($0) as Any } ?? NSNull()) })]
+                             (name, study.classCosine(i, c).map { Double($0) as Any } ?? NSNull()) })]
                     },
                 ] as [String: Any]
             }
@@ -105,14 +73,13 @@ struct Embeddings: ParsableCommand {
             return
         }
 
-        print("Token-embedding table: \(table.vocabularySize) × \(width); nearest tokens of \(entries.count) vectors in \(String(format: "%.1f", searchMs)) ms. Norm percentile: share of vocabulary rows with a smaller norm.")
+        print("Token-embedding table: \(study.vocabularySize) × \(width); nearest tokens of \(entries.count) vectors in \(String(format: "%.1f", study.searchMilliseconds)) ms. Norm percentile: share of vocabulary rows with a smaller norm.")
         let labelWidth = min(24, max(8, entries.map(\.label.count).max() ?? 8))
         func cell(_ s: String, _ w: Int) -> String { s.count >= w ? String(s.prefix(w)) : s.padding(toLength: w, withPad: " ", startingAt: 0) }
         print("\(cell("vector", labelWidth))    norm  pctl  nearest tokens (cosine)")
-        for (i, e) in entries.enumerated() {
-            let n = vectorNorm(e.vector)
-            let list = neighbours[i].map { "\($0.text.isEmpty ? "·" : $0.text) \(String(format: "%.3f", $0.cosine))" }.joined(separator: ", ")
-            print("\(cell(e.label, labelWidth))  \(String(format: "%6.3f  %3.0f%%", n, table.normPercentile(n) * 100))  \(list)")
+        for e in entries {
+            let list = e.nearest.map { "\($0.text.isEmpty ? "·" : $0.text) \(String(format: "%.3f", $0.cosine))" }.joined(separator: ", ")
+            print("\(cell(e.label, labelWidth))  \(String(format: "%6.3f  %3.0f%%", e.norm, e.normPercentile * 100))  \(list)")
         }
         // Columns numbered (labels are longer than a cosine), rows "#k label".
         func matrix(_ title: String, _ labels: [String], _ m: [[Float]]) {
@@ -128,13 +95,13 @@ struct Embeddings: ParsableCommand {
         if groups.count > 1 && groups.count < entries.count { matrix("Cosine between mean vectors:", groups, groupCosines) }
         if let context {
             print("\nIn context, \"\(context)\": cosine of the encoder's final states at each subject (mean over its rows)")
-            let found = groups.indices.filter { subjectStates[$0] != nil }
-            for g in groups.indices where subjectStates[g] == nil { print("  \(groups[g]): not in the prompt") }
+            let found = groups.indices.filter { study.subjectStates[$0] != nil }
+            for g in groups.indices where study.subjectStates[g] == nil { print("  \(groups[g]): not in the prompt") }
             if found.count > 1 {
-                matrix("Subjects:", found.map { groups[$0] }, found.map { i in found.map { j in cos(subjectStates[i], subjectStates[j]) ?? 0 } })
+                matrix("Subjects:", found.map { groups[$0] }, found.map { i in found.map { j in cos(i, j) ?? 0 } })
             }
             for i in found {
-                let list = classList.indices.map { c in "\(classList[c]) \(cos(subjectStates[i], classStates[c]).map { String(format: "%.3f", $0) } ?? "–")" }
+                let list = classList.indices.map { c in "\(classList[c]) \(study.classCosine(i, c).map { String(format: "%.3f", $0) } ?? "–")" }
                 print("  \(groups[i]) vs class words (each in \"a photo of a WORD\"): " + list.joined(separator: ", "))
             }
         }

@@ -149,7 +149,7 @@ struct Generate: ParsableCommand {
                                       extra: ["model": ["path": URL(fileURLWithPath: model).standardizedFileURL.path, "hash": modelHash ?? "", "summary": loaded.summary],
                                               "embeddings": zip(embedding, embeddings).map { spec, e in
                                                   ["trigger": e.trigger, "vectors": e.vectors.count,
-                                                   "file": spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec] as [String: Any]
+                                                   "file": URL(fileURLWithPath: spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec).standardizedFileURL.path] as [String: Any]
                                               },
                                               "arithmetic": ["precision": weightPrecision.rawValue, "fast": fastMath.description]])
                 }

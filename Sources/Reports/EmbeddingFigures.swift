@@ -1,0 +1,73 @@
+import Analysis
+import Foundation
+
+/// Each embedding vector's nearest vocabulary tokens: a table of label, norm (and its percentile
+/// in the vocabulary), and the top tokens with their cosines.
+public struct NeighbourTable: Figure {
+    public let rows: [EmbeddingStudy.Vector]
+    public let vocabularySize: Int
+    public var width: Double = 860
+    public var height: Double { 64 + Double(rows.count) * 24 + 10 }
+    static let labelWidth = 150.0, normWidth = 110.0
+
+    public init(study: EmbeddingStudy) {
+        rows = study.vectors
+        vocabularySize = study.vocabularySize
+    }
+
+    public func draw(_ c: Canvas, x: Double, y: Double) throws {
+        c.text("Nearest vocabulary tokens of each embedding vector", x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
+        c.text("cosine in the text encoder's token-embedding table (\(vocabularySize) tokens); norm percentile: the share of vocabulary rows with a smaller norm",
+               x: x, y: y + 24, font: .small, colour: .muted, maxWidth: width, oneLine: true)
+        let top = y + 50
+        for (i, r) in rows.enumerated() {
+            let ry = top + Double(i) * 24
+            if i % 2 == 0 { c.fill(x: x, y: ry - 2, w: width, h: 24, .panel) }
+            c.text(r.label, x: x + 6, y: ry + 2, font: Font(size: 12, bold: true), maxWidth: Self.labelWidth - 10, oneLine: true)
+            c.text(String(format: "%.3f (%.0f%%)", r.norm, r.normPercentile * 100), x: x + Self.labelWidth, y: ry + 2, font: Font(size: 12), colour: .muted)
+            let list = r.nearest.map { "\($0.text.isEmpty ? "·" : $0.text) \(String(format: "%.2f", $0.cosine))" }.joined(separator: "   ")
+            c.text(list, x: x + Self.labelWidth + Self.normWidth, y: ry + 2, font: Font(size: 12),
+                   maxWidth: width - Self.labelWidth - Self.normWidth - 6, oneLine: true)
+        }
+    }
+}
+
+/// "Do A and B merge?": the verdict in words, the two words' overlap at every evaluation (IoU
+/// solid, Pearson dashed; one colour per seed) and their cosines in and out of context.
+public struct MergePage: Figure {
+    public let study: PairStudy
+    public let seeds: [String]
+    public var width: Double = 760
+    public var height: Double { 110 + chart.height + 10 }
+
+    public init(study: PairStudy, seeds: [String]) {
+        (self.study, self.seeds) = (study, seeds)
+    }
+
+    var chart: LineChart {
+        let n = study.timelines.map(\.overlaps.count).max() ?? 0
+        var series: [LineChart.Series] = []
+        for (i, t) in study.timelines.enumerated() {
+            let tag = seeds.count > 1 ? " · seed \(seeds[i])" : ""
+            series.append(.init(label: "IoU\(tag)", values: t.overlaps.map(\.iou), colour: i))
+            series.append(.init(label: "Pearson\(tag)", values: t.overlaps.map(\.pearson), dashed: true, colour: i))
+        }
+        var chart = LineChart(title: "Overlap of \(study.a) and \(study.b) at every evaluation", xTitle: "evaluation",
+                              yTitle: "IoU (solid), Pearson (dashed)", xs: (0..<n).map { Double($0 + 1) }, series: series)
+        // Pearson can fall below 0; the axis goes as low as the data, in steps of 0.2.
+        let low = study.timelines.flatMap { $0.overlaps.map(\.pearson) }.min() ?? 0
+        chart.yRange = min(-0.2, (low * 5).rounded(.down) / 5)...1
+        chart.width = width
+        return chart
+    }
+
+    public func draw(_ c: Canvas, x: Double, y: Double) throws {
+        let v = study.verdict
+        c.text("Do \(study.a) and \(study.b) merge?", x: x, y: y, font: .title, maxWidth: width, oneLine: true)
+        let merged = v.mergedCount > 0
+        c.roundedRect(x: x, y: y + 34, w: width, h: 62, radius: 6, fill: merged ? Colour(hex: 0xFDE2E1) : Colour(hex: 0xDFF5E3))
+        c.text(v.sentence, x: x + 10, y: y + 40, font: Font(size: 13), maxWidth: width - 20)
+        if let note = study.note { c.text(note, x: x + 10, y: y + 78, font: Font(size: 10), colour: .muted, maxWidth: width - 20, oneLine: true) }
+        try chart.draw(c, x: x, y: y + 106)
+    }
+}
