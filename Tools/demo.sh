@@ -29,4 +29,23 @@ for name in lookalikes mixed-pair; do
     "$bin" merge "$out/$name/trace" --pair "alex,$b" | tee "$out/$name/merge.txt"
 done
 "$bin" embeddings --embedding alex --embedding cora --embedding koko person cat > "$out/embeddings.txt"
+# One page over the demo: links to each report, and the same-class pair's merge page beside the mixed pair's.
+cat > "$out/index.html" <<HTML
+<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Pareidolia demo</title><style>body{font:16px/1.5 "DejaVu Sans",sans-serif;max-width:1600px;margin:0 auto;padding:12px 20px;color:#1f2328}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;overflow-x:auto}</style></head><body>
+<h1>Pareidolia demo — the embedded Shapes-world model</h1>
+<ul>
+<li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square"</li>
+<li><a href="sweep/report/index.html">the four-seed sweep</a>: "two small yellow stars and a purple triangle on a striped background"</li>
+<li><a href="lookalikes/report/index.html">the look-alikes</a>: "alex and cora side by side" (two people of one class)</li>
+<li><a href="mixed-pair/report/index.html">a mixed pair</a>: "alex and koko side by side" (a person and a cat)</li>
+<li><a href="pair-token/report/index.html">the pair token</a>: "alexcora side by side" (the story's fix)</li>
+</ul>
+<h2>Why two subjects merge: the same-class pair beside the mixed pair</h2>
+<div class="pair"><figure><img src="lookalikes/report/merge-alex-cora.png" alt="merge page, alex and cora"><figcaption>alex and cora</figcaption></figure>
+<figure><img src="mixed-pair/report/merge-alex-koko.png" alt="merge page, alex and koko"><figcaption>alex and koko</figcaption></figure></div>
+<h2>Where the embeddings sit</h2><pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/embeddings.txt")</pre>
+</body></html>
+HTML
 echo "demo written under $out/ in $(( $(date +%s) - start )) s (after the build); open $out/two-objects/report/index.html"

@@ -115,7 +115,8 @@ public struct MergeVerdict {
             }
         } else {
             let starts = timelines.compactMap(\.mergedFrom).map { $0 + 1 }
-            parts.append("\(a) and \(b) compete for one region in \(mergedCount) of \(n) seeds" + (starts.isEmpty ? "" : " (from evaluation \(starts.min()!)–\(starts.max()!) on)"))
+            let from = starts.isEmpty ? "" : starts.min() == starts.max() ? " (from evaluation \(starts[0]) on)" : " (from evaluation \(starts.min()!)–\(starts.max()!) on)"
+            parts.append("\(a) and \(b) compete for one region in \(mergedCount) of \(n) seeds" + from)
         }
         // "+0.00", never "-0.00".
         func f(_ c: Float) -> String { let s = String(format: "%.2f", c); return s == "-0.00" ? "0.00" : s }

@@ -49,8 +49,8 @@ public struct DenoisingFrame: Figure {
         if single {
             let col = columns[0]
             let top = y + Self.header
-            c.text("x̂₀ — what the model thinks the image is", x: x + Self.pad, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
-            c.text("x_t — the noisy latent it was given", x: x + 2 * Self.pad + panel, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
+            c.text("x̂₀ — the denoised estimate", x: x + Self.pad, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
+            c.text("x_t — the noisy latent", x: x + 2 * Self.pad + panel, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
             c.image(col.x0, x: x + Self.pad, y: top + Self.caption, w: panel, h: ph, smooth: smoothX0)
             c.image(col.xt, x: x + 2 * Self.pad + panel, y: top + Self.caption, w: panel, h: ph, smooth: false)
             return

@@ -75,6 +75,7 @@ def main(argv=None) -> int:
         d = work / f"{i:04d}"
         seed = 20000 + i
         if not (d / "trace" / "image.png").exists():
+            d.mkdir(parents=True, exist_ok=True)
             t = time.time()
             subprocess.run([binary, "generate", "--prompt", scene.caption, "--seed", str(seed), "--steps", str(args.steps),
                             "--guidance", str(args.guidance), "--sampler", args.sampler,
@@ -119,6 +120,7 @@ def main(argv=None) -> int:
         d = work / ("pair-" + prompt.replace(" ", "_"))
         seeds = [30000 + k for k in range(args.pair_seeds)]
         if not all((d / "trace" / str(s_) / "image.png").exists() for s_ in seeds):
+            d.mkdir(parents=True, exist_ok=True)
             cmd = [binary, "generate", "--prompt", prompt, "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
                    "--guidance", str(args.guidance), "--sampler", args.sampler, "--output", str(d / "image.png"),
                    "--trace", str(d / "trace")]
