@@ -40,8 +40,15 @@ struct TraceWordMapsTests {
         return dir.path
     }
 
+    /// The maps of a synthetic trace; its folder is removed once they are read.
+    static func maps(merging: Bool) throws -> TraceWordMaps {
+        let dir = try writeTrace(merging: merging)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        return try TraceWordMaps(directory: dir)
+    }
+
     @Test func wordsAndMaps() throws {
-        let maps = try TraceWordMaps(directory: Self.writeTrace(merging: false))
+        let maps = try Self.maps(merging: false)
         #expect(maps.words.map(\.label) == ["a", "alex", "and", "cora"])
         #expect(maps.words.map(\.positions) == [[1], [2, 3], [4], [5, 6]])
         #expect(maps.evaluations == 8 && maps.height == 12 && maps.width == 12)
@@ -50,7 +57,7 @@ struct TraceWordMapsTests {
 
     @Test func mergingAndApart() throws {
         for merging in [true, false] {
-            let maps = try TraceWordMaps(directory: Self.writeTrace(merging: merging))
+            let maps = try Self.maps(merging: merging)
             let timeline = MergeTimeline(a: maps.maps[1], b: maps.maps[3])
             #expect(timeline.mergedFrom == (merging ? 5 : nil), "merging \(merging): \(timeline.overlaps.map(\.iou))")
         }
