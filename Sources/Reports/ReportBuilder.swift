@@ -13,6 +13,8 @@ public struct ReportOptions {
     /// run.json's is gone and its hash is the default's).
     public var model: String?
     public var normalisation: HeatMapNormalisation = .perWord
+    /// Heat-map colours: viridis (perceptual, the default) or DAAM's jet.
+    public var colourMap: ColorMap = .viridis
     public init() {}
 }
 

@@ -80,7 +80,8 @@ extension ReportBuilder {
             try finish(page: page, pdf: pdf, dir: dir)
             return files
         }
-        let scale: ColourScale = { ColorMap.viridis($0) }
+        let colourMap = options.colourMap
+        let scale: ColourScale = { colourMap($0) }
         let norm = options.normalisation
         var blocks: [String] = [], pdfHeat: [HeatMapFigure] = []
         let labels = words.map { first.wordMaps!.words[$0].label }
@@ -96,7 +97,7 @@ extension ReportBuilder {
             for (ti, t) in traces.enumerated() {
                 let heat = perTraceHeat[ti][k]
                 guard let base = t.image ?? frames[ti].x0.last else { continue }
-                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: .viridis, strength: overlayStrength)
+                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: colourMap, strength: overlayStrength)
                 let weight = t.weight(ofWordAt: t.wordMaps!.words[w].positions)
                 let fig = HeatMapFigure(label: labels[k], weight: weight, overlay: overlay, scale: scale, panel: min(256, Double(t.width) * 2),
                                         note: sweep ? "seed \(t.seed)" : "")
@@ -107,9 +108,25 @@ extension ReportBuilder {
             }
             blocks.append(block + "</div>")
         }
+        // Start and end tokens, apart from the words (per-word normalised).
+        var special = "<h3>start and end tokens</h3><div class=\"grid\">"
+        for (ti, t) in traces.enumerated() {
+            guard let maps = t.wordMaps, !t.specialMaps.isEmpty, let base = t.image ?? frames[ti].x0.last else { continue }
+            let heats = HeatMaps.wordHeatMaps(words: t.specialMaps.map { ($0.label, []) }, maps: t.specialMaps.map(\.maps),
+                                              latentWidth: maps.width, latentHeight: maps.height, imageWidth: t.width, imageHeight: t.height,
+                                              normalisation: .perWord)
+            for (k, heat) in heats.enumerated() {
+                let overlay = HeatMaps.blend(image: base, heat: heat, colourMap: colourMap, strength: overlayStrength)
+                let fig = HeatMapFigure(label: heat.label, weight: 1, overlay: overlay, scale: scale, panel: min(256, Double(t.width) * 2),
+                                        note: sweep ? "seed \(t.seed)" : "")
+                let name = "heatmaps/\(sweep ? "\(t.seed)/" : "")\(k == 0 ? "start" : "end").png"
+                try fig.writePNG(to: path(name))
+                special += HTMLPage.figure(name, alt: "heat map of the \(k == 0 ? "start" : "end") token")
+            }
+        }
         page.section("heatmaps", "Which word went where",
                      note: "DAAM: each word's cross-attention summed over all evaluations and layers, its sub-tokens averaged, upsampled bicubically to the image, clamped at 0 and \(norm == .perWord ? "min–max normalised per word (each map uses its whole colour range; compare shapes, not strengths)" : "normalised over all words together (strengths comparable)").",
-                     HTMLPage.picker(words: labels, blocks: blocks))
+                     HTMLPage.picker(words: labels, blocks: blocks) + special + "</div>")
         try pdfGrid(pdf, title: "Which word went where (\(norm == .perWord ? "per-word" : "global") normalisation)", figures: pdfHeat)
 
         // Over time and overlap, per trace.

@@ -26,6 +26,9 @@ struct Report: ParsableCommand {
     @Option(name: .long, help: "Heat-map normalisation: word (each map min–max on its own) or global (one range for all words).")
     var normalise = "word"
 
+    @Option(name: .long, help: "Heat-map colours: viridis (perceptual) or jet (DAAM's).")
+    var colormap = "viridis"
+
     func run() throws {
         guard let mode = PreviewMode(rawValue: previews) else { throw CLIError("--previews \(previews): expected full or cheap") }
         var options = ReportOptions()
@@ -35,6 +38,11 @@ struct Report: ParsableCommand {
         case "word": options.normalisation = .perWord
         case "global": options.normalisation = .global
         default: throw CLIError("--normalise \(normalise): expected word or global")
+        }
+        switch colormap {
+        case "viridis": options.colourMap = .viridis
+        case "jet": options.colourMap = .jet
+        default: throw CLIError("--colormap \(colormap): expected viridis or jet")
         }
         if let words {
             let list = words.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

@@ -151,7 +151,7 @@ struct ReportBuildTests {
         _ = try ReportBuilder.build(traces: [trace.path], output: out.path, options: options)
         let files = try FileManager.default.contentsOfDirectory(atPath: out.path)
         #expect(!files.contains("stale.txt"))
-        #expect(try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("heatmaps").path) == ["00-circle.png"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("heatmaps").path).sorted() == ["00-circle.png", "end.png", "start.png"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).sorted() == ["report", "trace"])
     }
 
