@@ -63,6 +63,21 @@ struct TraceWordMapsTests {
         }
     }
 
+    @Test func pairStudyVerdict() throws {
+        let together = try Self.writeTrace(merging: true), apart = try Self.writeTrace(merging: false)
+        defer { for d in [together, apart] { try? FileManager.default.removeItem(atPath: d) } }
+        let one = try PairStudy(folders: [together], a: "alex", b: "cora")
+        #expect(one.verdict.mergedCount == 1)
+        #expect(one.verdict.sentence.hasPrefix("alex and cora compete for one region from evaluation 6 on"))
+        // The synthetic run.json names no model: the verdict says so instead of giving cosines.
+        #expect(one.verdict.inputCosine == nil && one.note != nil)
+        let sweep = try PairStudy(folders: [together, apart], a: "alex", b: "cora")
+        #expect(sweep.verdict.mergedCount == 1 && sweep.timelines.count == 2)
+        #expect(sweep.verdict.sentence.contains("in 1 of 2 seeds (from evaluation 6 on)"))
+        #expect(sweep.shares.allSatisfy { $0.count == 8 })
+        #expect(throws: PairStudy.Failure.self) { try PairStudy(folders: [apart], a: "alex", b: "nobody") }
+    }
+
     @Test func notATrace() {
         #expect(throws: TraceWordMaps.Failure.self) { try TraceWordMaps(directory: "/nonexistent") }
     }

@@ -295,7 +295,7 @@ struct ReportBuilderTests {
         var options = Self.cheap()
         options.words = ["Square", "circle"]
         options.normalisation = .global
-        try ReportBuilder.build(traces: [trace], output: s.path("picked"), options: options)
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("picked"), options: options)
         #expect(Self.filesUnder(s.path("picked/heatmaps")) == ["00-square.png", "01-circle.png"])
         try Self.expectHeat(s.path("picked/heatmaps/00-square.png"), at: Self.squareSpot)
         try Self.expectHeat(s.path("picked/heatmaps/01-circle.png"), at: Self.circleSpot)
@@ -306,7 +306,7 @@ struct ReportBuilderTests {
         let s = try Scratch("gif")
         defer { s.remove() }
         let trace = try Self.writeTrace(at: s.path("trace"), seed: 1)
-        try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
         let e = Self.evaluations
         #expect(Self.filesUnder(s.path("report/frames")) == (0..<e).map { String(format: "%03d.png", $0) })
         let first = try readPNG(s.path("report/frames/000.png"))
@@ -330,7 +330,7 @@ struct ReportBuilderTests {
         let s = try Scratch("pdf")
         defer { s.remove() }
         let trace = try Self.writeTrace(at: s.path("trace"), seed: 1)
-        try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
         let pages = try Self.pdfPages(s.path("report/report.pdf"))
         let expected = Self.expectedPDFPages(traces: 1, words: Self.words.count)
         #expect(pages.header, "report.pdf does not start with %PDF-")
@@ -346,7 +346,7 @@ struct ReportBuilderTests {
         defer { s.remove() }
         let odd = ["a", "crème", "brûlée", "&", "日本", "50%", "cat"]
         let trace = try Self.writeTrace(at: s.path("trace"), seed: 1, words: odd, prompt: odd.joined(separator: " "))
-        try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
         let dangling = try Self.expectLinksResolve(s.path("report"))
         #expect(dangling.isEmpty, "in-page links to no element: \(dangling)")
         let html = try String(contentsOfFile: s.path("report/index.html"), encoding: .utf8)
@@ -411,7 +411,7 @@ struct ReportBuilderTests {
 
         // The frames hold both seeds side by side: wider than one trace's, and the two x̂₀ columns
         // (DenoisingFrame: 34 px of row labels, then panel + 10 per column, x̂₀ from y = 54) differ.
-        try ReportBuilder.build(traces: [folders[0]], output: s.path("single"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [folders[0]], output: s.path("single"), options: Self.cheap())
         let one = try readPNG(s.path("single/frames/000.png"))
         let both = try readPNG(s.path("report/frames/002.png"))
         #expect(both.width > one.width && both.height > one.height, "sweep frame \(both.width)×\(both.height), single \(one.width)×\(one.height)")
@@ -449,7 +449,7 @@ struct ReportBuilderTests {
         #expect(leftovers.isEmpty, "left behind: \(leftovers)")
 
         // Over an existing report, the failure keeps it as it was.
-        try ReportBuilder.build(traces: [trace], output: s.path("out/report"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("out/report"), options: Self.cheap())
         let before = try Data(contentsOf: URL(fileURLWithPath: s.path("out/report/index.html")))
         let filesBefore = Self.filesUnder(s.path("out/report"))
         #expect(throws: ReportError.self) { try ReportBuilder.build(traces: [trace], output: s.path("out/report"), options: options) }
@@ -472,7 +472,7 @@ struct ReportBuilderTests {
         try Self.writeTrace(at: s.path("sweep/1"), seed: 1)
         try Self.writeTrace(at: s.path("sweep/2"), seed: 2, tint: 1)
         let out = s.path("report")
-        try ReportBuilder.build(traces: TraceWordMaps.traceFolders(s.path("sweep")), output: out, options: Self.cheap())
+        _ = try ReportBuilder.build(traces: TraceWordMaps.traceFolders(s.path("sweep")), output: out, options: Self.cheap())
         #expect(FileManager.default.fileExists(atPath: out + "/contact-sheet-2.png"))
         try Data("stale".utf8).write(to: URL(fileURLWithPath: out + "/stale.txt"))
 
@@ -570,7 +570,7 @@ struct ReportBuilderTests {
         #expect(decoded.xt.allSatisfy { $0.width == t.latentWidth }, "x_t stays the cheap map")
 
         // … and the report's frames show it: detail inside each latent pixel's cell, which the cheap report lacks.
-        try ReportBuilder.build(traces: [trace], output: s.path("cheap"), options: Self.cheap())
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("cheap"), options: Self.cheap())
         let fullDetail = Self.detailedCells(try readPNG(s.path("report/frames/002.png")))
         let cheapDetail = Self.detailedCells(try readPNG(s.path("cheap/frames/002.png")))
         #expect(cheapDetail == 0, "the cheap frame varies inside \(cheapDetail * 100)% of its cells")
