@@ -123,7 +123,10 @@ struct HTMLPage {
         .picker { margin: 6px 0 12px; } select { font-size: 1rem; }
         .word h3 { font-size: 1rem; margin: .6em 0 .3em; }
         pre { background: var(--panel); padding: 10px; overflow-x: auto; font-size: .85rem; }
-        @media (max-width: 600px) { body { font-size: 15px; } .grid { grid-template-columns: 1fr 1fr; } output { min-width: 0; } }
+        .card-text { display: none; } dt { font-weight: bold; color: var(--muted); font-size: .85rem; } dd { margin: 0 0 .4em; }
+        @media (max-width: 600px) { body { font-size: 15px; } .grid { grid-template-columns: 1fr 1fr; }
+          .controls { flex-wrap: wrap; } output { min-width: 0; flex-basis: 100%; }
+          .card-img { display: none; } .card-text { display: block; } }
         </style></head>
         <body>
         \(body)

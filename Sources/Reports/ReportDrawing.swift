@@ -29,9 +29,10 @@ extension ReportBuilder {
         let pdf = try PDFDocument(path: dir.appendingPathComponent("report.pdf").path, title: "Pareidolia report — \(first.prompt)")
         files.append("report.pdf")
         var page = HTMLPage(title: "Pareidolia — \(first.prompt)")
+        let usesEmbeddings = !((first.run["embeddings"] as? [Any])?.isEmpty ?? true)
         page.raw("""
         <header><h1>\(HTMLPage.escape(first.prompt.isEmpty ? "(empty prompt)" : first.prompt))</h1>
-        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a><a href="#embeddings">embeddings</a><a href="report.pdf">PDF</a></nav></header>
+        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a>\(usesEmbeddings ? "<a href=\"#embeddings\">embeddings</a>" : "")<a href="report.pdf">PDF</a></nav></header>
         """)
 
         // Run card.
@@ -39,7 +40,7 @@ extension ReportBuilder {
         try pdf.page(width: card.width + 60, height: card.height + 60) { try card.draw($0, x: 30, y: 30) }
         card.showTitle = false
         try card.writePNG(to: path("run-card.png"))
-        page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model") + runTable(traces))
+        page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model", cls: "card-img") + runTable(traces))
 
         // Denoising animation: frames, GIF, contact sheets.
         var gifFrames: [GIFFrame] = [], framePaths: [String] = [], frameLabels: [String] = []
@@ -257,6 +258,7 @@ extension ReportBuilder {
                     ("sampler", "\(t.sampler), \(t.steps) steps, guidance \(t.guidance)"), ("size", "\(t.width)×\(t.height)"),
                     ("model", "\(t.modelPath) [\(t.modelHash)]")]
         rows = rows.filter { !$0.1.isEmpty }
-        return "<details><summary>as text</summary><pre>" + rows.map { "\(HTMLPage.escape($0.0)): \(HTMLPage.escape($0.1))" }.joined(separator: "\n") + "</pre></details>"
+        // Shown instead of the card's picture on narrow screens, where its text would be too small.
+        return "<dl class=\"card-text\">" + rows.map { "<dt>\(HTMLPage.escape($0.0))</dt><dd>\(HTMLPage.escape($0.1))</dd>" }.joined() + "</dl>"
     }
 }
