@@ -36,6 +36,9 @@ public enum ReportBuilder {
     /// Progress events: (what, done, total).
     public typealias Progress = (String, Int, Int) -> Void
 
+    /// Marks a folder as a report, the only kind of folder a new report replaces.
+    static let markerFile = ".pareidolia-report"
+
     public static func build(traces dirs: [String], output: String, options: ReportOptions = ReportOptions(),
                              progress: Progress = { _, _, _ in }) throws -> ReportSummary {
         let traces = try dirs.map { try ReportTrace(directory: $0) }
@@ -63,12 +66,24 @@ public enum ReportBuilder {
         let drawStart = Date()
         let out = URL(fileURLWithPath: output).standardizedFileURL
         let fm = FileManager.default
+        // Only a folder an earlier report wrote is ever replaced: never a trace or anything else.
+        let earlierReport = fm.fileExists(atPath: out.appendingPathComponent(markerFile).path)
+            || (fm.fileExists(atPath: out.appendingPathComponent("index.html").path) && fm.fileExists(atPath: out.appendingPathComponent("report.pdf").path)
+                && !fm.fileExists(atPath: out.appendingPathComponent("run.json").path))
+        if fm.fileExists(atPath: out.path), !earlierReport {
+            let contents = (try? fm.contentsOfDirectory(atPath: out.path)) ?? []
+            if !contents.isEmpty {
+                throw ReportError("--out \(out.path): the folder exists and is not a Pareidolia report; choose another (a report replaces only an earlier report)")
+            }
+        }
         try fm.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         let work = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).partial-\(getpid())")
         try? fm.removeItem(at: work)
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         do {
+            try Data("written by pareidolia report\n".utf8).write(to: work.appendingPathComponent(markerFile))
             var written = try draw(traces: traces, frames: frames, words: words, options: options, into: work)
+            written.append(markerFile)
             written.sort()
             try replace(out, with: work)
             return ReportSummary(directory: out.path, traces: traces.count, evaluations: traces.map(\.evaluations).reduce(0, +),

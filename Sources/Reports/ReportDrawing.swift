@@ -29,10 +29,11 @@ extension ReportBuilder {
         let pdf = try PDFDocument(path: dir.appendingPathComponent("report.pdf").path, title: "Pareidolia report — \(first.prompt)")
         files.append("report.pdf")
         var page = HTMLPage(title: "Pareidolia — \(first.prompt)")
-        let usesEmbeddings = !((first.run["embeddings"] as? [Any])?.isEmpty ?? true)
+        let hasAttention = !words.isEmpty && traces.allSatisfy { $0.wordMaps != nil }
+        let usesEmbeddings = hasAttention && !((first.run["embeddings"] as? [Any])?.isEmpty ?? true)
         page.raw("""
         <header><h1>\(HTMLPage.escape(first.prompt.isEmpty ? "(empty prompt)" : first.prompt))</h1>
-        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#time">over time</a><a href="#overlap">overlap</a>\(usesEmbeddings ? "<a href=\"#embeddings\">embeddings</a>" : "")<a href="report.pdf">PDF</a></nav></header>
+        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a>\(hasAttention ? "<a href=\"#time\">over time</a><a href=\"#overlap\">overlap</a>" : "")\(usesEmbeddings ? "<a href=\"#embeddings\">embeddings</a>" : "")<a href="report.pdf">PDF</a></nav></header>
         """)
 
         // Run card.
@@ -79,6 +80,7 @@ extension ReportBuilder {
         guard !words.isEmpty, traces.allSatisfy({ $0.wordMaps != nil }) else {
             page.section("heatmaps", "Heat maps", note: "This run was traced with --trace-attention off: no attention maps.", "")
             try finish(page: page, pdf: pdf, dir: dir)
+            files.append("index.html")
             return files
         }
         let colourMap = options.colourMap
