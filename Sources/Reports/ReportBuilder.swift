@@ -70,6 +70,10 @@ public enum ReportBuilder {
         let earlierReport = fm.fileExists(atPath: out.appendingPathComponent(markerFile).path)
             || (fm.fileExists(atPath: out.appendingPathComponent("index.html").path) && fm.fileExists(atPath: out.appendingPathComponent("report.pdf").path)
                 && !fm.fileExists(atPath: out.appendingPathComponent("run.json").path))
+        var isFolder: ObjCBool = false
+        if fm.fileExists(atPath: out.path, isDirectory: &isFolder), !isFolder.boolValue {
+            throw ReportError("--out \(out.path): a file is there; a report is a folder")
+        }
         if fm.fileExists(atPath: out.path), !earlierReport {
             let contents = (try? fm.contentsOfDirectory(atPath: out.path)) ?? []
             if !contents.isEmpty {
