@@ -44,6 +44,11 @@ public enum ReportBuilder {
         let traces = try dirs.map { try ReportTrace(directory: $0) }
         guard !traces.isEmpty else { throw ReportError("no traces given") }
         let words = try chosenWords(traces[0], options.words)
+        // One report draws one prompt's words for every trace: a sweep, not a mix of prompts.
+        let labels = traces[0].wordMaps?.words.map(\.label)
+        for t in traces.dropFirst() where t.wordMaps?.words.map(\.label) != labels {
+            throw ReportError("\(t.directory): its prompt's words differ from \(traces[0].directory)'s; one report covers the seeds of one prompt (make a report per prompt)")
+        }
 
         // 1. Pictures of every evaluation (the decodes are most of the cost).
         let decodeStart = Date()

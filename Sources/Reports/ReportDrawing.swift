@@ -112,7 +112,7 @@ extension ReportBuilder {
             blocks.append(block + "</div>")
         }
         // Start and end tokens, apart from the words (per-word normalised).
-        var special = "<h3>start and end tokens</h3><div class=\"grid\">"
+        var special = ""
         for (ti, t) in traces.enumerated() {
             guard let maps = t.wordMaps, !t.specialMaps.isEmpty, let base = t.image ?? frames[ti].x0.last else { continue }
             let heats = HeatMaps.wordHeatMaps(words: t.specialMaps.map { ($0.label, []) }, maps: t.specialMaps.map(\.maps),
@@ -124,12 +124,13 @@ extension ReportBuilder {
                                         note: sweep ? "seed \(t.seed)" : "")
                 let name = "heatmaps/\(sweep ? "\(t.seed)/" : "")\(k == 0 ? "start" : "end").png"
                 try fig.writePNG(to: path(name))
-                special += HTMLPage.figure(name, alt: "heat map of the \(k == 0 ? "start" : "end") token")
+                special += HTMLPage.figure(name, alt: "heat map of the \(k == 0 ? "start" : "end") token\(sweep ? ", seed \(t.seed)" : "")")
             }
         }
+        if !special.isEmpty { special = "<h3>start and end tokens</h3><div class=\"grid\">" + special + "</div>" }
         page.section("heatmaps", "Which word went where",
                      note: "DAAM: each word's cross-attention summed over all evaluations and layers, its sub-tokens averaged, upsampled bicubically to the image, clamped at 0 and \(norm == .perWord ? "min–max normalised per word (each map uses its whole colour range; compare shapes, not strengths)" : "normalised over all words together (strengths comparable)").",
-                     HTMLPage.picker(words: labels, blocks: blocks) + special + "</div>")
+                     HTMLPage.picker(words: labels, blocks: blocks) + special)
         try pdfGrid(pdf, title: "Which word went where (\(norm == .perWord ? "per-word" : "global") normalisation)", figures: pdfHeat)
 
         // Over time and overlap, per trace.

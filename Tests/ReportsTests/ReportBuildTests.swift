@@ -7,7 +7,7 @@ import Testing
 
 /// Whole reports of synthetic traces whose words have known hot spots: "circle" attends to the
 /// top left of the latent, "square" to the bottom right.
-@Suite("Report builder")
+@Suite("Report builder: known hot spots")
 struct ReportBuildTests {
     static let side = 8, evaluations = 3, image = 64
 

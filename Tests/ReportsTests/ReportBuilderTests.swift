@@ -25,6 +25,8 @@ struct ReportBuilderTests {
     /// Where a word's attention all goes, as latent (row, col); other words spread theirs evenly.
     /// Off the diagonal, so a transposed map is caught as well as a flipped or swapped one.
     static let circleSpot = (row: 1, col: 2), squareSpot = (row: 6, col: 5)
+    /// The start token's spot (the end token spreads its attention evenly).
+    static let startSpot = (row: 3, col: 6)
     /// The image every heat map is drawn over: flat grey, so any colour is the heat's.
     static let grey: UInt8 = 128
 
@@ -41,7 +43,8 @@ struct ReportBuilderTests {
 
     /// Writes a trace folder as `generate --trace` would: run.json, latents.safetensors (latents
     /// and x0), attention.safetensors (`cross` [E, T, h, w]) and image.png. `spots` puts a word's
-    /// attention at one latent pixel; `tint` shifts x̂₀'s colour (so seeds look different).
+    /// attention at one latent pixel (the start token's is at `startSpot`); `tint` shifts x̂₀'s
+    /// colour (so seeds look different).
     @discardableResult
     static func writeTrace(at dir: String, seed: UInt64, words: [String] = words, prompt: String = prompt,
                            spots: [Int: (row: Int, col: Int)] = [2: circleSpot, 6: squareSpot],
@@ -94,10 +97,12 @@ struct ReportBuilderTests {
             for k in 0..<e {
                 for pos in 0..<t {
                     let base = (k * t + pos) * plane
-                    if let spot = spots[pos - 1], pos >= 1, pos <= words.count {
+                    if pos == 0 {
+                        cross.pointer[base + startSpot.row * side + startSpot.col] = 8
+                    } else if let spot = spots[pos - 1], pos <= words.count {
                         cross.pointer[base + spot.row * side + spot.col] = Float(k + 1)
                     } else {
-                        for p in 0..<plane { cross.pointer[base + p] = pos == 0 ? 0.8 : 0.01 }
+                        for p in 0..<plane { cross.pointer[base + p] = 0.01 }
                     }
                 }
             }
@@ -268,7 +273,9 @@ struct ReportBuilderTests {
             #expect(exists && !isDir.boolValue, "\(link) → \(decoded): no such file in the report", sourceLocation: sourceLocation)
             reached.insert(decoded)
         }
-        let unreached = Set(filesUnder(dir)).subtracting(reached).subtracting(["index.html"])
+        // Hidden files (the report's marker) are not for the reader.
+        let shown = filesUnder(dir).filter { !$0.split(separator: "/").contains { $0.hasPrefix(".") } }
+        let unreached = Set(shown).subtracting(reached).subtracting(["index.html"])
         #expect(unreached.isEmpty, "files index.html never links: \(unreached.sorted())", sourceLocation: sourceLocation)
         return dangling
     }
@@ -282,12 +289,16 @@ struct ReportBuilderTests {
         let trace = try Self.writeTrace(at: s.path("trace"), seed: 1)
         let summary = try ReportBuilder.build(traces: [trace], output: s.path("report"), options: Self.cheap())
         let heat = s.path("report/heatmaps")
-        #expect(Self.filesUnder(heat) == Self.words.enumerated().map { String(format: "%02d-%@.png", $0.offset, $0.element) })
+        #expect(Self.filesUnder(heat) == Self.words.enumerated().map { String(format: "%02d-%@.png", $0.offset, $0.element) } + ["end.png", "start.png"])
         try Self.expectHeat(heat + "/02-circle.png", at: Self.circleSpot)
         try Self.expectHeat(heat + "/06-square.png", at: Self.squareSpot)
+        // The start token's map, shown apart from the words, is position 0's.
+        try Self.expectHeat(heat + "/start.png", at: Self.startSpot)
         // A word whose attention is spread evenly has no location: its map is all zeros, the image shows through.
-        let flat = Self.heatCentre(try readPNG(heat + "/03-and.png"))
-        #expect(flat.peak <= 2, "'and' is coloured (departure \(flat.peak))")
+        for flatMap in ["03-and.png", "end.png"] {
+            let flat = Self.heatCentre(try readPNG(heat + "/" + flatMap))
+            #expect(flat.peak <= 2, "\(flatMap) is coloured (departure \(flat.peak))")
+        }
         #expect(summary.traces == 1 && summary.evaluations == Self.evaluations)
         #expect(summary.files == Self.filesUnder(s.path("report")), "the summary's files are the files on disk")
 
@@ -296,7 +307,7 @@ struct ReportBuilderTests {
         options.words = ["Square", "circle"]
         options.normalisation = .global
         _ = try ReportBuilder.build(traces: [trace], output: s.path("picked"), options: options)
-        #expect(Self.filesUnder(s.path("picked/heatmaps")) == ["00-square.png", "01-circle.png"])
+        #expect(Self.filesUnder(s.path("picked/heatmaps")) == ["00-square.png", "01-circle.png", "end.png", "start.png"])
         try Self.expectHeat(s.path("picked/heatmaps/00-square.png"), at: Self.squareSpot)
         try Self.expectHeat(s.path("picked/heatmaps/01-circle.png"), at: Self.circleSpot)
     }
@@ -368,12 +379,8 @@ struct ReportBuilderTests {
         let pages = try Self.pdfPages(s.path("report/report.pdf"))
         #expect(pages.objects == Self.expectedPDFPages(traces: 1, words: 0, attention: false))
         let dangling = try Self.expectLinksResolve(s.path("report"))
-        withKnownIssue("ReportDrawing's no-attention branch returns before appending index.html to the files it reports") {
-            #expect(summary.files == files)
-        }
-        withKnownIssue("the header's nav links #time and #overlap, sections a report without attention does not have") {
-            #expect(dangling.isEmpty, "in-page links to no element: \(dangling)")
-        }
+        #expect(summary.files == files, "the summary lists every file written, index.html too")
+        #expect(dangling.isEmpty, "in-page links to no element (the nav must not link sections it lacks): \(dangling)")
         // --words on such a trace says why there is nothing to pick.
         var options = Self.cheap()
         options.words = ["circle"]
@@ -397,7 +404,7 @@ struct ReportBuilderTests {
         let files = Self.filesUnder(s.path("report"))
         for seed in [1, 7] {
             for name in ["contact-sheet-\(seed).png", "attention-strips-\(seed).png", "attention-share-\(seed).png", "overlap-\(seed).png",
-                         "heatmaps/\(seed)/02-circle.png", "heatmaps/\(seed)/06-square.png"] {
+                         "heatmaps/\(seed)/02-circle.png", "heatmaps/\(seed)/06-square.png", "heatmaps/\(seed)/start.png"] {
                 #expect(files.contains(name), "\(name) missing from the sweep report")
             }
         }
@@ -485,17 +492,29 @@ struct ReportBuilderTests {
                 "no .partial- or .old- folder left beside the report")
     }
 
-    @Test("--out naming a folder that is not a report (here, the trace itself) is refused, not emptied")
-    func outputOverATraceIsRefused() throws {
+    @Test("--out naming a folder that is not a report (the trace itself, any other folder) is refused and left alone")
+    func outputOverANonReportIsRefused() throws {
         let s = try Scratch("outtrace")
         defer { s.remove() }
         let trace = try Self.writeTrace(at: s.path("trace"), seed: 1)
         try Data("mine".utf8).write(to: URL(fileURLWithPath: trace + "/notes.txt"))
-        withKnownIssue("ReportBuilder.replace moves any existing folder at the output aside and deletes it: the trace and notes.txt are lost") {
-            #expect(throws: ReportError.self) { try ReportBuilder.build(traces: [trace], output: trace, options: Self.cheap()) }
-            #expect(FileManager.default.fileExists(atPath: trace + "/notes.txt"))
-            #expect(FileManager.default.fileExists(atPath: trace + "/run.json"))
-        }
+        let before = Self.filesUnder(trace)
+        let error = try #require(throws: ReportError.self) { try ReportBuilder.build(traces: [trace], output: trace, options: Self.cheap()) }
+        #expect(error.description.contains("--out"), "\(error)")
+        #expect(Self.filesUnder(trace) == before, "the trace folder was changed")
+        // Any other folder with something in it is refused too; an empty one is written into.
+        try FileManager.default.createDirectory(atPath: s.path("photos"), withIntermediateDirectories: true)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: s.path("photos/holiday.png")))
+        #expect(throws: ReportError.self) { try ReportBuilder.build(traces: [trace], output: s.path("photos"), options: Self.cheap()) }
+        #expect(Self.filesUnder(s.path("photos")) == ["holiday.png"])
+        try FileManager.default.createDirectory(atPath: s.path("empty"), withIntermediateDirectories: true)
+        let summary = try ReportBuilder.build(traces: [trace], output: s.path("empty"), options: Self.cheap())
+        #expect(Self.filesUnder(s.path("empty")) == summary.files && summary.files.contains("index.html"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: s.url.path).sorted() == ["empty", "photos", "trace"], "nothing left beside the outputs")
+        // A plain file where the folder would go is not a report either.
+        try Data("keep".utf8).write(to: URL(fileURLWithPath: s.path("notes.txt")))
+        #expect(throws: ReportError.self) { try ReportBuilder.build(traces: [trace], output: s.path("notes.txt"), options: Self.cheap()) }
+        #expect((try? String(contentsOfFile: s.path("notes.txt"), encoding: .utf8)) == "keep")
     }
 
     // MARK: - Full previews on a real tiny-sd trace
@@ -557,7 +576,8 @@ struct ReportBuilderTests {
         #expect(t.evaluations == 3 && summary.evaluations == 3)
         #expect(Self.filesUnder(s.path("report/frames")).count == t.evaluations)
         #expect(try GIFReadBack.read(s.path("report/denoising.gif")).frameCount == t.evaluations)
-        #expect(Self.filesUnder(s.path("report/heatmaps")).count == 6, "a, witch, and, her, black, cat")
+        let heatFiles = Self.filesUnder(s.path("report/heatmaps"))
+        #expect(heatFiles.filter { $0.first?.isNumber == true }.count == 6, "a, witch, and, her, black, cat: \(heatFiles)")
         try Self.expectLinksResolve(s.path("report"))
         #expect(try Self.pdfPages(s.path("report/report.pdf")).objects == Self.expectedPDFPages(traces: 1, words: 6))
 
