@@ -86,6 +86,7 @@ public enum ReportBuilder {
             }
         }
         try fm.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        removeAbandoned(beside: out)
         let work = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).partial-\(getpid())")
         try? fm.removeItem(at: work)
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
@@ -124,6 +125,19 @@ public enum ReportBuilder {
                 throw ReportError("--words \(w): not a word of the prompt; its words are \(maps.words.map(\.label).joined(separator: ", "))")
             }
             return i
+        }
+    }
+
+    /// Partial and old folders of this output left by reports whose process is gone (killed).
+    static func removeAbandoned(beside out: URL) {
+        let dir = out.deletingLastPathComponent(), fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: dir.path)) ?? [] {
+            for kind in [".partial-", ".old-"] {
+                let prefix = ".\(out.lastPathComponent)\(kind)"
+                guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)) else { continue }
+                // kill(pid, 0) fails with ESRCH when no such process exists.
+                if kill(pid, 0) != 0 && errno == ESRCH { try? fm.removeItem(at: dir.appendingPathComponent(name)) }
+            }
         }
     }
 

@@ -155,6 +155,19 @@ struct ReportBuildTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: root.path).sorted() == ["report", "trace"])
     }
 
+    @Test func foldersOfKilledReportsAreCleared() throws {
+        let root = Self.scratch()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let trace = root.appendingPathComponent("trace")
+        try Self.writeTrace(in: trace, seed: 1)
+        // A pid no process has (beyond pid_max), and this process's parent, which is alive.
+        let dead = root.appendingPathComponent(".report.partial-\(Int32.max)"), alive = root.appendingPathComponent(".report.partial-\(getppid())")
+        for d in [dead, alive] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+        _ = try ReportBuilder.build(traces: [trace.path], output: root.appendingPathComponent("report").path, options: Self.cheap())
+        #expect(!FileManager.default.fileExists(atPath: dead.path))
+        #expect(FileManager.default.fileExists(atPath: alive.path))
+    }
+
     @Test func fullPreviewsNeedTheRunsModel() throws {
         let root = Self.scratch()
         defer { try? FileManager.default.removeItem(at: root) }
