@@ -1,7 +1,7 @@
 import Foundation
 import Tensors
 
-/// One pre-norm transformer layer of the CLIP text tower.
+/// One pre-norm transformer layer of a CLIP tower (causal in the text tower, not in the vision one).
 struct CLIPEncoderLayer {
     let norm1: LayerNorm
     let q, k, v, out: Linear
@@ -9,8 +9,10 @@ struct CLIPEncoderLayer {
     let fc1, fc2: Linear
     let heads: Int
     let quickGELU: Bool
+    let causal: Bool
 
-    init(_ w: WeightBinder, _ c: CLIPTextConfig) {
+    init(_ w: WeightBinder, _ c: CLIPTextConfig, causal: Bool = true) {
+        self.causal = causal
         let d = c.hiddenSize
         norm1 = LayerNorm(w.scoped("layer_norm1"), dim: d, eps: c.layerNormEps)
         q = Linear(w.scoped("self_attn.q_proj"), in: d, out: d)
@@ -26,7 +28,7 @@ struct CLIPEncoderLayer {
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {  // [B, T, D]
         let h = try norm1(x)
-        let a = try attention(q: q(h), k: k(h), v: v(h), heads: heads, causal: true)  // [B, T, D]
+        let a = try attention(q: q(h), k: k(h), v: v(h), heads: heads, causal: causal)  // [B, T, D]
         let x1 = try add(x, out(a))
         let m = try fc1(norm2(x1))  // [B, T, I]
         if quickGELU { quickGeluInPlace(m) } else { geluInPlace(m) }  // m is ours: no second [B, T, I] buffer

@@ -1,0 +1,79 @@
+import Checkpoints
+import Foundation
+import Tensors
+
+/// A whole CLIP (transformers `CLIPModel`): text and vision towers with their projections into
+/// one embedding space — what scores a picture against a phrase. Loads a Hugging Face folder
+/// (config.json with text_config, vision_config and projection_dim; model.safetensors or
+/// pytorch_model.bin), fp32 or fp16.
+public final class CLIPModel {
+    public let text: CLIPTextModel
+    public let vision: CLIPVisionModel
+    public let projectionDim: Int
+    /// The token that ends a text; its position's state is the text's pooled output.
+    public let eosTokenID: Int32
+    let textProjection: Linear  // [P, Dt], no bias
+    let visualProjection: Linear  // [P, Dv], no bias
+
+    public init(_ w: WeightBinder, text: CLIPTextConfig, vision: CLIPVisionConfig, projectionDim: Int, eosTokenID: Int32 = 49407) {
+        self.text = CLIPTextModel(w.scoped("text_model"), config: text)
+        self.vision = CLIPVisionModel(w.scoped("vision_model"), config: vision)
+        self.projectionDim = projectionDim
+        self.eosTokenID = eosTokenID
+        textProjection = Linear(w.scoped("text_projection"), in: text.hiddenSize, out: projectionDim, bias: false)
+        visualProjection = Linear(w.scoped("visual_projection"), in: vision.hiddenSize, out: projectionDim, bias: false)
+    }
+
+    /// Loads a Hugging Face CLIPModel folder.
+    public static func load(_ path: String, precision: Precision = .fp32) throws -> CLIPModel {
+        let root = URL(fileURLWithPath: path)
+        let configURL = root.appendingPathComponent("config.json")
+        guard let data = try? Data(contentsOf: configURL),
+              let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let t = o["text_config"] as? [String: Any], let v = o["vision_config"] as? [String: Any]
+        else { throw WeightLoadError(description: "\(configURL.path): expected a CLIPModel config.json (text_config and vision_config)") }
+        let textConfig = try CLIPTextConfig(json: JSONSerialization.data(withJSONObject: t), source: configURL.path)
+        let visionConfig = try CLIPVisionConfig(v, source: configURL.path)
+        let projection = (o["projection_dim"] as? NSNumber)?.intValue ?? 768
+        let eos = Int32((t["eos_token_id"] as? NSNumber)?.intValue ?? 49407)
+        let weights = ["model.safetensors", "pytorch_model.bin"].map { root.appendingPathComponent($0).path }
+            .first { FileManager.default.fileExists(atPath: $0) }
+        guard let file = weights else { throw WeightLoadError(description: "\(path): no model.safetensors or pytorch_model.bin") }
+        let binder = WeightBinder(source: ArchiveWeights(try Checkpoint.open(file)), precision: precision)
+        let model = CLIPModel(binder, text: textConfig, vision: visionConfig, projectionDim: projection, eosTokenID: eos)
+        _ = try binder.finish(model: "CLIP", ignoringUnused: { $0 == "logit_scale" || $0.hasSuffix("position_ids") })
+        return model
+    }
+
+    /// Image embeddings (transformers' `get_image_features`), [B, P], for preprocessed pixels [B, 3, S, S].
+    public func imageEmbeddings(_ pixels: Tensor) throws -> Tensor {
+        try visualProjection(vision.pooled(pixels))  // [B, P]
+    }
+
+    /// Text embeddings (transformers' `get_text_features`), [B, P]: the final-normed state at each
+    /// text's first end token, projected.
+    public func textEmbeddings(_ ids: [[Int32]]) throws -> Tensor {
+        let h = try text.lastHiddenState(ids)  // [B, T, D]
+        let (b, t, d) = (h.shape[0], h.shape[1], h.shape[2])
+        let pooled = Tensor(uninitializedShape: [b, d])  // [B, D]
+        for (i, row) in ids.enumerated() {
+            guard let e = row.firstIndex(of: eosTokenID) else { throw TensorError("CLIP text: sequence \(i) has no end token \(eosTokenID)") }
+            pooled.pointer.advanced(by: i * d).update(from: h.pointer + (i * t + e) * d, count: d)
+        }
+        return try textProjection(pooled)  // [B, P]
+    }
+}
+
+/// Cosine similarity of each row of `a` [N, P] with each row of `b` [M, P] → [N][M].
+public func cosineSimilarities(_ a: Tensor, _ b: Tensor) -> [[Float]] {
+    let p = a.shape[1]
+    func row(_ t: Tensor, _ i: Int) -> [Double] { (0..<p).map { Double(t.pointer[i * p + $0]) } }
+    func norm(_ v: [Double]) -> Double { v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+    return (0..<a.shape[0]).map { i in
+        let x = row(a, i), nx = norm(x)
+        return (0..<b.shape[0]).map { j in
+            let y = row(b, j), dot = zip(x, y).reduce(0) { $0 + $1.0 * $1.1 }
+            return Float(dot / max(nx * norm(y), 1e-12))
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Checkpoints
+import Foundation
+import Tensors
+import TestSupport
+import Testing
+@testable import Models
+
+/// The Swift CLIPModel against transformers' on a tiny random one (Tools/reference/make_clip_fixtures.py).
+@Suite("CLIP model parity")
+struct CLIPModelParityTests {
+    static let ids: [[Int32]] = [
+        [998, 5, 17, 230] + [Int32](repeating: 999, count: 73),
+        [998, 640] + [Int32](repeating: 999, count: 75),
+    ]
+
+    @Test func imageAndTextEmbeddingsMatchTransformers() throws {
+        try BLAS.load()
+        let model = try CLIPModel.load(Fixtures.path("tiny-clip"))
+        let expected = try SafeTensorsFile(path: Fixtures.path("tiny-clip/expected.safetensors"))
+        let pixels = try expected.tensor("pixel_values")  // [2, 3, 32, 32]
+        expectClose(try model.vision.lastHiddenState(pixels), try expected.tensor("vision_last_hidden_state"), relTol: 1e-4, "vision states")
+        expectClose(try model.imageEmbeddings(pixels), try expected.tensor("image_embeds"), relTol: 1e-4, "image embeddings")
+        expectClose(try model.textEmbeddings(Self.ids), try expected.tensor("text_embeds"), relTol: 1e-4, "text embeddings")
+    }
+
+    @Test func fp16WeightsStayClose() throws {
+        try BLAS.load()
+        let model = try CLIPModel.load(Fixtures.path("tiny-clip"), precision: .fp16)
+        let expected = try SafeTensorsFile(path: Fixtures.path("tiny-clip/expected.safetensors"))
+        expectClose(try model.imageEmbeddings(try expected.tensor("pixel_values")), try expected.tensor("image_embeds"), relTol: 1e-2, "fp16 image embeddings")
+    }
+
+    @Test func wrongImageSizeAndMissingEndTokenAreErrors() throws {
+        try BLAS.load()
+        let model = try CLIPModel.load(Fixtures.path("tiny-clip"))
+        #expect(throws: TensorError.self) { try model.imageEmbeddings(Tensor(zeros: [1, 3, 16, 16])) }
+        #expect(throws: TensorError.self) { try model.textEmbeddings([[998, 5, 6]]) }
+        #expect(throws: WeightLoadError.self) { try CLIPModel.load(Fixtures.path("tiny-sd")) }
+    }
+}

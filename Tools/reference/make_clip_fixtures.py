@@ -1,0 +1,49 @@
+"""A tiny random transformers CLIPModel (text + vision towers with projections) and its outputs,
+for the Swift CLIP's parity test (Tests/Fixtures/tiny-clip, committed; CI needs no Python).
+
+    /work/venv/bin/python Tools/reference/make_clip_fixtures.py
+"""
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import CLIPConfig, CLIPModel
+
+OUT = Path(__file__).resolve().parents[2] / "Tests" / "Fixtures" / "tiny-clip"
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    # A small vocabulary keeps the file small; ids stay below it, eos is its last id.
+    text = dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+                bos_token_id=998, eos_token_id=999, pad_token_id=999)
+    vision = dict(image_size=32, patch_size=8, num_channels=3, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=3, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    # Random init leaves some weights at exact zeros/ones; perturb so every path is exercised.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    OUT.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(OUT), safe_serialization=True)
+    g = torch.Generator().manual_seed(1)
+    pixels = torch.randn(2, 3, 32, 32, generator=g)
+    ids = torch.full((2, 77), 999, dtype=torch.long)
+    ids[0, :5] = torch.tensor([998, 5, 17, 230, 999])
+    ids[1, :3] = torch.tensor([998, 640, 999])
+    with torch.no_grad():
+        image_embeds = model.get_image_features(pixel_values=pixels)
+        text_embeds = model.get_text_features(input_ids=ids)
+        vision_states = model.vision_model(pixel_values=pixels).last_hidden_state
+    if not isinstance(image_embeds, torch.Tensor):  # transformers 5 may return an output object
+        image_embeds, text_embeds = image_embeds.pooler_output, text_embeds.pooler_output
+    save_file({"pixel_values": pixels.contiguous(), "input_ids": ids.to(torch.int32).contiguous(),
+               "image_embeds": image_embeds.contiguous(), "text_embeds": text_embeds.contiguous(),
+               "vision_last_hidden_state": vision_states.contiguous()},
+              str(OUT / "expected.safetensors"))
+    print(OUT, image_embeds.shape, text_embeds.shape)
+
+
+if __name__ == "__main__":
+    main()
