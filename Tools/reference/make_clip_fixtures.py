@@ -43,6 +43,29 @@ def main() -> None:
                "vision_last_hidden_state": vision_states.contiguous()},
               str(OUT / "expected.safetensors"))
     print(OUT, image_embeds.shape, text_embeds.shape)
+    preprocessing()
+
+
+def preprocessing() -> None:
+    """CLIPImageProcessor (its Pillow path) on synthetic images: a 300x200 landscape at the real
+    224 size (downscaling, antialiased), and at size 64 a 128x128 square and a 97x411 portrait."""
+    import numpy as np
+    from PIL import Image
+    try:
+        from transformers import CLIPImageProcessorPil as Processor
+    except ImportError:  # older transformers: the Pillow path is the only one
+        from transformers import CLIPImageProcessor as Processor
+    rng = np.random.default_rng(3)
+    cases = {}
+    for name, (w, h, size) in {"landscape": (300, 200, 224), "square": (128, 128, 64), "portrait": (97, 411, 64)}.items():
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) % 64 * 4], axis=-1)
+        img = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)   # [H, W, 3]
+        proc = Processor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+        px = proc(images=Image.fromarray(img), return_tensors="pt")["pixel_values"]  # [1, 3, S, S]
+        cases[f"{name}_rgb"] = torch.from_numpy(img)  # uint8 [H, W, 3]
+        cases[f"{name}_pixels"] = px.to(torch.float16)
+    save_file({k: v.contiguous() for k, v in cases.items()}, str(OUT / "preprocessing.safetensors"))
 
 
 if __name__ == "__main__":

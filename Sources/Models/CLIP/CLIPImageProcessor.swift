@@ -1,0 +1,105 @@
+import Foundation
+import Tensors
+
+/// transformers' `CLIPImageProcessor` (its Pillow path): the shortest side resized to 224 with
+/// Pillow's bicubic (antialiased when shrinking), a centre crop of 224 × 224, then /255 and
+/// CLIP's mean and std. Pillow's 8-bit resampling is followed exactly (fixed-point coefficients,
+/// a horizontal then a vertical pass, each rounded to 8 bits), so the pixels match Pillow's.
+public struct CLIPImageProcessor: Sendable {
+    public var size = 224
+    public var crop = 224
+    public var mean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public var std: [Float] = [0.26862954, 0.26130258, 0.27577711]
+    public init(size: Int = 224) { (self.size, self.crop) = (size, size) }
+
+    /// `rgb`: row-major 8-bit RGB, height × width × 3 → pixel values [1, 3, crop, crop].
+    public func callAsFunction(rgb: [UInt8], width: Int, height: Int) throws -> Tensor {
+        guard width > 0, height > 0, rgb.count == width * height * 3 else {
+            throw TensorError("CLIP preprocessing: \(rgb.count) bytes for a \(width)×\(height) RGB image")
+        }
+        // transformers' get_resize_output_image_size: the short side to `size`, the long one scaled and truncated.
+        let (w, h) = width <= height ? (size, Int(Double(size) * Double(height) / Double(width))) : (Int(Double(size) * Double(width) / Double(height)), size)
+        let resized = Self.resample(rgb, width: width, height: height, toWidth: w, toHeight: h)  // [h, w, 3]
+        guard w >= crop, h >= crop else { throw TensorError("CLIP preprocessing: \(w)×\(h) is smaller than the \(crop) crop") }
+        let top = (h - crop) / 2, left = (w - crop) / 2
+        let out = Tensor(uninitializedShape: [1, 3, crop, crop])  // [1, 3, S, S]
+        for c in 0..<3 {
+            let scale = 1 / std[c], shift = mean[c]
+            for y in 0..<crop {
+                for x in 0..<crop {
+                    let v = Float(resized[((top + y) * w + left + x) * 3 + c]) * Float(1.0 / 255.0)
+                    out.pointer[(c * crop + y) * crop + x] = (v - shift) * scale
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: Pillow's resampling (Resample.c), bicubic, 8 bits per channel
+
+    static let precisionBits = 32 - 8 - 2
+
+    /// Pillow's bicubic kernel (a = −0.5).
+    static func bicubic(_ x: Double) -> Double {
+        let a = -0.5, x = abs(x)
+        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+        if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
+        return 0
+    }
+
+    /// For each output index: the first input index and the fixed-point weights.
+    static func coefficients(input: Int, output: Int) -> [(start: Int, weights: [Int])] {
+        let scale = Double(input) / Double(output)
+        let filterScale = max(scale, 1)
+        let support = 2.0 * filterScale
+        return (0..<output).map { x in
+            let centre = (Double(x) + 0.5) * scale
+            let lo = max(Int(centre - support + 0.5), 0)
+            let hi = min(Int(centre + support + 0.5), input)
+            var w = (lo..<hi).map { bicubic((Double($0) - centre + 0.5) / filterScale) }
+            let total = w.reduce(0, +)
+            if total != 0 { w = w.map { $0 / total } }
+            let one = Double(1 << precisionBits)
+            return (lo, w.map { $0 < 0 ? Int(-0.5 + $0 * one) : Int(0.5 + $0 * one) })
+        }
+    }
+
+    static func clip8(_ v: Int) -> UInt8 {
+        let s = v >> precisionBits
+        return UInt8(clamping: max(0, min(255, s)))
+    }
+
+    /// Horizontal then vertical pass, as Pillow does, each rounded to 8 bits.
+    static func resample(_ src: [UInt8], width: Int, height: Int, toWidth: Int, toHeight: Int) -> [UInt8] {
+        var img = src, w = width
+        if toWidth != width {
+            let k = coefficients(input: width, output: toWidth)
+            var out = [UInt8](repeating: 0, count: toWidth * height * 3)  // [H, W', 3]
+            for y in 0..<height {
+                for (x, c) in k.enumerated() {
+                    for ch in 0..<3 {
+                        var s = 1 << (precisionBits - 1)
+                        for (i, wt) in c.weights.enumerated() { s += Int(img[(y * w + c.start + i) * 3 + ch]) * wt }
+                        out[(y * toWidth + x) * 3 + ch] = clip8(s)
+                    }
+                }
+            }
+            (img, w) = (out, toWidth)
+        }
+        if toHeight != height {
+            let k = coefficients(input: height, output: toHeight)
+            var out = [UInt8](repeating: 0, count: w * toHeight * 3)  // [H', W', 3]
+            for (y, c) in k.enumerated() {
+                for x in 0..<w {
+                    for ch in 0..<3 {
+                        var s = 1 << (precisionBits - 1)
+                        for (i, wt) in c.weights.enumerated() { s += Int(img[((c.start + i) * w + x) * 3 + ch]) * wt }
+                        out[(y * w + x) * 3 + ch] = clip8(s)
+                    }
+                }
+            }
+            img = out
+        }
+        return img
+    }
+}
