@@ -883,6 +883,13 @@ def stage_export(args) -> bool:
         "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]})
     clip.to(torch.float16).save_pretrained(str(clip_dir))
     copy_tokenizer(clip_dir)
+    # How the CLIP saw images in training (tk.to_pixels: x / 127.5 - 1), as transformers'
+    # CLIPImageProcessor reads it: mean = std = 0.5 at the tower's size.
+    tk.write_json_atomic(clip_dir / "preprocessor_config.json", {
+        "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_center_crop": True, "do_convert_rgb": True,
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+        "image_processor_type": "CLIPImageProcessor", "image_std": [0.5, 0.5, 0.5], "resample": 3,
+        "rescale_factor": 1 / 255, "size": {"shortest_edge": IMAGE_SIZE}})
     emb_dir.mkdir(parents=True, exist_ok=True)
     embs = sorted((work / "ti").glob("*.pt")) if (work / "ti").exists() else []
     unet_digest = require_done(work, "unet")["digest"]

@@ -77,3 +77,47 @@ public func cosineSimilarities(_ a: Tensor, _ b: Tensor) -> [[Float]] {
         }
     }
 }
+
+/// A CLIPModel with its tokenizer and preprocessing: scores 8-bit RGB images against phrases.
+public final class CLIPScorer {
+    public let model: CLIPModel
+    public let tokenizer: CLIPTokenizer
+    public let processor: CLIPImageProcessor
+
+    /// A Hugging Face CLIPModel folder whose tokenizer files (vocab.json + merges.txt, or
+    /// tokenizer.json) sit beside the weights (or in `tokenizer/`).
+    public init(folder path: String, precision: Precision = .fp32) throws {
+        model = try CLIPModel.load(path, precision: precision)
+        let root = URL(fileURLWithPath: path)
+        let sub = root.appendingPathComponent("tokenizer")
+        tokenizer = try CLIPTokenizer(folder: FileManager.default.fileExists(atPath: sub.path) ? sub : root)
+        processor = try Self.processor(root.appendingPathComponent("preprocessor_config.json"), imageSize: model.vision.config.imageSize)
+    }
+
+    /// transformers' preprocessor_config.json when present (the size, crop, mean and std a model
+    /// was trained with); else OpenAI CLIP's at the vision tower's size.
+    static func processor(_ url: URL, imageSize: Int) throws -> CLIPImageProcessor {
+        var p = CLIPImageProcessor(size: imageSize)
+        guard let data = try? Data(contentsOf: url) else { return p }
+        guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw WeightLoadError(description: "\(url.path): not JSON")
+        }
+        if let s = (o["size"] as? [String: Any])?["shortest_edge"] as? Int { p.size = s }
+        if let c = (o["crop_size"] as? [String: Any])?["height"] as? Int { p.crop = c }
+        if let m = o["image_mean"] as? [NSNumber], m.count == 3 { p.mean = m.map(\.floatValue) }
+        if let s = o["image_std"] as? [NSNumber], s.count == 3 { p.std = s.map(\.floatValue) }
+        guard p.crop == imageSize else { throw WeightLoadError(description: "\(url.path): crop \(p.crop) but the vision tower takes \(imageSize)") }
+        return p
+    }
+
+    /// Text embeddings of phrases, [N, P].
+    public func textEmbeddings(_ phrases: [String]) throws -> Tensor {
+        let positions = model.text.config.maxPositions
+        return try model.textEmbeddings(phrases.map { tokenizer.encode($0, length: positions) })
+    }
+
+    /// An image's embedding [1, P] (row-major 8-bit RGB).
+    public func imageEmbedding(rgb: [UInt8], width: Int, height: Int) throws -> Tensor {
+        try model.imageEmbeddings(processor(rgb: rgb, width: width, height: height))
+    }
+}

@@ -1,0 +1,74 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import Models
+import Reports
+import Tensors
+
+struct Clip: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "CLIP similarity of a run's x̂₀ at every K-th evaluation with its prompt, phrases and negative prompt (stored in the trace); or of an image with phrases.")
+
+    @Option(name: .long, help: "A Hugging Face CLIPModel folder (default: the embedded model's, Assets/demo-clip).")
+    var clipModel: String?
+
+    @Option(name: .long, help: "Score this PNG instead of a trace.")
+    var image: String?
+
+    @Option(name: .long, help: "Extra phrases, separated by ';'.")
+    var phrases: String?
+
+    @Option(name: .long, help: "Measure every K-th evaluation (the last is always measured).")
+    var every = 1
+
+    @Option(name: .long, help: "Decode x̂₀ with this model's VAE instead of the one run.json names.")
+    var model: String?
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    @Argument(help: "Trace folders (generate --trace), or sweep folders.")
+    var traces: [String] = []
+
+    func run() throws {
+        try BLAS.load()
+        let clipPath: String
+        do { clipPath = try clipModel ?? DefaultModel.clipPath() } catch { throw CLIError("--clip-model: \(error)") }
+        let scorer: CLIPScorer
+        do { scorer = try CLIPScorer(folder: clipPath) } catch { throw CLIError("--clip-model \(clipPath): \(error)") }
+        let extra = (phrases ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if let image {
+            guard !extra.isEmpty else { throw CLIError("--phrases: give the phrases to score the image against") }
+            let rgb: RGBImageBytes
+            do { let p = try readPNG(image); rgb = (p.pixels, p.width, p.height) } catch { throw CLIError("--image \(image): \(error)") }
+            let emb = try scorer.imageEmbedding(rgb: rgb.0, width: rgb.1, height: rgb.2)  // [1, P]
+            let cos = cosineSimilarities(emb, try scorer.textEmbeddings(extra))[0]
+            let norm = (0..<emb.count).reduce(0.0) { $0 + Double(emb.pointer[$1] * emb.pointer[$1]) }.squareRoot()
+            if json {
+                let o: [String: Any] = ["image": image, "clip_model": clipPath, "image_embedding_norm": norm,
+                                        "phrases": zip(extra, cos).map { ["phrase": $0.0, "cosine": Double($0.1)] }]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            } else {
+                print("\(image) (image embedding norm \(String(format: "%.3f", norm)))")
+                for (p, c) in zip(extra, cos) { print(String(format: "  %.4f  %@", c, p)) }
+            }
+            return
+        }
+        let folders = traces.flatMap(TraceWordMaps.traceFolders)
+        guard !folders.isEmpty else { throw CLIError("give trace folders, or --image FILE.png") }
+        let bar = ProgressBar(label: "clip")
+        for folder in folders {
+            do {
+                let t = try ReportTrace(directory: folder)
+                let modelPath = try model ?? (FileManager.default.fileExists(atPath: t.modelPath) ? t.modelPath : DefaultModel.modelPath())
+                let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
+                let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
+                try s.write(into: folder, clipModel: clipPath)
+                print("\(folder): \(s.evaluations.count) measurements, \(String(format: "%.2f", s.secondsPerMeasurement)) s each; final:")
+                for (l, v) in zip(s.labels, s.similarity.last ?? []) { print(String(format: "  %.4f  %@", v, l)) }
+            } catch let e as CLIError { throw e } catch { throw CLIError("\(folder): \(error)") }
+        }
+    }
+}
+
+typealias RGBImageBytes = ([UInt8], Int, Int)
