@@ -1,4 +1,5 @@
 import Analysis
+import Checkpoints
 import Diffusion
 import Foundation
 import Imaging
@@ -168,6 +169,7 @@ extension ReportBuilder {
             try pdf.page(width: matrix.width + 60, height: matrix.height + 60) { try matrix.draw($0, x: 30, y: 30) }
         }
         try embeddingsSection(traces: traces, options: options, page: &page, pdf: pdf, path: path)
+        try clipSection(traces: traces, page: &page, pdf: pdf, path: path)
         page.section("time", "Attention over time", note: "Each row is normalised over its own evaluations, so a word whose attention fades shows it. The share is a word's attention summed over the image, over all the prompt's words (start and end tokens left out).", timeHTML)
         page.section("overlap", "Where words overlap", note: "Two subjects that land on one region (both numbers high) are the first sign of a merge; `pareidolia merge` follows a pair evaluation by evaluation.", overlapHTML)
         try finish(page: page, pdf: pdf, dir: dir)
@@ -222,6 +224,41 @@ extension ReportBuilder {
         }
         for f in pdfFigures { try pdf.page(width: f.width + 60, height: f.height + 60) { try f.draw($0, x: 30, y: 30) } }
         page.section("embeddings", "Embeddings — why two subjects might merge", note: "Where the textual-inversion vectors sit, and whether their subjects' attention lands on one region.", html)
+    }
+
+    /// When `pareidolia clip` has measured the trace: each phrase's CLIP similarity over the steps,
+    /// phrases that fall or never rise flagged, and the final ranking.
+    static func clipSection(traces: [ReportTrace], page: inout HTMLPage, pdf: PDFDocument, path: (String) -> String) throws {
+        var html = ""
+        for t in traces {
+            let dir = URL(fileURLWithPath: t.directory)
+            guard let data = try? Data(contentsOf: dir.appendingPathComponent("clip.json")),
+                  let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let labels = o["labels"] as? [String], let evals = o["evaluations"] as? [Int],
+                  let file = try? SafeTensorsFile(path: dir.appendingPathComponent("clip.safetensors").path),
+                  let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count
+            else { continue }
+            let series = labels.indices.map { l in evals.indices.map { Double(sim.pointer[$0 * labels.count + l]) } }
+            var chart = LineChart(title: "CLIP similarity of x̂₀ with each phrase\(traces.count > 1 ? " — seed \(t.seed)" : "")",
+                                  xTitle: "evaluation", yTitle: "cosine", xs: evals.map { Double($0 + 1) },
+                                  series: labels.indices.map { LineChart.Series(label: labels[$0], values: series[$0], dashed: $0 == 0) })
+            let all = series.flatMap { $0 }
+            chart.yRange = ((all.min() ?? 0) - 0.05)...((all.max() ?? 1) + 0.05)
+            let suffix = traces.count > 1 ? "-\(t.seed)" : ""
+            try chart.writePNG(to: path("clip\(suffix).png"))
+            try pdf.page(width: chart.width + 60, height: chart.height + 60) { try chart.draw($0, x: 30, y: 30) }
+            // Lost: ends well below its best; never rose: ends no higher than it started.
+            let rows = labels.indices.sorted { (series[$0].last ?? 0) > (series[$1].last ?? 0) }.map { l -> String in
+                let s = series[l], last = s.last ?? 0, best = s.max() ?? 0, first = s.first ?? 0
+                let flag = last < best - 0.05 ? "lost on the way (best \(String(format: "%.3f", best)) at evaluation \(evals[s.firstIndex(of: best) ?? 0] + 1))"
+                    : last <= first + 0.01 ? "never rose" : ""
+                return "<tr><td>\(HTMLPage.escape(labels[l]))</td><td>\(String(format: "%.3f", last))</td><td>\(HTMLPage.escape(flag))</td></tr>"
+            }
+            html += HTMLPage.figure("clip\(suffix).png", alt: "CLIP similarity per phrase over the evaluations")
+                + "<table><tr><th>phrase</th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
+        }
+        guard !html.isEmpty else { return }
+        page.section("clip", "Which parts of the prompt the picture kept", note: "CLIP similarity (pareidolia clip) of x̂₀, decoded with the run's VAE, with the whole prompt (dashed) and each phrase; the table ranks them at the end.", html)
     }
 
     static func finish(page: HTMLPage, pdf: PDFDocument, dir: URL) throws {
