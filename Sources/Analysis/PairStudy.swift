@@ -45,11 +45,7 @@ public struct PairStudy {
                 throw Failure(description: "the run's model is not there (pass --model)")
             }
             let sd = try StableDiffusionModel.load(path, vaeEncoder: false, fast: [])
-            let files = (run["embeddings"] as? [[String: Any]] ?? []).compactMap { e -> String? in
-                guard let trigger = e["trigger"] as? String, let file = e["file"] as? String else { return nil }
-                return "\(trigger)=\(file)"
-            }
-            let embeddings = try files.map { try EmbeddingLoader.load($0, tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
+            let embeddings = try Self.recordedEmbeddings(run).map { try EmbeddingLoader.load($0, tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
             let triggers = Set(embeddings.map(\.trigger))
             let words = [a, b].filter { !triggers.contains($0) }
             let study = try EmbeddingStudy(model: sd, embeddings: embeddings, words: words, top: 1, prompt: prompt, classes: [])
@@ -63,6 +59,14 @@ public struct PairStudy {
         }
         self.note = note
         verdict = MergeVerdict(a: a, b: b, timelines: timelines, inputCosine: inputCos, contextualCosine: contextCos, context: context)
+    }
+
+    /// The `--embedding` files a run used, as `trigger=FILE` specs (run.json's `embeddings`).
+    public static func recordedEmbeddings(_ run: [String: Any]) -> [String] {
+        (run["embeddings"] as? [[String: Any]] ?? []).compactMap { e in
+            guard let trigger = e["trigger"] as? String, let file = e["file"] as? String else { return nil }
+            return "\(trigger)=\(file)"
+        }
     }
 
     static func runJSON(_ folder: String) throws -> [String: Any] {

@@ -13,6 +13,9 @@ public struct TraceWordMaps {
     public let maps: [[[Float]]]
     public let height: Int, width: Int
     public var evaluations: Int { maps.first?.count ?? 0 }
+    /// The start token's and the first end token's maps per evaluation, [evaluation][h·w]: DAAM
+    /// shows them apart from the words (the start token soaks up most of the attention).
+    public let specialMaps: [(label: String, maps: [[Float]])]
 
     public struct Failure: Error, CustomStringConvertible { public let description: String }
 
@@ -61,6 +64,12 @@ public struct TraceWordMaps {
             }
         }
         (height, width) = (h, w)
+        let start = tokens.first { ($0["id"] as? Int) == 49406 }?["position"] as? Int
+        let end = tokens.first { ($0["id"] as? Int) == 49407 }?["position"] as? Int
+        specialMaps = [("start token", start), ("end token", end)].compactMap { label, p in
+            guard let p, p < t else { return nil }
+            return (label, (0..<e).map { ev in Array(UnsafeBufferPointer(start: cross.pointer + (ev * t + p) * h * w, count: h * w)) })
+        }
     }
 
     /// The first word labelled `label` (case-insensitive), its index.

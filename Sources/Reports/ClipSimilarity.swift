@@ -39,7 +39,7 @@ public struct ClipSimilarity {
         let start = Date()
         for (i, e) in evals.enumerated() {
             let z = try trace.x0(at: e)  // [1, 4, h, w]
-            let image = try RGBImage(tensor: withLargeBlocksMapped { try vae.decode(scale(z, 1 / vae.config.scalingFactor)) })  // [1, 3, H, W]
+            let image = try RGBImage(tensor: vae.decodeUNetLatent(z))  // [1, 3, H, W]
             let emb = try scorer.imageEmbedding(rgb: image.pixels, width: image.width, height: image.height)  // [1, P]
             rows.append(cosineSimilarities(emb, text)[0])
             progress(i + 1, evals.count)
@@ -53,12 +53,7 @@ public struct ClipSimilarity {
         let t = Tensor(uninitializedShape: [similarity.count, labels.count])  // [K, L]
         for (k, row) in similarity.enumerated() { for (l, v) in row.enumerated() { t.pointer[k * labels.count + l] = v } }
         let dir = URL(fileURLWithPath: directory)
-        let tmp = dir.appendingPathComponent(".clip.safetensors.\(getpid()).tmp")
-        try SafeTensorsWriter.write(["similarity": t], to: tmp.path)
-        guard rename(tmp.path, dir.appendingPathComponent("clip.safetensors").path) == 0 else {
-            unlink(tmp.path)
-            throw ReportError("\(directory): cannot write clip.safetensors")
-        }
+        try SafeTensorsWriter.write(["similarity": t], to: dir.appendingPathComponent("clip.safetensors").path)
         let json: [String: Any] = ["labels": labels, "kinds": kinds, "evaluations": evaluations, "clip_model": clipModel,
                                    "seconds_per_measurement": secondsPerMeasurement]
         try AtomicFile.write(JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),

@@ -37,7 +37,7 @@ public struct DenoisingFrames {
                 x0.append(LatentPreview.rgb(z))
             case .full:
                 guard let vae else { throw ReportError("--previews full needs the run's VAE") }
-                let image = try withLargeBlocksMapped { try vae.decode(scale(z, 1 / vae.config.scalingFactor)) }  // [1, 3, H, W]
+                let image = try vae.decodeUNetLatent(z)  // [1, 3, H, W]
                 x0.append(try RGBImage(tensor: image))
                 progress(e + 1, trace.evaluations)
             }

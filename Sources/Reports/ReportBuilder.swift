@@ -105,11 +105,11 @@ public enum ReportBuilder {
     }
 
     /// The model a trace's x̂₀ is decoded with.
-    static func modelPath(for t: ReportTrace, override: String?) throws -> String {
+    public static func modelPath(for t: ReportTrace, override: String?) throws -> String {
         if let override { return override }
         let fm = FileManager.default
         if !t.modelPath.isEmpty, fm.fileExists(atPath: t.modelPath) { return t.modelPath }
-        if let d = try? DefaultModel.modelPath(), ModelHashCache.hash(d) == t.modelHash { return d }
+        if let d = try? DefaultModel.modelPath(), ModelHash.shortHash(of: d) == t.modelHash { return d }
         throw ReportError("\(t.directory)/run.json: its model \(t.modelPath.isEmpty ? "(none recorded)" : t.modelPath) is not there; pass --model PATH to decode x̂₀ with another copy, or --previews cheap")
     }
 
@@ -152,18 +152,5 @@ public enum ReportBuilder {
         } else {
             try fm.moveItem(at: work, to: out)
         }
-    }
-}
-
-/// Model hashes, computed once per path (hashing reads the whole file).
-enum ModelHashCache {
-    nonisolated(unsafe) static var cache: [String: String] = [:]
-    static let lock = NSLock()
-    static func hash(_ path: String) -> String? {
-        lock.lock(); defer { lock.unlock() }
-        if let h = cache[path] { return h }
-        let h = ModelHash.shortHash(of: path)
-        if let h { cache[path] = h }
-        return h
     }
 }

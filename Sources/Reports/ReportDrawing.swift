@@ -115,8 +115,10 @@ extension ReportBuilder {
         // Start and end tokens, apart from the words (per-word normalised).
         var special = ""
         for (ti, t) in traces.enumerated() {
-            guard let maps = t.wordMaps, !t.specialMaps.isEmpty, let base = t.image ?? frames[ti].x0.last else { continue }
-            let heats = HeatMaps.wordHeatMaps(words: t.specialMaps.map { ($0.label, []) }, maps: t.specialMaps.map(\.maps),
+            guard let maps = t.wordMaps, !maps.specialMaps.isEmpty, let base = t.image ?? frames[ti].x0.last else { continue }
+            // As many evaluations as the trace holds x̂₀ for.
+            let tokens = maps.specialMaps.map { ($0.label, Array($0.maps.prefix(t.x0.shape[0]))) }
+            let heats = HeatMaps.wordHeatMaps(words: tokens.map { ($0.0, []) }, maps: tokens.map(\.1),
                                               latentWidth: maps.width, latentHeight: maps.height, imageWidth: t.width, imageHeight: t.height,
                                               normalisation: .perWord)
             for (k, heat) in heats.enumerated() {
@@ -182,19 +184,16 @@ extension ReportBuilder {
     static func embeddingsSection(traces: [ReportTrace], options: ReportOptions, page: inout HTMLPage, pdf: PDFDocument,
                                   path: (String) -> String) throws {
         let first = traces[0]
-        let recorded = (first.run["embeddings"] as? [[String: Any]] ?? []).compactMap { e -> (String, String)? in
-            guard let t = e["trigger"] as? String, let f = e["file"] as? String else { return nil }
-            return (t, f)
-        }
+        let recorded = PairStudy.recordedEmbeddings(first.run)
         guard !recorded.isEmpty else { return }
         let study: EmbeddingStudy
         do {
             let modelPath = try ReportBuilder.modelPath(for: first, override: options.model)
             let sd = try StableDiffusionModel.load(modelPath, vaeEncoder: false, fast: [])
-            let embeddings = try recorded.map { try EmbeddingLoader.load("\($0.0)=\($0.1)", tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
+            let embeddings = try recorded.map { try EmbeddingLoader.load($0, tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
             study = try EmbeddingStudy(model: sd, embeddings: embeddings, top: 8, prompt: first.prompt, classes: [])
         } catch {
-            page.section("embeddings", "Embeddings", note: "The run used \(recorded.map(\.0).joined(separator: ", ")), but they could not be studied: \(error)", "")
+            page.section("embeddings", "Embeddings", note: "The run used \(recorded.map { $0.split(separator: "=")[0] }.joined(separator: ", ")), but they could not be studied: \(error)", "")
             return
         }
         var html = ""

@@ -27,9 +27,6 @@ public struct ReportTrace {
     public let wordMaps: TraceWordMaps?
     /// The decoded image (image.png), nil if the run stopped before it.
     public let image: RGBImage?
-    /// The start token's and the first end token's maps per evaluation (DAAM shows them apart from
-    /// the words: the start token soaks up most of the attention).
-    public let specialMaps: [(label: String, maps: [[Float]])]
 
     public init(directory: String) throws {
         self.directory = directory
@@ -73,18 +70,6 @@ public struct ReportTrace {
         guard evaluations > 0 else { throw ReportError("\(directory): the trace holds no evaluations") }
         let hasAttention = FileManager.default.fileExists(atPath: dir.appendingPathComponent("attention.safetensors").path)
         wordMaps = hasAttention ? try TraceWordMaps(directory: directory) : nil
-        var special: [(String, [[Float]])] = []
-        if hasAttention, let cross = try? SafeTensorsFile(path: dir.appendingPathComponent("attention.safetensors").path).tensors["cross"]?.float32(),
-           cross.rank == 4 {
-            let (t, hw) = (cross.shape[1], cross.shape[2] * cross.shape[3])
-            let start = tokens.first { ($0["id"] as? Int) == 49406 }?["position"] as? Int
-            let end = tokens.first { ($0["id"] as? Int) == 49407 }?["position"] as? Int
-            for (label, p) in [("start token", start), ("end token", end)] {
-                guard let p, p < t else { continue }
-                special.append((label, (0..<min(stored, cross.shape[0])).map { e in Array(UnsafeBufferPointer(start: cross.pointer + (e * t + p) * hw, count: hw)) }))
-            }
-        }
-        specialMaps = special
         let imagePath = dir.appendingPathComponent("image.png").path
         image = FileManager.default.fileExists(atPath: imagePath) ? try readPNG(imagePath) : nil
     }

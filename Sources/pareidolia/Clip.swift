@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import Imaging
 import Models
 import Reports
 import Tensors
@@ -39,9 +40,9 @@ struct Clip: ParsableCommand {
         let extra = (phrases ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         if let image {
             guard !extra.isEmpty else { throw CLIError("--phrases: give the phrases to score the image against") }
-            let rgb: RGBImageBytes
-            do { let p = try readPNG(image); rgb = (p.pixels, p.width, p.height) } catch { throw CLIError("--image \(image): \(error)") }
-            let emb = try scorer.imageEmbedding(rgb: rgb.0, width: rgb.1, height: rgb.2)  // [1, P]
+            let picture: RGBImage
+            do { picture = try readPNG(image) } catch { throw CLIError("--image \(image): \(error)") }
+            let emb = try scorer.imageEmbedding(rgb: picture.pixels, width: picture.width, height: picture.height)  // [1, P]
             let cos = cosineSimilarities(emb, try scorer.textEmbeddings(extra))[0]
             let norm = (0..<emb.count).reduce(0.0) { $0 + Double(emb.pointer[$1] * emb.pointer[$1]) }.squareRoot()
             if json {
@@ -60,7 +61,7 @@ struct Clip: ParsableCommand {
         for folder in folders {
             do {
                 let t = try ReportTrace(directory: folder)
-                let modelPath = try model ?? (FileManager.default.fileExists(atPath: t.modelPath) ? t.modelPath : DefaultModel.modelPath())
+                let modelPath = try ReportBuilder.modelPath(for: t, override: model)
                 let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
                 let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
                 try s.write(into: folder, clipModel: clipPath)
@@ -70,5 +71,3 @@ struct Clip: ParsableCommand {
         }
     }
 }
-
-typealias RGBImageBytes = ([UInt8], Int, Int)

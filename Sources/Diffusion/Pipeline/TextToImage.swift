@@ -139,9 +139,7 @@ public final class TextToImagePipeline {
             model.releaseResidentWeights(.unet)
             releaseCachedMemory()
         }
-        let image = try withLargeBlocksMapped {  // the decoder's working set, not the heap's high-water mark
-            try model.vae.decode(scale(x, 1 / model.vae.config.scalingFactor))  // [1, 3, H, W]
-        }
+        let image = try model.vae.decodeUNetLatent(x)  // [1, 3, H, W]
         return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
     }
 

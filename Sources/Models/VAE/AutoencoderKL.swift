@@ -21,6 +21,13 @@ public final class AutoencoderKL {
         return try decoder(z)
     }
 
+    /// A latent as the UNet and samplers hold it (scaled by `scalingFactor`) → image [B, 3, H, W],
+    /// with large blocks mapped so the decoder's working set is returned to the system afterwards
+    /// rather than kept as the heap's high-water mark.
+    public func decodeUNetLatent(_ latent: Tensor) throws -> Tensor {
+        try withLargeBlocksMapped { try decode(scale(latent, 1 / config.scalingFactor)) }
+    }
+
     /// The posterior's mean and log-variance (clamped to [-30, 20] as diffusers does), each [B, 4, H/8, W/8].
     public func encode(_ x: Tensor) throws -> (mean: Tensor, logVariance: Tensor) {
         guard let encoder else { throw TensorError("VAE: the encoder was not loaded") }
