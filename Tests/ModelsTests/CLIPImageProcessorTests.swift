@@ -25,16 +25,17 @@ struct CLIPImageProcessorTests {
         var worst: Float = 0
         for i in 0..<got.count { worst = max(worst, abs(got.pointer[i] - expected.pointer[i])) }
         // Within one 8-bit level (the reference is stored in fp16: ≤ 0.002 of rounding on top).
-        if name == "portrait" {
-            // Pillow 13.0's wheel resamples this one (both sides shrunk, taller than wide) vertical
-            // pass first — emulating that gives 0 difference — while Pillow's Resample.c does the
-            // horizontal pass first, as here; its rule for the order is not known yet.
-            withKnownIssue("Pillow 13 chooses the pass order for some shrinking portraits") {
-                #expect(worst <= Self.level + 0.002, "\(name): max |diff| \(worst) vs one level \(Self.level)")
-            }
-        } else {
-            #expect(worst <= Self.level + 0.002, "\(name): max |diff| \(worst) vs one level \(Self.level)")
-        }
+        // The portrait is resampled vertical pass first (Pillow 13's order), the others horizontal first.
+        #expect(worst <= Self.level + 0.002, "\(name): max |diff| \(worst) vs one level \(Self.level)")
+    }
+
+    /// Pass orders Pillow 13.0 was seen to take (both orders computed, the one matching Pillow's
+    /// bytes recorded), at the boundary of the rule: the height shrinks by more than twice the width.
+    @Test(arguments: [((97, 411, 64, 271), true), ((411, 97, 271, 64), false), ((100, 200, 50, 99), true),
+                      ((100, 100, 50, 49), false), ((60, 60, 36, 10), true), ((60, 60, 35, 10), false),
+                      ((100, 100, 150, 50), true), ((100, 100, 120, 110), false), ((128, 128, 64, 64), false)])
+    func pillowPassOrder(_ sizes: (Int, Int, Int, Int), _ vertical: Bool) {
+        #expect(CLIPImageProcessor.verticalFirst(width: sizes.0, height: sizes.1, toWidth: sizes.2, toHeight: sizes.3) == vertical)
     }
 
     @Test func badInputIsAnError() {
