@@ -15,6 +15,13 @@ struct ResizeTests {
         expectClose(got, y, relTol: 1e-6, name)
     }
 
+    @Test("bilinear, antialias=True (shrinking a latent for CLIP, and upscaling)", arguments: ["antialias_down", "antialias_wide", "antialias_up"])
+    func antialiased(_ name: String) throws {
+        let y = try file.tensor("\(name).y")
+        let got = try resizeBilinearAntialiased(file.tensor("\(name).x"), height: y.shape[2], width: y.shape[3])
+        expectClose(got, y, relTol: 1e-6, name)
+    }
+
     @Test("nearest to an explicit size")
     func nearest() throws {
         let y = try file.tensor("nearest_size.y")
