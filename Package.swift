@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "pareidolia-bench",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Probes",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Probes", "Analysis", "Reports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "DiffusionTests", dependencies: ["Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "TestSupport", "CGif", "CCairo"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "Models", "Diffusion", "Probes", "TestSupport", "CGif", "CCairo"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

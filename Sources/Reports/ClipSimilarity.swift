@@ -8,7 +8,20 @@ import Tensors
 /// comma-separated phrases, the negative prompt and any extra phrases — when during denoising each
 /// part of the prompt is won or lost. Computed after the run from the stored x̂₀ (decoded with the
 /// run's VAE), stored in the trace as `clip.safetensors` (`similarity` [K, L]) with `clip.json`.
+///
+/// CLIP sees a picture only `size` pixels across (224 for ViT-L/14), so x̂₀ can be decoded from a
+/// latent first shrunk to `size`/8 on its short side (antialiased) instead of decoded whole and
+/// shrunk by the preprocessor: the VAE's cost falls with the square of the size. It is not the
+/// default: on the demo model (256-px runs, its 128-px CLIP) it moved cosines by 0.10 on average
+/// and up to 0.52 (`pareidolia-bench clip`), as the VAE draws a shrunk latent's small objects badly.
 public struct ClipSimilarity {
+    /// How x̂₀ is decoded for CLIP.
+    public enum Decode: String, CaseIterable, Sendable {
+        /// The whole latent, as the run's image (the preprocessor shrinks it).
+        case full
+        /// The latent shrunk to the CLIP's input size / 8 on its short side, when it is larger.
+        case reduced
+    }
     public let labels: [String]
     /// Which phrase each label is: "prompt", "phrase", "negative", "extra".
     public let kinds: [String]
@@ -16,6 +29,8 @@ public struct ClipSimilarity {
     /// similarity[k][l]: cosine of x̂₀ at evaluations[k] with labels[l].
     public let similarity: [[Float]]
     public let secondsPerMeasurement: Double
+    /// The decode used and the size of the picture CLIP's preprocessor was given.
+    public let decode: Decode, decodedHeight: Int, decodedWidth: Int
 
     /// The prompt's comma-separated phrases (A1111 emphasis brackets and weights removed).
     public static func phrases(of prompt: String) -> [String] {
@@ -24,8 +39,17 @@ public struct ClipSimilarity {
         return plain.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
+    /// The latent size decoded for CLIP: the run's, or its short side shrunk to ⌈size / factor⌉
+    /// (the long one in proportion, rounded) when `reduced` and that is smaller.
+    public static func latentSize(height h: Int, width w: Int, clipSize: Int, factor: Int = 8, decode: Decode) -> (height: Int, width: Int) {
+        let target = (clipSize + factor - 1) / factor, short = min(h, w)
+        guard decode == .reduced, target < short else { return (h, w) }
+        func scaled(_ n: Int) -> Int { n == short ? target : max(target, Int((Double(n) * Double(target) / Double(short)).rounded())) }
+        return (scaled(h), scaled(w))
+    }
+
     public init(trace: ReportTrace, scorer: CLIPScorer, vae: AutoencoderKL, every k: Int = 1, extra: [String] = [],
-                progress: (Int, Int) -> Void = { _, _ in }) throws {
+                decode: Decode = .full, progress: (Int, Int) -> Void = { _, _ in }) throws {
         guard k >= 1 else { throw ReportError("--every \(k): expected 1 or more") }
         var labels = [trace.prompt], kinds = ["prompt"]
         let parts = Self.phrases(of: trace.prompt)
@@ -35,17 +59,25 @@ public struct ClipSimilarity {
         let text = try scorer.textEmbeddings(labels)  // [L, P]
         var evals = Array(stride(from: k - 1, to: trace.evaluations, by: k))
         if evals.last != trace.evaluations - 1 { evals.append(trace.evaluations - 1) }  // always the last
-        var rows: [[Float]] = []
+        let size = Self.latentSize(height: trace.latentHeight, width: trace.latentWidth, clipSize: scorer.processor.size,
+                                   factor: vae.config.downFactor, decode: decode)
+        var rows: [[Float]] = [], pictureSize = (0, 0)
         let start = Date()
         for (i, e) in evals.enumerated() {
-            let z = try trace.x0(at: e)  // [1, 4, h, w]
-            let image = try RGBImage(tensor: vae.decodeUNetLatent(z))  // [1, 3, H, W]
+            var z = try trace.x0(at: e)  // [1, 4, h, w]
+            if size != (trace.latentHeight, trace.latentWidth) {
+                z = try resizeBilinearAntialiased(z, height: size.height, width: size.width)  // [1, 4, h', w']
+            }
+            let image = try RGBImage(tensor: vae.decodeUNetLatent(z))  // [1, 3, 8h', 8w']
+            pictureSize = (image.height, image.width)
             let emb = try scorer.imageEmbedding(rgb: image.pixels, width: image.width, height: image.height)  // [1, P]
             rows.append(cosineSimilarities(emb, text)[0])
             progress(i + 1, evals.count)
         }
         secondsPerMeasurement = Date().timeIntervalSince(start) / Double(max(1, evals.count))
         (self.labels, self.kinds, self.evaluations, self.similarity) = (labels, kinds, evals, rows)
+        let reduced = size != (trace.latentHeight, trace.latentWidth)
+        (self.decode, decodedHeight, decodedWidth) = (reduced ? .reduced : .full, pictureSize.0, pictureSize.1)
     }
 
     /// Writes clip.safetensors and clip.json into the trace folder (atomically, each).
@@ -55,7 +87,8 @@ public struct ClipSimilarity {
         let dir = URL(fileURLWithPath: directory)
         try SafeTensorsWriter.write(["similarity": t], to: dir.appendingPathComponent("clip.safetensors").path)
         let json: [String: Any] = ["labels": labels, "kinds": kinds, "evaluations": evaluations, "clip_model": clipModel,
-                                   "seconds_per_measurement": secondsPerMeasurement]
+                                   "seconds_per_measurement": secondsPerMeasurement, "decode": decode.rawValue,
+                                   "decoded_size": [decodedHeight, decodedWidth]]
         try AtomicFile.write(JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
                              to: dir.appendingPathComponent("clip.json").path)
     }

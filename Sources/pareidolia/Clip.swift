@@ -25,6 +25,9 @@ struct Clip: ParsableCommand {
     @Option(name: .long, help: "Decode x̂₀ with this model's VAE instead of the one run.json names.")
     var model: String?
 
+    @Option(name: .long, help: "full: decode x̂₀ whole, as the image (default); reduced: from a latent shrunk to the CLIP's input size (224 px for ViT-L: 4–7× cheaper, but on the demo model cosines moved by 0.10 on average, see docs/TRACE.md).")
+    var decode = "full"
+
     @Flag(name: .long, help: "Print JSON.")
     var json = false
 
@@ -55,19 +58,30 @@ struct Clip: ParsableCommand {
             }
             return
         }
+        guard let mode = ClipSimilarity.Decode(rawValue: decode) else { throw CLIError("--decode \(decode): expected reduced or full") }
         let folders = traces.flatMap(TraceWordMaps.traceFolders)
         guard !folders.isEmpty else { throw CLIError("give trace folders, or --image FILE.png") }
         let bar = ProgressBar(label: "clip")
+        var results: [[String: Any]] = []
         for folder in folders {
             do {
                 let t = try ReportTrace(directory: folder)
                 let modelPath = try ReportBuilder.modelPath(for: t, override: model)
                 let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
-                let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
-                try s.write(into: folder, clipModel: clipPath)
-                print("\(folder): \(s.evaluations.count) measurements, \(String(format: "%.2f", s.secondsPerMeasurement)) s each; final:")
-                for (l, v) in zip(s.labels, s.similarity.last ?? []) { print(String(format: "  %.4f  %@", v, l)) }
+                let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra, decode: mode) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
+                try s.write(into: folder, clipModel: URL(fileURLWithPath: clipPath).standardizedFileURL.path)
+                if json {
+                    results.append(["trace": folder, "evaluations": s.evaluations, "decode": s.decode.rawValue,
+                                    "decoded_size": [s.decodedHeight, s.decodedWidth], "seconds_per_measurement": s.secondsPerMeasurement,
+                                    "final": zip(s.labels, zip(s.kinds, s.similarity.last ?? [])).map { ["label": $0.0, "kind": $0.1.0, "cosine": Double($0.1.1)] }])
+                } else {
+                    print("\(folder): \(s.evaluations.count) measurements (\(s.decode.rawValue) decode, \(s.decodedWidth)×\(s.decodedHeight)), \(String(format: "%.2f", s.secondsPerMeasurement)) s each; final:")
+                    for (l, v) in zip(s.labels, s.similarity.last ?? []) { print(String(format: "  %.4f  %@", v, l)) }
+                }
             } catch let e as CLIError { throw e } catch { throw CLIError("\(folder): \(error)") }
+        }
+        if json {
+            print(String(decoding: try JSONSerialization.data(withJSONObject: ["clip_model": clipPath, "traces": results], options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
         }
     }
 }

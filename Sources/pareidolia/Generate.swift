@@ -4,6 +4,7 @@ import Foundation
 import Imaging
 import Models
 import Probes
+import Reports
 import Tensors
 
 struct Generate: ParsableCommand {
@@ -67,6 +68,15 @@ struct Generate: ParsableCommand {
     @Flag(name: .long, help: "Also record the conditional and unconditional noise predictions.")
     var traceEps = false
 
+    @Option(name: .long, help: "After the run, measure the CLIP similarity of x̂₀ with the prompt and its phrases into the trace (needs --trace), with this Hugging Face CLIPModel folder; as `pareidolia clip`.")
+    var clipModel: String?
+
+    @Option(name: .long, help: "With --clip-model: measure every K-th evaluation (the last is always measured).")
+    var clipEvery = 1
+
+    @Option(name: .long, help: "With --clip-model: extra phrases, separated by ';'.")
+    var clipPhrases: String?
+
     @Option(name: .long, help: "How weights are held: fp32, fp16 or bf16 (16 bits: half the memory; sums stay fp32).")
     var precision = "fp32"
 
@@ -104,6 +114,8 @@ struct Generate: ParsableCommand {
         }
         options.attention = attentionMode
         options.eps = traceEps
+        if clipModel != nil && trace == nil { throw CLIError("--clip-model: give --trace DIR too (the similarity is stored in the trace)") }
+        guard clipEvery >= 1 else { throw CLIError("--clip-every \(clipEvery): expected 1 or more") }
         let seedList = try chosenSeeds()
         if seed == nil && seeds == nil { print("seed\(seedList.count == 1 ? "" : "s"): \(seedList.map(String.init).joined(separator: ", "))") }
 
@@ -133,6 +145,9 @@ struct Generate: ParsableCommand {
         for (spec, e) in zip(embedding, embeddings) where unused.contains(e.trigger) {
             FileHandle.standardError.write(Data("warning: --embedding \(spec): its trigger '\(e.trigger)' appears nowhere in the prompt or the negative prompt, so it changes nothing\n".utf8))
         }
+        // Loaded before the run, so a bad CLIP folder stops it before any work.
+        let scorer: CLIPScorer?
+        do { scorer = try clipModel.map { try CLIPScorer(folder: $0) } } catch { throw CLIError("--clip-model \(clipModel ?? ""): \(error)") }
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let modelHash = ModelHash.shortHash(of: model)
         let pipeline = TextToImagePipeline(model: loaded)
@@ -182,7 +197,22 @@ struct Generate: ParsableCommand {
                 if let e = recorder.lastError { throw CLIError("--trace: \(e)") }
             }
             print("wrote \(imagePath)" + (recorder.map { " and the trace in \($0.directory.path)" } ?? ""))
+            if let scorer, let clipModel, let recorder { try measureClip(scorer, clipModel, trace: recorder.directory.path, vae: loaded.vae) }
         }
+    }
+
+    /// `pareidolia clip` on the trace just written, with the run's own VAE.
+    func measureClip(_ scorer: CLIPScorer, _ clipModel: String, trace: String, vae: AutoencoderKL) throws {
+        let extra = (clipPhrases ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let bar = ProgressBar(label: "clip")
+        do {
+            let s = try ClipSimilarity(trace: ReportTrace(directory: trace), scorer: scorer, vae: vae, every: clipEvery, extra: extra) {
+                bar.tick(label: "clip", done: $0, total: $1)
+            }
+            try s.write(into: trace, clipModel: URL(fileURLWithPath: clipModel).standardizedFileURL.path)
+            let final = zip(s.labels, s.similarity.last ?? []).map { String(format: "%.3f %@", $0.1, $0.0) }.joined(separator: "; ")
+            print("CLIP similarity, \(s.evaluations.count) measurements (\(String(format: "%.2f", s.secondsPerMeasurement)) s each), final: \(final)")
+        } catch { throw CLIError("--clip-model: \(error)") }
     }
 
     func chosenSeeds() throws -> [UInt64] {

@@ -2,7 +2,17 @@
 for the Swift CLIP's parity test (Tests/Fixtures/tiny-clip, committed; CI needs no Python).
 
     /work/venv/bin/python Tools/reference/make_clip_fixtures.py
+    /work/venv/bin/python Tools/reference/make_clip_fixtures.py --full-size DIR
+        Writes a random-weight CLIPModel of openai/clip-vit-large-patch14's architecture (ViT-L/14
+        at 224 px, SD 1.x's text tower, projection 768) with the SD tokenizer files and the
+        CLIPImageProcessor defaults into DIR: what `pareidolia-bench clip` times at 512 px.
+    /work/venv/bin/python Tools/reference/make_clip_fixtures.py --demo
+        transformers' CLIPModel (Assets/demo-clip, its own preprocessor_config.json) on the two
+        demo-model pictures in Tests/Fixtures/demo-clip: each phrase's cosine and the image
+        embedding's norm, as `pareidolia clip --image` must print them (demo-clip/scores.json).
 """
+import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -68,5 +78,60 @@ def preprocessing() -> None:
     save_file({k: v.contiguous() for k, v in cases.items()}, str(OUT / "preprocessing.safetensors"))
 
 
+def full_size(out: Path) -> None:
+    from transformers import CLIPImageProcessor
+    torch.manual_seed(0)
+    text = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
+    vision = dict(image_size=224, patch_size=14, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                  num_attention_heads=16, hidden_act="quick_gelu")
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=768)).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(str(out))
+    tokenizer = Path(__file__).resolve().parents[2] / "Tests" / "Fixtures" / "tiny-sd" / "tokenizer"
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        if (tokenizer / name).exists():
+            shutil.copy(tokenizer / name, out / name)
+    print(out, sum(p.numel() for p in model.parameters()), "parameters")
+
+
+DEMO_PHRASES = ["a red circle to the left of a blue square", "striped background", "two small yellow stars",
+                "a purple triangle", "a green star on a dotted background"]
+
+
+def demo() -> None:
+    import json
+    from PIL import Image
+    from transformers import CLIPTokenizer
+    try:
+        from transformers import CLIPImageProcessorPil as Processor
+    except ImportError:
+        from transformers import CLIPImageProcessor as Processor
+    root = Path(__file__).resolve().parents[2]
+    folder, fixtures = root / "Assets" / "demo-clip", root / "Tests" / "Fixtures" / "demo-clip"
+    model = CLIPModel.from_pretrained(str(folder)).float().eval()
+    processor, tokenizer = Processor.from_pretrained(str(folder)), CLIPTokenizer.from_pretrained(str(folder))
+    ids = tokenizer(DEMO_PHRASES, padding="max_length", max_length=77, return_tensors="pt")
+    scores = {}
+    with torch.no_grad():
+        text = model.get_text_features(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
+        text = getattr(text, "pooler_output", text)
+        for name in ("square.png", "wide.png"):
+            pixels = processor(images=Image.open(fixtures / name).convert("RGB"), return_tensors="pt")["pixel_values"]
+            image = model.get_image_features(pixel_values=pixels)
+            image = getattr(image, "pooler_output", image)
+            cos = torch.nn.functional.cosine_similarity(image, text)
+            scores[name] = {"image_embedding_norm": image.norm().item(),
+                            "cosines": {p: c.item() for p, c in zip(DEMO_PHRASES, cos)}}
+    (fixtures / "scores.json").write_text(json.dumps(scores, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(scores, indent=1))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--full-size":
+        full_size(Path(sys.argv[2]))
+    elif len(sys.argv) == 2 and sys.argv[1] == "--demo":
+        demo()
+    else:
+        main()

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Analysis
+import Models
+import Reports
+import Tensors
+
+/// What CLIP similarity costs per measurement, and what decoding x̂₀ from a shrunk latent costs in
+/// similarity: every trace measured both ways (`pareidolia clip --decode full|reduced`), each
+/// difference in cosine over every evaluation and label, and whether the final ranking changes.
+struct ClipBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clip",
+        abstract: "CLIP similarity of traces with x̂₀ decoded whole and from a shrunk latent: seconds per measurement and the cosines' differences.")
+
+    @Option(help: "A Hugging Face CLIPModel folder.")
+    var clipModel: String
+
+    @Option(help: "Measure every K-th evaluation.")
+    var every = 1
+
+    @Option(help: "Decode with this model's VAE instead of the one each run.json names.")
+    var model: String?
+
+    @Argument(help: "Trace folders (generate --trace), or sweep folders. Nothing is written into them.")
+    var traces: [String]
+
+    func run() throws {
+        try BLAS.load()
+        let scorer = try CLIPScorer(folder: clipModel)
+        var table = Table(columns: ["trace", "latent", "reduced to", "full s", "reduced s", "ratio", "max |Δcos|", "mean |Δcos|", "same final order"])
+        var worst = 0.0, sum = 0.0, count = 0, sameOrder = 0
+        let folders = traces.flatMap(TraceWordMaps.traceFolders)
+        for folder in folders {
+            let t = try ReportTrace(directory: folder)
+            let vae = try StableDiffusionModel.loadVAEDecoder(try ReportBuilder.modelPath(for: t, override: model))
+            let full = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .full)
+            let reduced = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .reduced)
+            var traceWorst = 0.0, traceSum = 0.0, n = 0
+            for (a, b) in zip(full.similarity, reduced.similarity) {
+                for (x, y) in zip(a, b) { traceWorst = max(traceWorst, Double(abs(x - y))); traceSum += Double(abs(x - y)); n += 1 }
+            }
+            func order(_ s: ClipSimilarity) -> [Int] { (s.similarity.last ?? []).enumerated().sorted { $0.element > $1.element }.map(\.offset) }
+            let same = order(full) == order(reduced)
+            (worst, sum, count, sameOrder) = (max(worst, traceWorst), sum + traceSum, count + n, sameOrder + (same ? 1 : 0))
+            table.add([URL(fileURLWithPath: folder).lastPathComponent, "\(t.latentWidth)×\(t.latentHeight)",
+                       "\(reduced.decodedWidth / 8)×\(reduced.decodedHeight / 8)", fmt(full.secondsPerMeasurement, 3),
+                       fmt(reduced.secondsPerMeasurement, 3), fmt(reduced.secondsPerMeasurement / full.secondsPerMeasurement, 2),
+                       String(format: "%.4f", traceWorst), String(format: "%.4f", traceSum / Double(max(1, n))), same ? "yes" : "no"])
+        }
+        print("CLIP \(clipModel) (input \(scorer.processor.size) px), every \(every); OpenBLAS \(BLAS.coreName), \(Parallel.workers) threads")
+        print("full: x̂₀ decoded whole, shrunk by the preprocessor; reduced: decoded from a latent shrunk (antialiased) to the CLIP's size / 8")
+        print(table.render())
+        print(String(format: "all %d traces: max |Δcos| %.4f, mean %.4f; final ranking unchanged in %d of %d", folders.count, worst,
+                     sum / Double(max(1, count)), sameOrder, folders.count))
+    }
+}
