@@ -123,11 +123,12 @@ public final class Canvas {
     public enum Alignment { case left, centre, right }
 
     /// Draws text with Pango at (x, y) = top left of its box (or top centre / top right), wrapped
-    /// at `maxWidth` (or ellipsized to one line when `oneLine`); returns the box's size.
+    /// at `maxWidth` (or ellipsized to one line when `oneLine`, to `maxLines` lines when given);
+    /// returns the box's size.
     @discardableResult
     public func text(_ s: String, x: Double, y: Double, font: Font = .body, colour: Colour = .ink, maxWidth: Double? = nil,
-                     align: Alignment = .left, oneLine: Bool = false, markup: Bool = false) -> (width: Double, height: Double) {
-        let layout = makeLayout(s, font: font, maxWidth: maxWidth, align: align, oneLine: oneLine, markup: markup)
+                     align: Alignment = .left, oneLine: Bool = false, maxLines: Int? = nil, markup: Bool = false) -> (width: Double, height: Double) {
+        let layout = makeLayout(s, font: font, maxWidth: maxWidth, align: align, oneLine: oneLine, maxLines: maxLines, markup: markup)
         defer { g_object_unref(UnsafeMutableRawPointer(layout)) }
         var w: Int32 = 0, h: Int32 = 0
         pango_layout_get_pixel_size(layout, &w, &h)
@@ -146,8 +147,9 @@ public final class Canvas {
     }
 
     /// The size `text` would take.
-    public func measure(_ s: String, font: Font = .body, maxWidth: Double? = nil, oneLine: Bool = false, markup: Bool = false) -> (width: Double, height: Double) {
-        let layout = makeLayout(s, font: font, maxWidth: maxWidth, align: .left, oneLine: oneLine, markup: markup)
+    public func measure(_ s: String, font: Font = .body, maxWidth: Double? = nil, oneLine: Bool = false, maxLines: Int? = nil,
+                        markup: Bool = false) -> (width: Double, height: Double) {
+        let layout = makeLayout(s, font: font, maxWidth: maxWidth, align: .left, oneLine: oneLine, maxLines: maxLines, markup: markup)
         defer { g_object_unref(UnsafeMutableRawPointer(layout)) }
         var w: Int32 = 0, h: Int32 = 0
         pango_layout_get_pixel_size(layout, &w, &h)
@@ -164,7 +166,8 @@ public final class Canvas {
         cairo_restore(cr)
     }
 
-    private func makeLayout(_ s: String, font: Font, maxWidth: Double?, align: Alignment, oneLine: Bool, markup: Bool) -> OpaquePointer {
+    private func makeLayout(_ s: String, font: Font, maxWidth: Double?, align: Alignment, oneLine: Bool, maxLines: Int? = nil,
+                            markup: Bool) -> OpaquePointer {
         let layout = pango_cairo_create_layout(cr)!
         let desc = pango_font_description_from_string(font.description)
         pango_layout_set_font_description(layout, desc)
@@ -176,6 +179,8 @@ public final class Canvas {
                 pango_layout_set_ellipsize(layout, PANGO_ELLIPSIZE_END)
             } else {
                 pango_layout_set_wrap(layout, PANGO_WRAP_WORD_CHAR)
+                // A negative height is a line count: wrapped, then ellipsized after that many lines.
+                if let maxLines { pango_layout_set_height(layout, -Int32(maxLines)); pango_layout_set_ellipsize(layout, PANGO_ELLIPSIZE_END) }
             }
             pango_layout_set_alignment(layout, align == .left ? PANGO_ALIGN_LEFT : align == .centre ? PANGO_ALIGN_CENTER : PANGO_ALIGN_RIGHT)
         }

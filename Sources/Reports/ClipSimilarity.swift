@@ -28,7 +28,9 @@ public struct ClipSimilarity {
     public let evaluations: [Int]
     /// similarity[k][l]: cosine of x̂₀ at evaluations[k] with labels[l].
     public let similarity: [[Float]]
-    public let secondsPerMeasurement: Double
+    /// Wall time per measurement, and of it the decode's share (the rest is CLIP: preprocessing,
+    /// vision tower, cosines).
+    public let secondsPerMeasurement: Double, decodeSecondsPerMeasurement: Double
     /// The decode used and the size of the picture CLIP's preprocessor was given.
     public let decode: Decode, decodedHeight: Int, decodedWidth: Int
 
@@ -61,20 +63,23 @@ public struct ClipSimilarity {
         if evals.last != trace.evaluations - 1 { evals.append(trace.evaluations - 1) }  // always the last
         let size = Self.latentSize(height: trace.latentHeight, width: trace.latentWidth, clipSize: scorer.processor.size,
                                    factor: vae.config.downFactor, decode: decode)
-        var rows: [[Float]] = [], pictureSize = (0, 0)
+        var rows: [[Float]] = [], pictureSize = (0, 0), decoding = 0.0
         let start = Date()
         for (i, e) in evals.enumerated() {
             var z = try trace.x0(at: e)  // [1, 4, h, w]
             if size != (trace.latentHeight, trace.latentWidth) {
                 z = try resizeBilinearAntialiased(z, height: size.height, width: size.width)  // [1, 4, h', w']
             }
+            let decodeStart = Date()
             let image = try RGBImage(tensor: vae.decodeUNetLatent(z))  // [1, 3, 8h', 8w']
+            decoding += Date().timeIntervalSince(decodeStart)
             pictureSize = (image.height, image.width)
             let emb = try scorer.imageEmbedding(rgb: image.pixels, width: image.width, height: image.height)  // [1, P]
             rows.append(cosineSimilarities(emb, text)[0])
             progress(i + 1, evals.count)
         }
         secondsPerMeasurement = Date().timeIntervalSince(start) / Double(max(1, evals.count))
+        decodeSecondsPerMeasurement = decoding / Double(max(1, evals.count))
         (self.labels, self.kinds, self.evaluations, self.similarity) = (labels, kinds, evals, rows)
         let reduced = size != (trace.latentHeight, trace.latentWidth)
         (self.decode, decodedHeight, decodedWidth) = (reduced ? .reduced : .full, pictureSize.0, pictureSize.1)
@@ -87,7 +92,8 @@ public struct ClipSimilarity {
         let dir = URL(fileURLWithPath: directory)
         try SafeTensorsWriter.write(["similarity": t], to: dir.appendingPathComponent("clip.safetensors").path)
         let json: [String: Any] = ["labels": labels, "kinds": kinds, "evaluations": evaluations, "clip_model": clipModel,
-                                   "seconds_per_measurement": secondsPerMeasurement, "decode": decode.rawValue,
+                                   "seconds_per_measurement": secondsPerMeasurement,
+                                   "decode_seconds_per_measurement": decodeSecondsPerMeasurement, "decode": decode.rawValue,
                                    "decoded_size": [decodedHeight, decodedWidth]]
         try AtomicFile.write(JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]),
                              to: dir.appendingPathComponent("clip.json").path)

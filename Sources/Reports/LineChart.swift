@@ -1,7 +1,7 @@
 import Foundation
 
 /// Lines over the evaluations of a run: axes with nice ticks, light grid, a legend beside the plot
-/// whose labels are cut with an ellipsis rather than overlapping.
+/// whose labels wrap to two lines and are then cut with an ellipsis rather than overlapping.
 public struct LineChart: Figure {
     public struct Series {
         public var label: String
@@ -28,11 +28,18 @@ public struct LineChart: Figure {
         (self.title, self.xTitle, self.yTitle, self.xs, self.series) = (title, xTitle, yTitle, xs, series)
     }
 
-    static let legendWidth = 190.0
+    static let legendWidth = 230.0, padding = 10.0
+
+    /// Dashed when asked; past the palette's colours, every second round of them dotted, so two
+    /// lines of one colour still tell apart.
+    func dash(_ s: Series, _ i: Int) -> [Double] {
+        if s.dashed { return [6, 4] }
+        return ((s.colour ?? i) / Colour.series.count) % 2 == 1 ? [1.5, 3] : []
+    }
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
-        c.text(title, x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
-        let top = y + 30, left = x + 62, right = x + width - Self.legendWidth - 16, bottom = y + height - 46
+        c.text(title, x: x + Self.padding, y: y + Self.padding, font: .heading, maxWidth: width - 2 * Self.padding, oneLine: true)
+        let top = y + 30 + Self.padding, left = x + 62, right = x + width - Self.legendWidth - 16, bottom = y + height - 46
         let all = series.flatMap(\.values).filter(\.isFinite)
         let lo = yRange?.lowerBound ?? min(0, all.min() ?? 0)
         var hi = yRange?.upperBound ?? (all.max() ?? 1)
@@ -60,26 +67,27 @@ public struct LineChart: Figure {
         c.line(left, bottom, right, bottom, .muted)
         c.line(left, top, left, bottom, .muted)
         c.text(xTitle, x: (left + right) / 2, y: bottom + 24, font: .small, colour: .muted, align: .centre)
-        c.verticalText(yTitle, x: x + 12, y: (top + bottom) / 2)
+        c.verticalText(yTitle, x: x + 14, y: (top + bottom) / 2)
 
         for (i, s) in series.enumerated() {
             let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
             let pts = zip(xs, s.values).filter { $0.1.isFinite }.map { (px($0.0), py($0.1)) }
-            c.polyline(pts, colour, lineWidth: 2.2, dash: s.dashed ? [6, 4] : [])
+            c.polyline(pts, colour, lineWidth: 2.2, dash: dash(s, i))
             if pts.count == 1, let p = pts.first { c.circle(x: p.0, y: p.1, radius: 3, colour) }
         }
-        // Legend: one row per series, as many as fit.
-        let lx = right + 18
+        // Legend: one entry per series (up to two lines each), as many as fit.
+        let lx = right + 18, labelWidth = Self.legendWidth - 34 - Self.padding
         var ly = top
         for (i, s) in series.enumerated() {
-            if ly + 18 > bottom {
+            let h = c.measure(s.label, font: .small, maxWidth: labelWidth, maxLines: 2).height
+            if ly + h > bottom {
                 c.text("… \(series.count - i) more", x: lx, y: ly, font: .small, colour: .muted)
                 break
             }
             let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
-            c.polyline([(lx, ly + 8), (lx + 22, ly + 8)], colour, lineWidth: 3, dash: s.dashed ? [6, 4] : [])
-            c.text(s.label, x: lx + 30, y: ly, font: .small, maxWidth: Self.legendWidth - 34, oneLine: true)
-            ly += 20
+            c.polyline([(lx, ly + 8), (lx + 22, ly + 8)], colour, lineWidth: 3, dash: dash(s, i))
+            c.text(s.label, x: lx + 30, y: ly, font: .small, maxWidth: labelWidth, maxLines: 2)
+            ly += h + 6
         }
     }
 }

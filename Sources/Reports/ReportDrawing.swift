@@ -238,9 +238,11 @@ extension ReportBuilder {
                   let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count
             else { continue }
             let series = labels.indices.map { l in evals.indices.map { Double(sim.pointer[$0 * labels.count + l]) } }
+            let stored = o["kinds"] as? [String] ?? []
+            let kinds = stored.count == labels.count ? stored : labels.indices.map { $0 == 0 ? "prompt" : "phrase" }
             var chart = LineChart(title: "CLIP similarity of x̂₀ with each phrase\(traces.count > 1 ? " — seed \(t.seed)" : "")",
                                   xTitle: "evaluation", yTitle: "cosine", xs: evals.map { Double($0 + 1) },
-                                  series: labels.indices.map { LineChart.Series(label: labels[$0], values: series[$0], dashed: $0 == 0) })
+                                  series: labels.indices.map { LineChart.Series(label: Self.clipLegend(labels[$0], kind: kinds[$0]), values: series[$0], dashed: kinds[$0] == "prompt") })
             let all = series.flatMap { $0 }
             chart.yRange = ((all.min() ?? 0) - 0.05)...((all.max() ?? 1) + 0.05)
             let suffix = traces.count > 1 ? "-\(t.seed)" : ""
@@ -251,13 +253,24 @@ extension ReportBuilder {
                 let s = series[l], last = s.last ?? 0, best = s.max() ?? 0, first = s.first ?? 0
                 let flag = last < best - 0.05 ? "lost on the way (best \(String(format: "%.3f", best)) at evaluation \(evals[s.firstIndex(of: best) ?? 0] + 1))"
                     : last <= first + 0.01 ? "never rose" : ""
-                return "<tr><td>\(HTMLPage.escape(labels[l]))</td><td>\(String(format: "%.3f", last))</td><td>\(HTMLPage.escape(flag))</td></tr>"
+                let what = ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kinds[l]] ?? "phrase"
+                return "<tr><td>\(HTMLPage.escape(labels[l]))</td><td>\(what)</td><td>\(String(format: "%.3f", last))</td><td>\(HTMLPage.escape(flag))</td></tr>"
             }
             html += HTMLPage.figure("clip\(suffix).png", alt: "CLIP similarity per phrase over the evaluations")
-                + "<table><tr><th>phrase</th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
+                + "<table><tr><th>phrase</th><th></th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
         }
         guard !html.isEmpty else { return }
         page.section("clip", "Which parts of the prompt the picture kept", note: "CLIP similarity (pareidolia clip) of x̂₀, decoded with the run's VAE, with the whole prompt (dashed) and each phrase; the table ranks them at the end.", html)
+    }
+
+    /// A CLIP chart's legend entry: what the line measures against, then the text.
+    static func clipLegend(_ label: String, kind: String) -> String {
+        switch kind {
+        case "prompt": return "whole prompt"
+        case "negative": return "negative: \(label)"
+        case "extra": return "asked: \(label)"
+        default: return label
+        }
     }
 
     static func finish(page: HTMLPage, pdf: PDFDocument, dir: URL) throws {

@@ -71,13 +71,18 @@ struct ModelsBench: ParsableCommand {
 /// Runs Tools/reference/bench_torch.py (PyTorch through diffusers, same thread count) and reads
 /// its JSON; `extra` adds arguments (e.g. `--generate 20`).
 func runTorch(python: String, model: String, repeats: Int, latent: Int, extra: [String] = []) throws -> [String: Any] {
+    try runPythonBench(python: python, script: "bench_torch.py",
+                       arguments: ["--model", model, "--threads", "\(Parallel.workers)", "--repeats", "\(repeats)", "--latent", "\(latent)"] + extra)
+}
+
+/// Runs Tools/reference/SCRIPT with `--json OUT` added and returns what it wrote.
+func runPythonBench(python: String, script name: String, arguments: [String]) throws -> [String: Any] {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Tools/reference/bench_torch.py").path
+        .deletingLastPathComponent().appendingPathComponent("Tools/reference/\(name)").path
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-torch-\(getpid()).json")
     let p = Process()
     p.executableURL = URL(fileURLWithPath: python)
-    p.arguments = [script, "--model", model, "--threads", "\(Parallel.workers)", "--repeats", "\(repeats)",
-                   "--latent", "\(latent)", "--json", out.path] + extra
+    p.arguments = [script] + arguments + ["--json", out.path]
     try p.run()
     p.waitUntilExit()
     guard p.terminationStatus == 0, let data = try? Data(contentsOf: out),
