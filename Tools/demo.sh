@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: on the embedded Shapes-world model (Assets/demo-model, Tools/toyworld), a prompt with two
-# objects, the story's four-seed sweep, and the two look-alike characters; images, traces and reports
-# under Reports/demo/. Installs the system packages when missing and builds the CLI (release) first.
+# objects, the story's four-seed sweep, and the two look-alike characters; images, traces (with the
+# CLIP similarity of each phrase at every evaluation, by the demo's own CLIP) and reports under
+# Reports/demo/. Installs the system packages when missing and builds the CLI (release) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
@@ -15,12 +16,15 @@ run() {  # name, then generate's arguments
     rm -rf "${out:?}/$name"
     mkdir -p "$out/$name"
     echo "== $name: $*"
-    "$bin" generate --steps 20 --guidance 5 --output "$out/$name/image.png" --trace "$out/$name/trace" "$@"
+    "$bin" generate --steps 20 --guidance 5 --output "$out/$name/image.png" --trace "$out/$name/trace" \
+        --clip-model Assets/demo-clip "$@"
     "$bin" report "$out/$name/trace" --out "$out/$name/report"
 }
 start=$(date +%s)
-run two-objects --prompt "a red circle to the left of a blue square" --seed 1887838105
-run sweep --prompt "two small yellow stars and a purple triangle on a striped background" --seeds "$seeds"
+run two-objects --prompt "a red circle to the left of a blue square" --seed 1887838105 \
+    --clip-phrases "a red circle;a blue square;a blue circle"
+run sweep --prompt "two small yellow stars and a purple triangle on a striped background" --seeds "$seeds" \
+    --clip-phrases "two small yellow stars;a purple triangle;a striped background"
 run lookalikes --prompt "alex and cora side by side" --embedding alex --embedding cora --seeds "$seeds"
 run pair-token --prompt "alexcora side by side" --embedding alexcora --seeds "$seeds"
 run mixed-pair --prompt "alex and koko side by side" --embedding alex --embedding koko --seeds "$seeds"
@@ -45,6 +49,9 @@ cat > "$out/index.html" <<HTML
 <h2>Why two subjects merge: the same-class pair beside the mixed pair</h2>
 <div class="pair"><figure><img src="lookalikes/report/merge-alex-cora.png" alt="merge page, alex and cora"><figcaption>alex and cora</figcaption></figure>
 <figure><img src="mixed-pair/report/merge-alex-koko.png" alt="merge page, alex and koko"><figcaption>alex and koko</figcaption></figure></div>
+<h2>Which parts of the prompt the picture kept (CLIP similarity of x̂₀ at every evaluation)</h2>
+<div class="pair"><figure><img src="two-objects/report/clip.png" alt="CLIP similarity per phrase, two objects"><figcaption>two objects (a blue circle: a phrase the prompt did not ask for)</figcaption></figure>
+<figure><img src="sweep/report/clip-1887838105.png" alt="CLIP similarity per phrase, sweep seed 1887838105"><figcaption>the sweep, seed 1887838105</figcaption></figure></div>
 <h2>Where the embeddings sit</h2><pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/embeddings.txt")</pre>
 </body></html>
 HTML

@@ -57,9 +57,11 @@ extension ReportBuilder {
             gifFrames.append(GIFFrame(width: img.width, height: img.height, rgb: img.pixels,
                                       delayCentiseconds: e == evaluations - 1 ? lastFrameDelay : frameDelay))
             if e == evaluations - 1 {
-                try pdf.page(width: fig.width + 60, height: fig.height + 90) { c in
-                    c.text("Denoising — the last evaluation (the animation is denoising.gif)", x: 30, y: 24, font: .heading)
-                    try fig.draw(c, x: 30, y: 60)
+                // Wide enough for the heading even when a small run's frame is narrower.
+                try pdf.page(width: max(fig.width, 300) + 60, height: fig.height + 100) { c in
+                    c.text("Denoising — the last evaluation", x: 30, y: 24, font: .heading)
+                    c.text("every evaluation: denoising.gif", x: 30, y: 48, font: .small, colour: .muted)
+                    try fig.draw(c, x: 30, y: 70)
                 }
             }
         }
@@ -247,14 +249,26 @@ extension ReportBuilder {
             chart.yRange = ((all.min() ?? 0) - 0.05)...((all.max() ?? 1) + 0.05)
             let suffix = traces.count > 1 ? "-\(t.seed)" : ""
             try chart.writePNG(to: path("clip\(suffix).png"))
-            try pdf.page(width: chart.width + 60, height: chart.height + 60) { try chart.draw($0, x: 30, y: 30) }
             // Lost: ends well below its best; never rose: ends no higher than it started.
-            let rows = labels.indices.sorted { (series[$0].last ?? 0) > (series[$1].last ?? 0) }.map { l -> String in
+            let ranked = labels.indices.sorted { (series[$0].last ?? 0) > (series[$1].last ?? 0) }.map { l -> (label: String, what: String, last: Double, flag: String) in
                 let s = series[l], last = s.last ?? 0, best = s.max() ?? 0, first = s.first ?? 0
                 let flag = last < best - 0.05 ? "lost on the way (best \(String(format: "%.3f", best)) at evaluation \(evals[s.firstIndex(of: best) ?? 0] + 1))"
                     : last <= first + 0.01 ? "never rose" : ""
-                let what = ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kinds[l]] ?? "phrase"
-                return "<tr><td>\(HTMLPage.escape(labels[l]))</td><td>\(what)</td><td>\(String(format: "%.3f", last))</td><td>\(HTMLPage.escape(flag))</td></tr>"
+                return (labels[l], ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kinds[l]] ?? "phrase", last, flag)
+            }
+            let rows = ranked.map { r in
+                "<tr><td>\(HTMLPage.escape(r.label))</td><td>\(r.what)</td><td>\(String(format: "%.3f", r.last))</td><td>\(HTMLPage.escape(r.flag))</td></tr>"
+            }
+            // The PDF page: the chart, then the final ranking under it.
+            try pdf.page(width: chart.width + 60, height: chart.height + 80 + 18 * Double(ranked.count)) { c in
+                try chart.draw(c, x: 30, y: 30)
+                c.text("Final ranking", x: 40, y: chart.height + 34, font: Font(size: 13, bold: true))
+                for (i, r) in ranked.enumerated() {
+                    let y = chart.height + 56 + 18 * Double(i)
+                    c.text(String(format: "%.3f", r.last), x: 40, y: y, font: .small)
+                    c.text("\(r.label) (\(r.what))" + (r.flag.isEmpty ? "" : " — \(r.flag)"), x: 96, y: y, font: .small,
+                           colour: r.flag.isEmpty ? .ink : .muted, maxWidth: chart.width - 80, oneLine: true)
+                }
             }
             html += HTMLPage.figure("clip\(suffix).png", alt: "CLIP similarity per phrase over the evaluations")
                 + "<table><tr><th>phrase</th><th></th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"

@@ -51,7 +51,7 @@ struct Clip: ParsableCommand {
             if json {
                 let o: [String: Any] = ["image": image, "clip_model": clipPath, "image_embedding_norm": norm,
                                         "phrases": zip(extra, cos).map { ["phrase": $0.0, "cosine": Double($0.1)] }]
-                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+                print(String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
             } else {
                 print("\(image) (image embedding norm \(String(format: "%.3f", norm)))")
                 for (p, c) in zip(extra, cos) { print(String(format: "  %.4f  %@", c, p)) }
@@ -81,7 +81,7 @@ struct Clip: ParsableCommand {
             } catch let e as CLIError { throw e } catch { throw CLIError("\(folder): \(error)") }
         }
         if json {
-            print(String(decoding: try JSONSerialization.data(withJSONObject: ["clip_model": clipPath, "traces": results], options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
+            print(String(decoding: try JSONSerialization.data(withJSONObject: ["clip_model": clipPath, "traces": results], options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         }
     }
 }

@@ -34,6 +34,15 @@ struct TokenizerParityTests {
         #expect(checked == Self.cases.count)
     }
 
+    @Test("decode: words, and byte fragments of a character shown in hex")
+    func decodeShowsFragmentsInHex() {
+        let tokenizer = CLIPTokenizer()
+        #expect(tokenizer.decode(518) == ("the", true))  // "the</w>"
+        #expect(tokenizer.decode(513) == ("th", false))
+        #expect(tokenizer.decode(558) == ("<f0 9f>", false))  // "ðŁ": the first half of an emoji's bytes
+        #expect(tokenizer.decode(49406).text == "<|startoftext|>")
+    }
+
     @Test("diffusers tokenizer folder gives the same ids as the bundled vocabulary")
     func folderVocabulary() throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

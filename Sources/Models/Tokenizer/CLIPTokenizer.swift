@@ -64,7 +64,9 @@ public final class CLIPTokenizer: @unchecked Sendable {
         return ids
     }
 
-    /// Readable text of a token id and whether it ends a word.
+    /// Readable text of a token id and whether it ends a word. A token that is only part of a
+    /// character (byte-level BPE splits emoji and other multi-byte characters) is shown as its
+    /// bytes in hex, `<f0 9f>`, rather than as replacement characters.
     public func decode(_ id: Int32) -> (text: String, endsWord: Bool) {
         guard id >= 0, Int(id) < vocabulary.idToToken.count else { return ("", false) }
         var token = vocabulary.idToToken[Int(id)]
@@ -73,7 +75,8 @@ public final class CLIPTokenizer: @unchecked Sendable {
         if endsWord { token.removeLast(4) }
         var bytes: [UInt8] = []
         for ch in token.unicodeScalars { if let b = ByteEncoder.byteForScalar[ch] { bytes.append(b) } }
-        return (String(decoding: bytes, as: UTF8.self), endsWord)
+        if let text = String(validating: bytes, as: UTF8.self) { return (text, endsWord) }
+        return ("<" + bytes.map { String(format: "%02x", $0) }.joined(separator: " ") + ">", endsWord)
     }
 
     // MARK: - Text clean-up and pre-tokenising
