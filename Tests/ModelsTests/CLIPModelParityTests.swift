@@ -30,6 +30,17 @@ struct CLIPModelParityTests {
         expectClose(try model.imageEmbeddings(try expected.tensor("pixel_values")), try expected.tensor("image_embeds"), relTol: 1e-2, "fp16 image embeddings")
     }
 
+    /// The same weights as a float16 pytorch_model.bin (read by the safe unpickler) against
+    /// transformers on that file (tiny-clip-bin/expected.safetensors).
+    @Test func fp16PickleFolderMatchesTransformers() throws {
+        try BLAS.load()
+        let model = try CLIPModel.load(Fixtures.path("tiny-clip-bin"))
+        let inputs = try SafeTensorsFile(path: Fixtures.path("tiny-clip/expected.safetensors"))
+        let expected = try SafeTensorsFile(path: Fixtures.path("tiny-clip-bin/expected.safetensors"))
+        expectClose(try model.imageEmbeddings(try inputs.tensor("pixel_values")), try expected.tensor("image_embeds"), relTol: 1e-4, ".bin image embeddings")
+        expectClose(try model.textEmbeddings(Self.ids), try expected.tensor("text_embeds"), relTol: 1e-4, ".bin text embeddings")
+    }
+
     @Test func wrongImageSizeAndMissingEndTokenAreErrors() throws {
         try BLAS.load()
         let model = try CLIPModel.load(Fixtures.path("tiny-clip"))

@@ -6,6 +6,9 @@ for the Swift CLIP's parity test (Tests/Fixtures/tiny-clip, committed; CI needs 
         Writes a random-weight CLIPModel of openai/clip-vit-large-patch14's architecture (ViT-L/14
         at 224 px, SD 1.x's text tower, projection 768) with the SD tokenizer files and the
         CLIPImageProcessor defaults into DIR: what `pareidolia-bench clip` times at 512 px.
+    /work/venv/bin/python Tools/reference/make_clip_fixtures.py --bin
+        tiny-clip's weights again as a float16 pytorch_model.bin (torch.save's zip) in
+        Tests/Fixtures/tiny-clip-bin: the other file format and precision a CLIP folder may hold.
     /work/venv/bin/python Tools/reference/make_clip_fixtures.py --demo
         transformers' CLIPModel (Assets/demo-clip, its own preprocessor_config.json) on the two
         demo-model pictures in Tests/Fixtures/demo-clip: each phrase's cosine and the image
@@ -96,6 +99,24 @@ def full_size(out: Path) -> None:
     print(out, sum(p.numel() for p in model.parameters()), "parameters")
 
 
+def bin_copy() -> None:
+    from safetensors.torch import load_file
+    out = OUT.parent / "tiny-clip-bin"
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half().contiguous() for k, v in load_file(str(OUT / "model.safetensors")).items()}
+    torch.save(state, str(out / "pytorch_model.bin"))
+    shutil.copy(OUT / "config.json", out / "config.json")
+    # What transformers makes of that file, computed in float32 (the fp16 weights widened).
+    model = CLIPModel.from_pretrained(str(out), torch_dtype=torch.float32).eval()
+    expected = load_file(str(OUT / "expected.safetensors"))
+    with torch.no_grad():
+        image = model.get_image_features(pixel_values=expected["pixel_values"])
+        text = model.get_text_features(input_ids=expected["input_ids"].long())
+    image, text = getattr(image, "pooler_output", image), getattr(text, "pooler_output", text)
+    save_file({"image_embeds": image.contiguous(), "text_embeds": text.contiguous()}, str(out / "expected.safetensors"))
+    print(out, len(state), "tensors")
+
+
 DEMO_PHRASES = ["a red circle to the left of a blue square", "striped background", "two small yellow stars",
                 "a purple triangle", "a green star on a dotted background"]
 
@@ -131,6 +152,8 @@ def demo() -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--full-size":
         full_size(Path(sys.argv[2]))
+    elif len(sys.argv) == 2 and sys.argv[1] == "--bin":
+        bin_copy()
     elif len(sys.argv) == 2 and sys.argv[1] == "--demo":
         demo()
     else:
