@@ -34,6 +34,11 @@ public struct ClipSimilarity {
     /// The decode used and the size of the picture CLIP's preprocessor was given.
     public let decode: Decode, decodedHeight: Int, decodedWidth: Int
 
+    /// Phrases given on the command line, separated by ';' (blank ones dropped).
+    public static func listedPhrases(_ list: String?) -> [String] {
+        (list ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     /// The prompt's comma-separated phrases (A1111 emphasis brackets and weights removed).
     public static func phrases(of prompt: String) -> [String] {
         let plain = prompt.replacingOccurrences(of: #":[0-9.]+\)"#, with: ")", options: .regularExpression)

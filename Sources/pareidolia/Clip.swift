@@ -40,7 +40,7 @@ struct Clip: ParsableCommand {
         do { clipPath = try clipModel ?? DefaultModel.clipPath() } catch { throw CLIError("--clip-model: \(error)") }
         let scorer: CLIPScorer
         do { scorer = try CLIPScorer(folder: clipPath) } catch { throw CLIError("--clip-model \(clipPath): \(error)") }
-        let extra = (phrases ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let extra = ClipSimilarity.listedPhrases(phrases)
         if let image {
             guard !extra.isEmpty else { throw CLIError("--phrases: give the phrases to score the image against") }
             let picture: RGBImage
@@ -59,8 +59,8 @@ struct Clip: ParsableCommand {
             return
         }
         guard let mode = ClipSimilarity.Decode(rawValue: decode) else { throw CLIError("--decode \(decode): expected reduced or full") }
-        let folders = traces.flatMap(TraceWordMaps.traceFolders)
-        guard !folders.isEmpty else { throw CLIError("give trace folders, or --image FILE.png") }
+        guard !traces.isEmpty else { throw CLIError("give trace folders, or --image FILE.png") }
+        let folders = try traceFolders(traces)
         let bar = ProgressBar(label: "clip")
         var results: [[String: Any]] = []
         for folder in folders {

@@ -203,7 +203,7 @@ struct Generate: ParsableCommand {
 
     /// `pareidolia clip` on the trace just written, with the run's own VAE.
     func measureClip(_ scorer: CLIPScorer, _ clipModel: String, trace: String, vae: AutoencoderKL) throws {
-        let extra = (clipPhrases ?? "").split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let extra = ClipSimilarity.listedPhrases(clipPhrases)
         let bar = ProgressBar(label: "clip")
         do {
             let s = try ClipSimilarity(trace: ReportTrace(directory: trace), scorer: scorer, vae: vae, every: clipEvery, extra: extra) {

@@ -25,8 +25,7 @@ struct Merge: ParsableCommand {
     func run() throws {
         let names = pair.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         guard names.count == 2, !names[0].isEmpty, !names[1].isEmpty else { throw CLIError("--pair \(pair): expected two words, A,B") }
-        let folders = traces.flatMap(TraceWordMaps.traceFolders)
-        guard !folders.isEmpty else { throw CLIError("\(traces.joined(separator: " ")): no trace (a folder with run.json) found") }
+        let folders = try traceFolders(traces)
         try BLAS.load()
         let study: PairStudy
         do { study = try PairStudy(folders: folders, a: names[0], b: names[1], threshold: threshold, model: model) } catch { throw CLIError("\(error)") }

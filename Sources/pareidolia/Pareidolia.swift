@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Foundation
 import Models
@@ -14,6 +15,15 @@ struct Pareidolia: ParsableCommand {
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The trace folders named on a command line (a sweep folder stands for each seed's trace): a
+/// one-line error for a path that is not there or holds no trace.
+func traceFolders(_ paths: [String]) throws -> [String] {
+    for p in paths where !FileManager.default.fileExists(atPath: p) { throw CLIError("\(p): no such folder") }
+    let folders = paths.flatMap(TraceWordMaps.traceFolders)
+    guard !folders.isEmpty else { throw CLIError("\(paths.joined(separator: " ")): no trace (a folder with run.json) found") }
+    return folders
 }
 
 /// `--embedding` values as files: with the default model a bare name (`alex`) that is not a file

@@ -49,9 +49,7 @@ struct Report: ParsableCommand {
             guard !list.isEmpty else { throw CLIError("--words \(words): expected comma-separated words") }
             options.words = list
         }
-        for t in traces where !FileManager.default.fileExists(atPath: t) { throw CLIError("\(t): no such folder") }
-        let folders = traces.flatMap(TraceWordMaps.traceFolders)
-        guard !folders.isEmpty else { throw CLIError("\(traces.joined(separator: " ")): no trace (a folder with run.json) found") }
+        let folders = try traceFolders(traces)
         let output = out ?? URL(fileURLWithPath: traces[0]).appendingPathComponent("report").path
         try BLAS.load()
         let bar = ProgressBar(label: "decode")
