@@ -271,7 +271,7 @@ extension ReportBuilder {
                 }
             }
             html += HTMLPage.figure("clip\(suffix).png", alt: "CLIP similarity per phrase over the evaluations")
-                + "<table><tr><th>phrase</th><th></th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
+                + "<table><tr><th>phrase</th><th>kind</th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
         }
         guard !html.isEmpty else { return }
         page.section("clip", "Which parts of the prompt the picture kept", note: "CLIP similarity (pareidolia clip) of x̂₀, decoded with the run's VAE, with the whole prompt (dashed) and each phrase; the table ranks them at the end.", html)

@@ -25,7 +25,7 @@ struct Clip: ParsableCommand {
     @Option(name: .long, help: "Decode x̂₀ with this model's VAE instead of the one run.json names.")
     var model: String?
 
-    @Option(name: .long, help: "full: decode x̂₀ whole, as the image (default); reduced: from a latent shrunk to the CLIP's input size (224 px for ViT-L: 4–7× cheaper, but on the demo model cosines moved by 0.10 on average, see docs/TRACE.md).")
+    @Option(name: .long, help: "full: decode x̂₀ whole, as the image (default); reduced: from a latent shrunk to the CLIP's input size (224 px for ViT-L: 4–7× cheaper, but on the demo model cosines moved by 0.10 on average, see docs/PERFORMANCE.md).")
     var decode = "full"
 
     @Flag(name: .long, help: "Print JSON.")
@@ -37,7 +37,7 @@ struct Clip: ParsableCommand {
     func run() throws {
         try BLAS.load()
         let clipPath: String
-        do { clipPath = try clipModel ?? DefaultModel.clipPath() } catch { throw CLIError("--clip-model: \(error)") }
+        do { clipPath = URL(fileURLWithPath: try clipModel ?? DefaultModel.clipPath()).standardizedFileURL.path } catch { throw CLIError("--clip-model: \(error)") }
         let scorer: CLIPScorer
         do { scorer = try CLIPScorer(folder: clipPath) } catch { throw CLIError("--clip-model \(clipPath): \(error)") }
         let extra = ClipSimilarity.listedPhrases(phrases)
@@ -69,7 +69,7 @@ struct Clip: ParsableCommand {
                 let modelPath = try ReportBuilder.modelPath(for: t, override: model)
                 let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
                 let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra, decode: mode) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
-                try s.write(into: folder, clipModel: URL(fileURLWithPath: clipPath).standardizedFileURL.path)
+                try s.write(into: folder, clipModel: clipPath)
                 if json {
                     results.append(["trace": folder, "evaluations": s.evaluations, "decode": s.decode.rawValue,
                                     "decoded_size": [s.decodedHeight, s.decodedWidth], "seconds_per_measurement": s.secondsPerMeasurement,
