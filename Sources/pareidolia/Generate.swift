@@ -145,9 +145,12 @@ struct Generate: ParsableCommand {
         for (spec, e) in zip(embedding, embeddings) where unused.contains(e.trigger) {
             FileHandle.standardError.write(Data("warning: --embedding \(spec): its trigger '\(e.trigger)' appears nowhere in the prompt or the negative prompt, so it changes nothing\n".utf8))
         }
-        // Loaded before the run, so a bad CLIP folder stops it before any work.
-        let scorer: CLIPScorer?
-        do { scorer = try clipModel.map { try CLIPScorer(folder: $0) } } catch { throw CLIError("--clip-model \(clipModel ?? ""): \(error)") }
+        // Checked before the run, so a bad CLIP folder stops it before any work; loaded after it, so
+        // the CLIP's weights do not add to the generation's peak memory.
+        if let clipModel {
+            do { try CLIPScorer.check(folder: clipModel) } catch { throw CLIError("--clip-model \(clipModel): \(error)") }
+        }
+        var scorer: CLIPScorer?
         let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
         let modelHash = ModelHash.shortHash(of: model)
         let pipeline = TextToImagePipeline(model: loaded)
@@ -197,7 +200,12 @@ struct Generate: ParsableCommand {
                 if let e = recorder.lastError { throw CLIError("--trace: \(e)") }
             }
             print("wrote \(imagePath)" + (recorder.map { " and the trace in \($0.directory.path)" } ?? ""))
-            if let scorer, let clipModel, let recorder { try measureClip(scorer, clipModel, trace: recorder.directory.path, vae: loaded.vae) }
+            if let clipModel, let recorder {
+                let clip: CLIPScorer
+                do { clip = try scorer ?? CLIPScorer(folder: clipModel) } catch { throw CLIError("--clip-model \(clipModel): \(error)") }
+                scorer = clip  // one load for every seed
+                try measureClip(clip, clipModel, trace: recorder.directory.path, vae: loaded.vae)
+            }
         }
     }
 

@@ -41,6 +41,14 @@ struct CLIPModelParityTests {
         expectClose(try model.textEmbeddings(Self.ids), try expected.tensor("text_embeds"), relTol: 1e-4, ".bin text embeddings")
     }
 
+    /// The check `generate --clip-model` makes before a run: what loading would refuse, without the weights.
+    @Test func folderCheckFindsWhatLoadingWouldRefuse() throws {
+        try CLIPScorer.check(folder: DefaultModel.clipPath())
+        #expect(throws: (any Error).self) { try CLIPScorer.check(folder: Fixtures.path("tiny-clip")) }  // no tokenizer files
+        #expect(throws: WeightLoadError.self) { try CLIPScorer.check(folder: Fixtures.path("tiny-sd")) }  // not a CLIPModel
+        #expect(throws: WeightLoadError.self) { try CLIPScorer.check(folder: "/nonexistent") }
+    }
+
     @Test func wrongImageSizeAndMissingEndTokenAreErrors() throws {
         try BLAS.load()
         let model = try CLIPModel.load(Fixtures.path("tiny-clip"))

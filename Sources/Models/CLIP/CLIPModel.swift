@@ -24,8 +24,15 @@ public final class CLIPModel {
         visualProjection = Linear(w.scoped("visual_projection"), in: vision.hiddenSize, out: projectionDim, bias: false)
     }
 
-    /// Loads a Hugging Face CLIPModel folder.
-    public static func load(_ path: String, precision: Precision = .fp32) throws -> CLIPModel {
+    /// What a Hugging Face CLIPModel folder's config.json describes, and its weights file.
+    public struct FolderLayout {
+        public let text: CLIPTextConfig, vision: CLIPVisionConfig
+        public let projectionDim: Int, eosTokenID: Int32
+        public let weights: String
+    }
+
+    /// Reads a CLIPModel folder's config.json and finds its weights, without loading them.
+    public static func layout(_ path: String) throws -> FolderLayout {
         let root = URL(fileURLWithPath: path)
         let configURL = root.appendingPathComponent("config.json")
         guard let data = try? Data(contentsOf: configURL),
@@ -34,13 +41,18 @@ public final class CLIPModel {
         else { throw WeightLoadError(description: "\(configURL.path): expected a CLIPModel config.json (text_config and vision_config)") }
         let textConfig = try CLIPTextConfig(json: JSONSerialization.data(withJSONObject: t), source: configURL.path)
         let visionConfig = try CLIPVisionConfig(v, source: configURL.path)
-        let projection = (o["projection_dim"] as? NSNumber)?.intValue ?? 768
-        let eos = Int32((t["eos_token_id"] as? NSNumber)?.intValue ?? 49407)
         let weights = ["model.safetensors", "pytorch_model.bin"].map { root.appendingPathComponent($0).path }
             .first { FileManager.default.fileExists(atPath: $0) }
         guard let file = weights else { throw WeightLoadError(description: "\(path): no model.safetensors or pytorch_model.bin") }
-        let binder = WeightBinder(source: ArchiveWeights(try Checkpoint.open(file)), precision: precision)
-        let model = CLIPModel(binder, text: textConfig, vision: visionConfig, projectionDim: projection, eosTokenID: eos)
+        return FolderLayout(text: textConfig, vision: visionConfig, projectionDim: (o["projection_dim"] as? NSNumber)?.intValue ?? 768,
+                            eosTokenID: Int32((t["eos_token_id"] as? NSNumber)?.intValue ?? 49407), weights: file)
+    }
+
+    /// Loads a Hugging Face CLIPModel folder.
+    public static func load(_ path: String, precision: Precision = .fp32) throws -> CLIPModel {
+        let l = try layout(path)
+        let binder = WeightBinder(source: ArchiveWeights(try Checkpoint.open(l.weights)), precision: precision)
+        let model = CLIPModel(binder, text: l.text, vision: l.vision, projectionDim: l.projectionDim, eosTokenID: l.eosTokenID)
         _ = try binder.finish(model: "CLIP", ignoringUnused: { $0 == "logit_scale" || $0.hasSuffix("position_ids") })
         return model
     }
@@ -88,10 +100,21 @@ public final class CLIPScorer {
     /// tokenizer.json) sit beside the weights (or in `tokenizer/`).
     public init(folder path: String, precision: Precision = .fp32) throws {
         model = try CLIPModel.load(path, precision: precision)
-        let root = URL(fileURLWithPath: path)
-        let sub = root.appendingPathComponent("tokenizer")
-        tokenizer = try CLIPTokenizer(folder: FileManager.default.fileExists(atPath: sub.path) ? sub : root)
-        processor = try Self.processor(root.appendingPathComponent("preprocessor_config.json"), imageSize: model.vision.config.imageSize)
+        tokenizer = try CLIPTokenizer(folder: Self.tokenizerFolder(path))
+        processor = try Self.processor(URL(fileURLWithPath: path).appendingPathComponent("preprocessor_config.json"), imageSize: model.vision.config.imageSize)
+    }
+
+    /// Everything `init(folder:)` would refuse, found without loading the weights: the config, a
+    /// weights file, the tokenizer files, the preprocessor config (a cheap check before a long run).
+    public static func check(folder path: String) throws {
+        let layout = try CLIPModel.layout(path)
+        _ = try CLIPTokenizer(folder: tokenizerFolder(path))
+        _ = try processor(URL(fileURLWithPath: path).appendingPathComponent("preprocessor_config.json"), imageSize: layout.vision.imageSize)
+    }
+
+    static func tokenizerFolder(_ path: String) -> URL {
+        let root = URL(fileURLWithPath: path), sub = root.appendingPathComponent("tokenizer")
+        return FileManager.default.fileExists(atPath: sub.path) ? sub : root
     }
 
     /// transformers' preprocessor_config.json when present (the size, crop, mean and std a model
