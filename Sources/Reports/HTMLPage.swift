@@ -123,6 +123,9 @@ struct HTMLPage {
         .picker { margin: 6px 0 12px; } select { font-size: 1rem; }
         .word h3 { font-size: 1rem; margin: .6em 0 .3em; }
         pre { background: var(--panel); padding: 10px; overflow-x: auto; font-size: .85rem; }
+        table { border-collapse: collapse; font-size: .9rem; margin: 8px 0 16px; }
+        th, td { text-align: left; padding: 3px 14px 3px 0; border-bottom: 1px solid var(--rule); vertical-align: top; }
+        th { color: var(--muted); font-weight: bold; } .num { text-align: right; font-variant-numeric: tabular-nums; }
         .card-text { display: none; } dt { font-weight: bold; color: var(--muted); font-size: .85rem; } dd { margin: 0 0 .4em; }
         @media (max-width: 600px) { body { font-size: 15px; } .grid { grid-template-columns: 1fr 1fr; }
           .controls { flex-wrap: wrap; } output { min-width: 0; flex-basis: 100%; }

@@ -14,9 +14,12 @@ public struct OverlapMatrix: Figure {
     public var title = "Where words overlap"
     public var footnote: String?
     public var width: Double { Self.labelWidth + Double(labels.count) * cell + 40 }
-    public var height: Double { 36 + Self.topLabels + Double(labels.count) * cell + 56 }
+    public var height: Double { 36 + topLabels + Double(labels.count) * cell + 56 }
     var cell: Double { labels.count > 12 ? 34 : 46 }
-    static let labelWidth = 150.0, topLabels = 110.0
+    static let labelWidth = 150.0
+    /// Room for the column labels turned 60°: as tall as the longest (at most 16 characters,
+    /// about 7 px each at the small size) stands, so short words leave no empty band.
+    var topLabels: Double { 24 + 7 * 0.87 * Double(min(16, labels.map(\.count).max() ?? 0)) }
 
     /// From each word's summed map (any common size).
     public init(labels: [String], maps: [[Float]], threshold: Float = 0.4) {
@@ -47,7 +50,7 @@ public struct OverlapMatrix: Figure {
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
         c.text(title, x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
-        let gx = x + Self.labelWidth, gy = y + 36 + Self.topLabels
+        let gx = x + Self.labelWidth, gy = y + 36 + topLabels
         for (i, label) in labels.enumerated() {
             // Row labels, right-aligned and cut to fit; column labels turned 60°.
             let s = c.measure(label, font: .small, maxWidth: Self.labelWidth - 10, oneLine: true)

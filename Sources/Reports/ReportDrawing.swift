@@ -32,9 +32,10 @@ extension ReportBuilder {
         var page = HTMLPage(title: "Pareidolia — \(first.prompt)")
         let hasAttention = !words.isEmpty && traces.allSatisfy { $0.wordMaps != nil }
         let usesEmbeddings = hasAttention && !((first.run["embeddings"] as? [Any])?.isEmpty ?? true)
+        let hasClip = traces.contains { FileManager.default.fileExists(atPath: URL(fileURLWithPath: $0.directory).appendingPathComponent("clip.json").path) }
         page.raw("""
         <header><h1>\(HTMLPage.escape(first.prompt.isEmpty ? "(empty prompt)" : first.prompt))</h1>
-        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a>\(hasAttention ? "<a href=\"#time\">over time</a><a href=\"#overlap\">overlap</a>" : "")\(usesEmbeddings ? "<a href=\"#embeddings\">embeddings</a>" : "")<a href="report.pdf">PDF</a></nav></header>
+        <nav><a href="#run">run</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a>\(hasClip ? "<a href=\"#clip\">CLIP</a>" : "")\(hasAttention ? "<a href=\"#time\">over time</a><a href=\"#overlap\">overlap</a>" : "")\(usesEmbeddings ? "<a href=\"#embeddings\">embeddings</a>" : "")<a href="report.pdf">PDF</a></nav></header>
         """)
 
         // Run card.
@@ -161,7 +162,8 @@ extension ReportBuilder {
             let summed = words.map { w in (0..<maps.evaluations).reduce(into: [Float](repeating: 0, count: maps.width * maps.height)) { acc, e in
                 for i in acc.indices { acc[i] += maps.maps[w][e][i] }
             } }
-            let matrix = OverlapMatrix(labels: labels, maps: summed)
+            var matrix = OverlapMatrix(labels: labels, maps: summed)
+            matrix.title = "Overlap of each pair of words' maps\(sweep ? " — seed \(t.seed)" : "")"
             try matrix.writePNG(to: path("overlap\(suffix).png"))
             timeHTML += HTMLPage.figure("attention-strips\(suffix).png", alt: "each word's map at every evaluation\(sweep ? ", seed \(t.seed)" : "")")
                 + HTMLPage.figure("attention-share\(suffix).png", alt: "share of attention per word over the evaluations")
@@ -257,7 +259,7 @@ extension ReportBuilder {
                 return (labels[l], ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kinds[l]] ?? "phrase", last, flag)
             }
             let rows = ranked.map { r in
-                "<tr><td>\(HTMLPage.escape(r.label))</td><td>\(r.what)</td><td>\(String(format: "%.3f", r.last))</td><td>\(HTMLPage.escape(r.flag))</td></tr>"
+                "<tr><td>\(HTMLPage.escape(r.label))</td><td>\(r.what)</td><td class=\"num\">\(String(format: "%.3f", r.last))</td><td>\(HTMLPage.escape(r.flag))</td></tr>"
             }
             // The PDF page: the chart, then the final ranking under it.
             try pdf.page(width: chart.width + 60, height: chart.height + 80 + 18 * Double(ranked.count)) { c in
@@ -271,7 +273,7 @@ extension ReportBuilder {
                 }
             }
             html += HTMLPage.figure("clip\(suffix).png", alt: "CLIP similarity per phrase over the evaluations")
-                + "<table><tr><th>phrase</th><th>kind</th><th>final cosine</th><th></th></tr>" + rows.joined() + "</table>"
+                + "<table><tr><th>phrase</th><th>kind</th><th class=\"num\">final cosine</th><th></th></tr>" + rows.joined() + "</table>"
         }
         guard !html.isEmpty else { return }
         page.section("clip", "Which parts of the prompt the picture kept", note: "CLIP similarity (pareidolia clip) of x̂₀, decoded with the run's VAE, with the whole prompt (dashed) and each phrase; the table ranks them at the end.", html)
