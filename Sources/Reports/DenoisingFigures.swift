@@ -22,6 +22,8 @@ public struct DenoisingFrame: Figure {
     }
 
     public let columns: [Column]
+    /// A GIF frame: its own dark panel to the edge.
+    public var margin: Double { 0 }
     public let label: String
     /// Side of one picture, in pixels.
     public let panel: Double

@@ -8,13 +8,19 @@ public protocol Figure {
     var height: Double { get }
     /// Draws with the figure's top left at (x, y).
     func draw(_ c: Canvas, x: Double, y: Double) throws
+    /// Paper around the figure when it is rendered on its own (a PDF page brings its own).
+    var margin: Double { get }
 }
 
 extension Figure {
+    /// Charts, tables and matrices get a margin so their titles do not touch the edge of the PNG;
+    /// pictures (frames, heat maps) keep their exact pixel size.
+    public var margin: Double { 12 }
+
     /// The figure as an image of whole pixels.
     public func render() throws -> RGBImage {
-        let c = try Canvas.image(width: Int(width.rounded(.up)), height: Int(height.rounded(.up)))
-        try draw(c, x: 0, y: 0)
+        let c = try Canvas.image(width: Int((width + 2 * margin).rounded(.up)), height: Int((height + 2 * margin).rounded(.up)))
+        try draw(c, x: margin, y: margin)
         return c.rgbImage()
     }
 

@@ -28,7 +28,7 @@ public struct LineChart: Figure {
         (self.title, self.xTitle, self.yTitle, self.xs, self.series) = (title, xTitle, yTitle, xs, series)
     }
 
-    static let legendWidth = 230.0, padding = 10.0
+    static let legendWidth = 230.0
 
     /// Dashed when asked; past the palette's colours, every second round of them dotted, so two
     /// lines of one colour still tell apart.
@@ -38,8 +38,8 @@ public struct LineChart: Figure {
     }
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
-        c.text(title, x: x + Self.padding, y: y + Self.padding, font: .heading, maxWidth: width - 2 * Self.padding, oneLine: true)
-        let top = y + 30 + Self.padding, left = x + 62, right = x + width - Self.legendWidth - 16, bottom = y + height - 46
+        c.text(title, x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
+        let top = y + 30, left = x + 62, right = x + width - Self.legendWidth - 16, bottom = y + height - 46
         let all = series.flatMap(\.values).filter(\.isFinite)
         let lo = yRange?.lowerBound ?? min(0, all.min() ?? 0)
         var hi = yRange?.upperBound ?? (all.max() ?? 1)
@@ -67,7 +67,7 @@ public struct LineChart: Figure {
         c.line(left, bottom, right, bottom, .muted)
         c.line(left, top, left, bottom, .muted)
         c.text(xTitle, x: (left + right) / 2, y: bottom + 24, font: .small, colour: .muted, align: .centre)
-        c.verticalText(yTitle, x: x + 14, y: (top + bottom) / 2)
+        c.verticalText(yTitle, x: x + 12, y: (top + bottom) / 2)
 
         for (i, s) in series.enumerated() {
             let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
@@ -76,7 +76,7 @@ public struct LineChart: Figure {
             if pts.count == 1, let p = pts.first { c.circle(x: p.0, y: p.1, radius: 3, colour) }
         }
         // Legend: one entry per series (up to two lines each), as many as fit.
-        let lx = right + 18, labelWidth = Self.legendWidth - 34 - Self.padding
+        let lx = right + 18, labelWidth = Self.legendWidth - 34
         var ly = top
         for (i, s) in series.enumerated() {
             let h = c.measure(s.label, font: .small, maxWidth: labelWidth, maxLines: 2).height

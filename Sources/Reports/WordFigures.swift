@@ -23,6 +23,8 @@ public struct HeatMapFigure: Figure {
     public let scale: ColourScale
     public let panel: Double
     public let note: String
+    /// Laid out in grids by the page; the image keeps its exact size.
+    public var margin: Double { 0 }
     public var width: Double { panel + 44 }
     public var height: Double { 26 + panel * Double(overlay.height) / Double(max(1, overlay.width)) + 20 }
 
