@@ -71,6 +71,7 @@ from diffusers import (  # noqa: E402
 from diffusers.utils import logging as diffusers_logging  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
 from torchzip import pin_torch_zip_serialization_id  # noqa: E402 (this folder is on sys.path)
+from f32_safetensors import to_np32, write_safetensors  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "Tests" / "Fixtures"
@@ -120,36 +121,6 @@ LATENT_SHAPE = (1, 4, HEIGHT // 8, WIDTH // 8)
 # ============================================================================
 # 1. Deterministic writers
 # ============================================================================
-
-
-def to_np32(t) -> np.ndarray:
-    if isinstance(t, torch.Tensor):
-        t = t.detach().to(torch.float32).cpu().numpy()
-    return np.ascontiguousarray(t, dtype="<f4")
-
-
-def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None) -> None:
-    """Deterministic safetensors writer: F32 tensors in sorted key order, JSON header with sorted keys,
-    padded with spaces to a multiple of 8 (the layout safetensors itself produces)."""
-    header: dict[str, object] = {}
-    if metadata:
-        header["__metadata__"] = {k: str(metadata[k]) for k in sorted(metadata)}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        a = to_np32(tensors[name])
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def torch_save_deterministic(obj, path: Path) -> None:

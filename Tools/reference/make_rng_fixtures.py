@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from f32_safetensors import write_safetensors
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "Tests" / "Fixtures"
@@ -59,27 +60,6 @@ EDGE = 256
 
 def shape_name(shape: list[int]) -> str:
     return "x".join(str(d) for d in shape)
-
-
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Minimal deterministic safetensors writer: F32 tensors in sorted key order, header keys sorted,
-    header padded with spaces to a multiple of 8."""
-    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def randn_seq(seed: int, shapes: list[list[int]]) -> list[np.ndarray]:

@@ -53,6 +53,8 @@ from diffusers import (
     PNDMScheduler,
 )
 
+from f32_safetensors import write_safetensors
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "Tests" / "Fixtures" / "samplers.safetensors"
 
@@ -169,27 +171,6 @@ def lms_quad_vs_exact() -> float:
                 exact = integ(sig[i + 1]) - integ(sig[i])
                 worst = max(worst, abs(q - exact) / max(abs(exact), 1e-30))
     return worst
-
-
-def write_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-    """Minimal deterministic safetensors writer: F32 tensors in sorted key order, header keys sorted,
-    header padded with spaces to a multiple of 8."""
-    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name], dtype="<f4")
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
 
 
 def main() -> None:
