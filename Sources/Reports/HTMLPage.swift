@@ -113,7 +113,7 @@ struct HTMLPage {
         header, section { max-width: 1100px; margin: 0 auto; padding: 12px 20px; }
         header { border-bottom: 1px solid var(--rule); }
         h1 { font-size: 1.5rem; margin: .3em 0; } h2 { font-size: 1.2rem; margin: 1.2em 0 .4em; border-bottom: 1px solid var(--rule); }
-        nav a { margin-right: 1em; color: #0969da; } .note { color: var(--muted); font-size: .9rem; margin: .2em 0 .8em; }
+        nav a { margin-right: 1em; color: #0969da; white-space: nowrap; display: inline-block; } .note { color: var(--muted); font-size: .9rem; margin: .2em 0 .8em; }
         figure { margin: 0 0 16px; } figure img, .scrub img { max-width: 100%; height: auto; display: block; border-radius: 4px; }
         figcaption { color: var(--muted); font-size: .85rem; }
         .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 12px; }

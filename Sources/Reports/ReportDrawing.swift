@@ -43,7 +43,7 @@ extension ReportBuilder {
         try pdf.page(width: card.width + 60, height: card.height + 60) { try card.draw($0, x: 30, y: 30) }
         card.showTitle = false
         try card.writePNG(to: path("run-card.png"))
-        page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model", cls: "card-img") + runTable(traces))
+        page.section("run", "Run", HTMLPage.figure("run-card.png", alt: "run card: prompt, seed, sampler, model", cls: "card-img") + runTable(traces, card: card))
 
         // Denoising animation: frames, GIF, contact sheets.
         var gifFrames: [GIFFrame] = [], framePaths: [String] = [], frameLabels: [String] = []
@@ -319,13 +319,9 @@ extension ReportBuilder {
         return out.isEmpty ? "word" : out
     }
 
-    /// The run card's facts as text (searchable, copyable).
-    static func runTable(_ traces: [ReportTrace]) -> String {
-        let t = traces[0]
-        var rows = [("prompt", t.prompt), ("negative prompt", t.negativePrompt), ("seeds", traces.map { String($0.seed) }.joined(separator: ", ")),
-                    ("sampler", "\(t.sampler), \(t.steps) steps, guidance \(t.guidance)"), ("size", "\(t.width)×\(t.height)"),
-                    ("model", "\(t.modelPath) [\(t.modelHash)]")]
-        rows = rows.filter { !$0.1.isEmpty }
+    /// The run card's facts as text (searchable, copyable): the prompt, then the card's own rows.
+    static func runTable(_ traces: [ReportTrace], card: RunCard) -> String {
+        let rows = [("prompt", traces[0].prompt)] + card.rows
         // Shown instead of the card's picture on narrow screens, where its text would be too small.
         return "<dl class=\"card-text\">" + rows.map { "<dt>\(HTMLPage.escape($0.0))</dt><dd>\(HTMLPage.escape($0.1))</dd>" }.joined() + "</dl>"
     }
