@@ -395,9 +395,7 @@ def stage_clip(args) -> bool:
         return float(i2t), float(t2i)
 
     def body(s):
-        lr = tk.lr_at(s, args.clip_lr, args.clip_warmup, steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = tk.set_lr(opt, s, args.clip_lr, args.clip_warmup, steps)
         idx = order(s)
         px = tk.to_pixels(images_of(idx), dev)
         ids = ids_all[idx]
@@ -463,9 +461,7 @@ def stage_vae(args) -> bool:
         return psnr, frac
 
     def body(s):
-        lr = tk.lr_at(s, args.vae_lr, args.vae_warmup, steps)
-        for g_ in opt.param_groups:
-            g_["lr"] = lr
+        lr = tk.set_lr(opt, s, args.vae_lr, args.vae_warmup, steps)
         g = tk.step_generator(args.seed, "vae", s)
         full = args.vae_full_from is not None and s >= args.vae_full_from
         c = IMAGE_SIZE if full else args.vae_crop
@@ -638,9 +634,7 @@ def stage_unet(args) -> bool:
         return frac, frac_pos
 
     def body(s):
-        lr = tk.lr_at(s, args.unet_lr, args.unet_warmup, steps)
-        for g_ in opt.param_groups:
-            g_["lr"] = lr
+        lr = tk.set_lr(opt, s, args.unet_lr, args.unet_warmup, steps)
         g = tk.step_generator(args.seed, "unet", s)
         idx = torch.from_numpy(order(s))
         b = len(idx)
@@ -789,9 +783,7 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
     log(f"[ti/{name}] {len(scenes)} images, tokens {ph} from {word!r}; e.g. {texts[0]!r}")
 
     def body(s):
-        lr = tk.lr_at(s, args.ti_lr, min(50, steps // 10), steps, final_ratio=1.0)
-        for g_ in opt.param_groups:
-            g_["lr"] = lr
+        lr = tk.set_lr(opt, s, args.ti_lr, min(50, steps // 10), steps, final_ratio=1.0)
         g = tk.step_generator(args.seed, "ti", s, sub)
         idx = torch.from_numpy(order(s))
         z = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)) * sf

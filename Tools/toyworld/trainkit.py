@@ -71,6 +71,14 @@ def lr_at(step: int, base: float, warmup: int, total: int, final_ratio: float = 
     return base * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def set_lr(opt, step: int, base: float, warmup: int, total: int, final_ratio: float = 0.1) -> float:
+    """Every parameter group of `opt` at lr_at(step, ...); returns that rate."""
+    lr = lr_at(step, base, warmup, total, final_ratio)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
+
+
 # --- the scene cache ------------------------------------------------------------------------
 def _render_chunk(job):
     split, start, n, size, seed, path, total = job
