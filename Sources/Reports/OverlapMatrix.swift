@@ -13,7 +13,9 @@ public struct OverlapMatrix: Figure {
     public var symmetric = false
     public var title = "Where words overlap"
     public var footnote: String?
-    public var width: Double { Self.labelWidth + Double(labels.count) * cell + 40 }
+    /// The grid's width, but never narrower than the title (about 9 px a character at the heading
+    /// size) or than 440 px, where the footnote fits in its three lines.
+    public var width: Double { max(Self.labelWidth + Double(labels.count) * cell + 40, 9 * Double(title.count), 440) }
     public var height: Double { 36 + topLabels + Double(labels.count) * cell + 56 }
     var cell: Double { labels.count > 12 ? 34 : 46 }
     static let labelWidth = 150.0
