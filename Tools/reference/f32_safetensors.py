@@ -24,8 +24,9 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict[str, str] | None
     blobs = []
     offset = 0
     for name in sorted(tensors):
-        b = to_np32(tensors[name]).tobytes()
-        header[name] = {"dtype": "F32", "shape": list(to_np32(tensors[name]).shape), "data_offsets": [offset, offset + len(b)]}
+        a = to_np32(tensors[name])
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
         offset += len(b)
     text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
