@@ -90,13 +90,16 @@ public struct ClipSimilarity {
         (self.decode, decodedHeight, decodedWidth) = (reduced ? .reduced : .full, pictureSize.0, pictureSize.1)
     }
 
-    /// Writes clip.safetensors and clip.json into the trace folder (atomically, each).
+    /// Writes clip.safetensors and clip.json into the trace folder (atomically, each). Both carry
+    /// one `measurement` id, so a reader can tell a pair from two different measurements (a write
+    /// stopped between the two files) and ignore it.
     public func write(into directory: String, clipModel: String) throws {
         let t = Tensor(uninitializedShape: [similarity.count, labels.count])  // [K, L]
         for (k, row) in similarity.enumerated() { for (l, v) in row.enumerated() { t.pointer[k * labels.count + l] = v } }
         let dir = URL(fileURLWithPath: directory)
-        try SafeTensorsWriter.write(["similarity": t], to: dir.appendingPathComponent("clip.safetensors").path)
-        let json: [String: Any] = ["labels": labels, "kinds": kinds, "evaluations": evaluations, "clip_model": clipModel,
+        let id = UUID().uuidString
+        try SafeTensorsWriter.write(["similarity": t], metadata: ["measurement": id], to: dir.appendingPathComponent("clip.safetensors").path)
+        let json: [String: Any] = ["measurement": id, "labels": labels, "kinds": kinds, "evaluations": evaluations, "clip_model": clipModel,
                                    "seconds_per_measurement": secondsPerMeasurement,
                                    "decode_seconds_per_measurement": decodeSecondsPerMeasurement, "decode": decode.rawValue,
                                    "decoded_size": [decodedHeight, decodedWidth]]

@@ -239,7 +239,8 @@ extension ReportBuilder {
                   let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   let labels = o["labels"] as? [String], let evals = o["evaluations"] as? [Int],
                   let file = try? SafeTensorsFile(path: dir.appendingPathComponent("clip.safetensors").path),
-                  let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count
+                  let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count,
+                  file.metadata["measurement"] == o["measurement"] as? String  // one measurement, not halves of two
             else { continue }
             let series = labels.indices.map { l in evals.indices.map { Double(sim.pointer[$0 * labels.count + l]) } }
             let stored = o["kinds"] as? [String] ?? []

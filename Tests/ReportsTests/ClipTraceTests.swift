@@ -61,6 +61,15 @@ struct ClipTraceTests {
         let html = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
         #expect(html.contains("Which parts of the prompt the picture kept") && html.contains("a green star"))
         #expect(FileManager.default.fileExists(atPath: report.appendingPathComponent("clip.png").path))
+
+        // A clip.json from another measurement than clip.safetensors (a write stopped between the
+        // two) is not drawn as if it described these numbers.
+        var other = try #require(json)
+        other["measurement"] = "another"
+        try JSONSerialization.data(withJSONObject: other).write(to: root.appendingPathComponent("clip.json"))
+        _ = try ReportBuilder.build(traces: [root.path], output: report.path, options: options)
+        let rebuilt = try String(contentsOf: report.appendingPathComponent("index.html"), encoding: .utf8)
+        #expect(!rebuilt.contains("Which parts of the prompt the picture kept"))
     }
 
     @Test func reducedDecodeShrinksOnlyLargerLatents() {
