@@ -37,6 +37,8 @@ if [[ "${PAREIDOLIA_SKIP_NOTEBOOK:-0}" != 1 ]]; then
     "$bin/pareidolia" generate --model Tests/Fixtures/tiny-sd --prompt "a witch and her black cat, oil painting" \
         --seed 1887838105 --steps 4 --sampler euler_a --width 64 --height 96 \
         --output "$work/image.png" --trace "$work/trace"
+    # CLIP similarity with the embedded demo CLIP (any trace's x̂₀ can be scored), for the notebook's section 4.
+    "$bin/pareidolia" clip "$work/trace" --phrases "a black cat" >/dev/null
     bash Tools/test-notebook.sh "$work/trace" witch
 fi
 
