@@ -49,6 +49,26 @@ struct CLIPModelParityTests {
         #expect(throws: WeightLoadError.self) { try CLIPScorer.check(folder: "/nonexistent") }
     }
 
+    /// A config from before transformers#24773 says eos_token_id 2 (OpenAI's clip-vit-large-patch14
+    /// does); transformers then pools at the highest id, which is the end token here as there.
+    @Test func legacyEndTokenIdPoolsAtTheHighestId() throws {
+        try BLAS.load()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pd-legacy-clip-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let source = URL(fileURLWithPath: Fixtures.path("tiny-clip"))
+        try FileManager.default.copyItem(at: source.appendingPathComponent("model.safetensors"), to: dir.appendingPathComponent("model.safetensors"))
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as? [String: Any])
+        var text = try #require(config["text_config"] as? [String: Any])
+        text["eos_token_id"] = 2
+        config["text_config"] = text
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        let model = try CLIPModel.load(dir.path)
+        #expect(model.eosTokenID == 2)
+        let expected = try SafeTensorsFile(path: Fixtures.path("tiny-clip/expected.safetensors"))
+        expectClose(try model.textEmbeddings(Self.ids), try expected.tensor("text_embeds"), relTol: 1e-4, "legacy eos_token_id 2")
+    }
+
     @Test func wrongImageSizeAndMissingEndTokenAreErrors() throws {
         try BLAS.load()
         let model = try CLIPModel.load(Fixtures.path("tiny-clip"))

@@ -63,13 +63,16 @@ public final class CLIPModel {
     }
 
     /// Text embeddings (transformers' `get_text_features`), [B, P]: the final-normed state at each
-    /// text's first end token, projected.
+    /// text's first end token, projected. Configs written before transformers#24773 (OpenAI's
+    /// own, `clip-vit-large-patch14` among them) say `eos_token_id` 2; transformers then pools at
+    /// the highest id instead (the first end token, 49407, in CLIP's vocabulary), and so does this.
     public func textEmbeddings(_ ids: [[Int32]]) throws -> Tensor {
         let h = try text.lastHiddenState(ids)  // [B, T, D]
         let (b, t, d) = (h.shape[0], h.shape[1], h.shape[2])
         let pooled = Tensor(uninitializedShape: [b, d])  // [B, D]
         for (i, row) in ids.enumerated() {
-            guard let e = row.firstIndex(of: eosTokenID) else { throw TensorError("CLIP text: sequence \(i) has no end token \(eosTokenID)") }
+            let end = eosTokenID == 2 ? row.max().flatMap { row.firstIndex(of: $0) } : row.firstIndex(of: eosTokenID)
+            guard let e = end else { throw TensorError("CLIP text: sequence \(i) has no end token \(eosTokenID)") }
             pooled.pointer.advanced(by: i * d).update(from: h.pointer + (i * t + e) * d, count: d)
         }
         return try textProjection(pooled)  // [B, P]
