@@ -69,6 +69,21 @@ struct CLIPModelParityTests {
         expectClose(try model.textEmbeddings(Self.ids), try expected.tensor("text_embeds"), relTol: 1e-4, "legacy eos_token_id 2")
     }
 
+    /// preprocessor_config.json in both forms: transformers' dicts and OpenAI's plain numbers.
+    @Test func preprocessorConfigInBothForms() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pd-preproc-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent("preprocessor_config.json")
+        try Data(#"{"size": 96, "crop_size": 64, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "resample": 3}"#.utf8).write(to: url)
+        let old = try CLIPScorer.processor(url, imageSize: 64)
+        #expect(old.size == 96 && old.crop == 64 && old.mean == [0.5, 0.5, 0.5] && old.std == [0.25, 0.25, 0.25])
+        try Data(#"{"size": {"shortest_edge": 80}, "crop_size": {"height": 64, "width": 64}}"#.utf8).write(to: url)
+        let new = try CLIPScorer.processor(url, imageSize: 64)
+        #expect(new.size == 80 && new.crop == 64 && new.mean == CLIPImageProcessor().mean)
+        #expect(throws: WeightLoadError.self) { try CLIPScorer.processor(url, imageSize: 224) }  // crop 64, tower 224
+    }
+
     @Test func wrongImageSizeAndMissingEndTokenAreErrors() throws {
         try BLAS.load()
         let model = try CLIPModel.load(Fixtures.path("tiny-clip"))

@@ -128,8 +128,10 @@ public final class CLIPScorer {
         guard let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw WeightLoadError(description: "\(url.path): not JSON")
         }
-        if let s = (o["size"] as? [String: Any])?["shortest_edge"] as? Int { p.size = s }
-        if let c = (o["crop_size"] as? [String: Any])?["height"] as? Int { p.crop = c }
+        // Newer files say {"shortest_edge": 224} and {"height": 224, "width": 224}; OpenAI's own
+        // (CLIPFeatureExtractor era) say plain 224 for both.
+        if let s = (o["size"] as? [String: Any])?["shortest_edge"] as? Int ?? o["size"] as? Int { p.size = s }
+        if let c = (o["crop_size"] as? [String: Any])?["height"] as? Int ?? o["crop_size"] as? Int { p.crop = c }
         if let m = o["image_mean"] as? [NSNumber], m.count == 3 { p.mean = m.map(\.floatValue) }
         if let s = o["image_std"] as? [NSNumber], s.count == 3 { p.std = s.map(\.floatValue) }
         guard p.crop == imageSize else { throw WeightLoadError(description: "\(url.path): crop \(p.crop) but the vision tower takes \(imageSize)") }
