@@ -104,13 +104,14 @@ public enum ReportBuilder {
         }
     }
 
-    /// The model a trace's x̂₀ is decoded with.
-    public static func modelPath(for t: ReportTrace, override: String?) throws -> String {
+    /// The model a trace's x̂₀ is decoded with. `otherwise` ends the error's advice (the report can
+    /// also go without decoding; CLIP similarity cannot).
+    public static func modelPath(for t: ReportTrace, override: String?, otherwise: String = ", or --previews cheap") throws -> String {
         if let override { return override }
         let fm = FileManager.default
         if !t.modelPath.isEmpty, fm.fileExists(atPath: t.modelPath) { return t.modelPath }
         if let d = try? DefaultModel.modelPath(), ModelHash.shortHash(of: d) == t.modelHash { return d }
-        throw ReportError("\(t.directory)/run.json: its model \(t.modelPath.isEmpty ? "(none recorded)" : t.modelPath) is not there; pass --model PATH to decode x̂₀ with another copy, or --previews cheap")
+        throw ReportError("\(t.directory)/run.json: its model \(t.modelPath.isEmpty ? "(none recorded)" : t.modelPath) is not there; pass --model PATH to decode x̂₀ with another copy\(otherwise)")
     }
 
     /// Word indices into the trace's word maps, by --words (all when nil).

@@ -192,7 +192,7 @@ extension ReportBuilder {
         guard !recorded.isEmpty else { return }
         let study: EmbeddingStudy
         do {
-            let modelPath = try ReportBuilder.modelPath(for: first, override: options.model)
+            let modelPath = try ReportBuilder.modelPath(for: first, override: options.model, otherwise: "")
             let sd = try StableDiffusionModel.load(modelPath, vaeEncoder: false, fast: [])
             let embeddings = try recorded.map { try EmbeddingLoader.load($0, tokenizer: sd.tokenizer, width: sd.textEncoder.config.hiddenSize) }
             study = try EmbeddingStudy(model: sd, embeddings: embeddings, top: 8, prompt: first.prompt, classes: [])

@@ -38,7 +38,7 @@ struct ClipBench: ParsableCommand {
         var first: (model: String, latent: [Int], reduced: [Int], full: ClipSimilarity, small: ClipSimilarity)?
         for folder in folders {
             let t = try ReportTrace(directory: folder)
-            let modelPath = try ReportBuilder.modelPath(for: t, override: model)
+            let modelPath = try ReportBuilder.modelPath(for: t, override: model, otherwise: "")
             let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
             let full = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .full)
             let reduced = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .reduced)

@@ -66,7 +66,7 @@ struct Clip: ParsableCommand {
         for folder in folders {
             do {
                 let t = try ReportTrace(directory: folder)
-                let modelPath = try ReportBuilder.modelPath(for: t, override: model)
+                let modelPath = try ReportBuilder.modelPath(for: t, override: model, otherwise: "")
                 let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
                 let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra, decode: mode) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
                 try s.write(into: folder, clipModel: clipPath)
