@@ -25,7 +25,7 @@ struct Clip: ParsableCommand {
     @Option(name: .long, help: "Decode x̂₀ with this model's VAE instead of the one run.json names.")
     var model: String?
 
-    @Option(name: .long, help: "full: decode x̂₀ whole, as the image (default); reduced: from a latent shrunk to the CLIP's input size (224 px for ViT-L: 4–7× cheaper, but on the demo model cosines moved by 0.10 on average, see docs/PERFORMANCE.md).")
+    @Option(name: .long, help: "full: decode x̂₀ whole, as the image (default); reduced: from a latent shrunk to the CLIP's input size (224 px for ViT-L: about 4× cheaper at 512 px, but on the demo model cosines moved by 0.10 on average, see docs/PERFORMANCE.md).")
     var decode = "full"
 
     @Flag(name: .long, help: "Print JSON.")
