@@ -11,7 +11,10 @@ public func resizeBilinearAntialiased(_ x: Tensor, height oh: Int, width ow: Int
     }
     let (h, w) = (x.shape[x.rank - 2], x.shape[x.rank - 1])
     let planes = x.count / max(1, h * w)
-    let rows = TriangleTaps(from: h, to: oh), cols = TriangleTaps(from: w, to: ow)
+    // Weights in Float, as torch computes them for float32 input (in Double they differ from
+    // torch's by up to 5e-6 of the values on a 64 → 28 shrink; in Float by one rounding).
+    func taps(_ n: Int, _ m: Int) -> ResampleWindows<Float> { ResampleWindows(from: n, to: m, support: 1) { max(0, 1 - abs($0)) } }
+    let rows = taps(h, oh), cols = taps(w, ow)
     let y = Tensor(uninitializedShape: Array(x.shape.dropLast(2)) + [oh, ow])  // [..., oh, ow]
     Parallel.forRanges(planes, grain: max(1, 16384 / (oh * ow))) { range in
         var across = [Double](repeating: 0, count: h * ow)  // one plane at the new width: [h, ow]
@@ -20,40 +23,18 @@ public func resizeBilinearAntialiased(_ x: Tensor, height oh: Int, width ow: Int
             for r in 0..<h {
                 for c in 0..<ow {
                     var acc = 0.0
-                    for (k, wt) in cols.weights[c].enumerated() { acc += wt * Double(src[r * w + cols.first[c] + k]) }
+                    for (k, wt) in cols.weights[c].enumerated() { acc += Double(wt) * Double(src[r * w + cols.first[c] + k]) }
                     across[r * ow + c] = acc
                 }
             }
             for r in 0..<oh {
                 for c in 0..<ow {
                     var acc = 0.0
-                    for (k, wt) in rows.weights[r].enumerated() { acc += wt * across[(rows.first[r] + k) * ow + c] }
+                    for (k, wt) in rows.weights[r].enumerated() { acc += Double(wt) * across[(rows.first[r] + k) * ow + c] }
                     dst[r * ow + c] = Float(acc)
                 }
             }
         }
     }
     return y
-}
-
-/// The input span and normalised triangle weights of each output index (Pillow's
-/// precompute_coeffs with the bilinear filter: support 1 × the shrink factor). The weights are
-/// computed in Float as torch computes them for float32 input (in Double they differ from
-/// torch's by up to 5e-6 of the values on a 64 → 28 shrink; in Float by one rounding).
-struct TriangleTaps {
-    var first: [Int] = [], weights: [[Double]] = []
-
-    init(from input: Int, to output: Int) {
-        let scale = Float(input) / Float(output)
-        let filterScale = max(scale, 1), inverse = 1 / filterScale
-        for o in 0..<output {
-            let centre = scale * (Float(o) + 0.5)
-            let lo = max(Int(centre - filterScale + 0.5), 0), hi = min(Int(centre + filterScale + 0.5), input)
-            var w = (lo..<hi).map { max(0, 1 - abs((Float($0) - centre + 0.5) * inverse)) }
-            let total = w.reduce(0, +)
-            if total > 0 { w = w.map { $0 / total } }
-            first.append(lo)
-            weights.append(w.map(Double.init))
-        }
-    }
 }

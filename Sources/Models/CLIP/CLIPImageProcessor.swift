@@ -49,18 +49,10 @@ public struct CLIPImageProcessor: Sendable {
 
     /// For each output index: the first input index and the fixed-point weights.
     static func coefficients(input: Int, output: Int) -> [(start: Int, weights: [Int])] {
-        let scale = Double(input) / Double(output)
-        let filterScale = max(scale, 1)
-        let support = 2.0 * filterScale
-        return (0..<output).map { x in
-            let centre = (Double(x) + 0.5) * scale
-            let lo = max(Int(centre - support + 0.5), 0)
-            let hi = min(Int(centre + support + 0.5), input)
-            var w = (lo..<hi).map { bicubic((Double($0) - centre + 0.5) / filterScale) }
-            let total = w.reduce(0, +)
-            if total != 0 { w = w.map { $0 / total } }
-            let one = Double(1 << precisionBits)
-            return (lo, w.map { $0 < 0 ? Int(-0.5 + $0 * one) : Int(0.5 + $0 * one) })
+        let windows = ResampleWindows<Double>(from: input, to: output, support: 2, kernel: bicubic)
+        let one = Double(1 << precisionBits)
+        return zip(windows.first, windows.weights).map { start, w in
+            (start, w.map { $0 < 0 ? Int(-0.5 + $0 * one) : Int(0.5 + $0 * one) })
         }
     }
 
@@ -80,35 +72,16 @@ public struct CLIPImageProcessor: Sendable {
     /// Two passes in Pillow's order, each rounded to 8 bits.
     static func resample(_ src: [UInt8], width: Int, height: Int, toWidth: Int, toHeight: Int) -> [UInt8] {
         var img = src, w = width, h = height
+        // Rows are lines of w samples 3 bytes apart; columns, lines of h samples a row apart.
         func horizontal() {
             guard toWidth != w else { return }
-            let k = coefficients(input: w, output: toWidth)
-            var out = [UInt8](repeating: 0, count: toWidth * h * 3)  // [h, W', 3]
-            for y in 0..<h {
-                for (x, c) in k.enumerated() {
-                    for ch in 0..<3 {
-                        var s = 1 << (precisionBits - 1)
-                        for (i, wt) in c.weights.enumerated() { s += Int(img[(y * w + c.start + i) * 3 + ch]) * wt }
-                        out[(y * toWidth + x) * 3 + ch] = clip8(s)
-                    }
-                }
-            }
-            (img, w) = (out, toWidth)
+            img = pass(img, lines: h, from: w, to: toWidth, source: (line: w * 3, sample: 3), target: (line: toWidth * 3, sample: 3))
+            w = toWidth
         }
         func vertical() {
             guard toHeight != h else { return }
-            let k = coefficients(input: h, output: toHeight)
-            var out = [UInt8](repeating: 0, count: w * toHeight * 3)  // [H', w, 3]
-            for (y, c) in k.enumerated() {
-                for x in 0..<w {
-                    for ch in 0..<3 {
-                        var s = 1 << (precisionBits - 1)
-                        for (i, wt) in c.weights.enumerated() { s += Int(img[((c.start + i) * w + x) * 3 + ch]) * wt }
-                        out[(y * w + x) * 3 + ch] = clip8(s)
-                    }
-                }
-            }
-            (img, h) = (out, toHeight)
+            img = pass(img, lines: w, from: h, to: toHeight, source: (line: 3, sample: w * 3), target: (line: 3, sample: w * 3))
+            h = toHeight
         }
         if verticalFirst(width: width, height: height, toWidth: toWidth, toHeight: toHeight) {
             vertical(); horizontal()
@@ -116,5 +89,24 @@ public struct CLIPImageProcessor: Sendable {
             horizontal(); vertical()
         }
         return img
+    }
+
+    /// One pass along `lines` lines of RGB samples, each resampled from n to m samples; strides
+    /// in bytes say where a line and a sample sit in the source and the result.
+    static func pass(_ src: [UInt8], lines: Int, from n: Int, to m: Int,
+                     source: (line: Int, sample: Int), target: (line: Int, sample: Int)) -> [UInt8] {
+        let k = coefficients(input: n, output: m)
+        var out = [UInt8](repeating: 0, count: lines * m * 3)  // [lines, m, 3] as the strides lay it out
+        for l in 0..<lines {
+            for (o, c) in k.enumerated() {
+                let to = l * target.line + o * target.sample
+                for ch in 0..<3 {
+                    var s = 1 << (precisionBits - 1)
+                    for (i, wt) in c.weights.enumerated() { s += Int(src[l * source.line + (c.start + i) * source.sample + ch]) * wt }
+                    out[to + ch] = clip8(s)
+                }
+            }
+        }
+        return out
     }
 }
