@@ -36,10 +36,12 @@ struct ClipBench: ParsableCommand {
         var worst = 0.0, sum = 0.0, count = 0, sameOrder = 0
         let folders = traces.flatMap(TraceWordMaps.traceFolders)
         var first: (model: String, latent: [Int], reduced: [Int], full: ClipSimilarity, small: ClipSimilarity)?
+        var vaes: [String: AutoencoderKL] = [:]
         for folder in folders {
             let t = try ReportTrace(directory: folder)
             let modelPath = try ReportBuilder.modelPath(for: t, override: model, otherwise: "")
-            let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
+            let vae = try vaes[modelPath] ?? StableDiffusionModel.loadVAEDecoder(modelPath)
+            vaes[modelPath] = vae
             let full = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .full)
             let reduced = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, decode: .reduced)
             if first == nil {

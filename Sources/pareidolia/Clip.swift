@@ -45,9 +45,7 @@ struct Clip: ParsableCommand {
             guard !extra.isEmpty else { throw CLIError("--phrases: give the phrases to score the image against") }
             let picture: RGBImage
             do { picture = try readPNG(image) } catch { throw CLIError("--image \(image): \(error)") }
-            let emb = try scorer.imageEmbedding(rgb: picture.pixels, width: picture.width, height: picture.height)  // [1, P]
-            let cos = cosineSimilarities(emb, try scorer.textEmbeddings(extra))[0]
-            let norm = (0..<emb.count).reduce(0.0) { $0 + Double(emb.pointer[$1] * emb.pointer[$1]) }.squareRoot()
+            let (cos, norm) = try scorer.score(rgb: picture.pixels, width: picture.width, height: picture.height, phrases: extra)
             if json {
                 let o: [String: Any] = ["image": image, "clip_model": clipPath, "image_embedding_norm": norm,
                                         "phrases": zip(extra, cos).map { ["phrase": $0.0, "cosine": Double($0.1)] }]
@@ -63,11 +61,13 @@ struct Clip: ParsableCommand {
         let folders = try traceFolders(traces)
         let bar = ProgressBar(label: "clip")
         var results: [[String: Any]] = []
+        var vaes: [String: AutoencoderKL] = [:]  // a sweep's seeds share one model: load its VAE once
         for folder in folders {
             do {
                 let t = try ReportTrace(directory: folder)
                 let modelPath = try ReportBuilder.modelPath(for: t, override: model, otherwise: "")
-                let vae = try StableDiffusionModel.loadVAEDecoder(modelPath)
+                let vae = try vaes[modelPath] ?? StableDiffusionModel.loadVAEDecoder(modelPath)
+                vaes[modelPath] = vae
                 let s = try ClipSimilarity(trace: t, scorer: scorer, vae: vae, every: every, extra: extra, decode: mode) { bar.tick(label: "clip \(URL(fileURLWithPath: folder).lastPathComponent)", done: $0, total: $1) }
                 try s.write(into: folder, clipModel: clipPath)
                 if json {

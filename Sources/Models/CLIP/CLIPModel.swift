@@ -148,4 +148,12 @@ public final class CLIPScorer {
     public func imageEmbedding(rgb: [UInt8], width: Int, height: Int) throws -> Tensor {
         try model.imageEmbeddings(processor(rgb: rgb, width: width, height: height))
     }
+
+    /// An image scored against phrases: each phrase's cosine with the image embedding, and that
+    /// embedding's norm (what `pareidolia clip --image` prints).
+    public func score(rgb: [UInt8], width: Int, height: Int, phrases: [String]) throws -> (cosines: [Float], imageEmbeddingNorm: Double) {
+        let image = try imageEmbedding(rgb: rgb, width: width, height: height)  // [1, P]
+        let norm = (0..<image.count).reduce(0.0) { $0 + Double(image.pointer[$1]) * Double(image.pointer[$1]) }.squareRoot()
+        return (cosineSimilarities(image, try textEmbeddings(phrases))[0], norm)
+    }
 }
