@@ -257,7 +257,7 @@ extension ReportBuilder {
                 let s = series[l], last = s.last ?? 0, best = s.max() ?? 0, first = s.first ?? 0
                 let flag = last < best - 0.05 ? "lost on the way (best \(String(format: "%.3f", best)) at evaluation \(evals[s.firstIndex(of: best) ?? 0] + 1))"
                     : last <= first + 0.01 ? "never rose" : ""
-                return (labels[l], ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kinds[l]] ?? "phrase", last, flag)
+                return (labels[l], Self.clipKindName(kinds[l]), last, flag)
             }
             let rows = ranked.map { r in
                 "<tr><td>\(HTMLPage.escape(r.label))</td><td>\(r.what)</td><td class=\"num\">\(String(format: "%.3f", r.last))</td><td>\(HTMLPage.escape(r.flag))</td></tr>"
@@ -280,14 +280,14 @@ extension ReportBuilder {
         page.section("clip", "Which parts of the prompt the picture kept", note: "CLIP similarity (pareidolia clip) of x̂₀, decoded with the run's VAE, with the whole prompt (dashed) and each phrase; the table ranks them at the end.", html)
     }
 
-    /// A CLIP chart's legend entry: what the line measures against, then the text.
+    /// What a CLIP label is, from its kind in clip.json.
+    static func clipKindName(_ kind: String) -> String {
+        ["prompt": "whole prompt", "negative": "negative prompt", "extra": "asked"][kind] ?? "phrase"
+    }
+
+    /// A CLIP chart's legend entry: a phrase's own text; the others say what they are first.
     static func clipLegend(_ label: String, kind: String) -> String {
-        switch kind {
-        case "prompt": return "whole prompt"
-        case "negative": return "negative: \(label)"
-        case "extra": return "asked: \(label)"
-        default: return label
-        }
+        kind == "phrase" ? label : kind == "prompt" ? clipKindName(kind) : "\(clipKindName(kind)): \(label)"
     }
 
     static func finish(page: HTMLPage, pdf: PDFDocument, dir: URL) throws {
