@@ -68,11 +68,12 @@ public struct ClipSimilarity {
         if evals.last != trace.evaluations - 1 { evals.append(trace.evaluations - 1) }  // always the last
         let size = Self.latentSize(height: trace.latentHeight, width: trace.latentWidth, clipSize: scorer.processor.size,
                                    factor: vae.config.downFactor, decode: decode)
+        let reduced = size != (trace.latentHeight, trace.latentWidth)
         var rows: [[Float]] = [], pictureSize = (0, 0), decoding = 0.0
         let start = Date()
         for (i, e) in evals.enumerated() {
             var z = try trace.x0(at: e)  // [1, 4, h, w]
-            if size != (trace.latentHeight, trace.latentWidth) {
+            if reduced {
                 z = try resizeBilinearAntialiased(z, height: size.height, width: size.width)  // [1, 4, h', w']
             }
             let decodeStart = Date()
@@ -86,7 +87,6 @@ public struct ClipSimilarity {
         secondsPerMeasurement = Date().timeIntervalSince(start) / Double(max(1, evals.count))
         decodeSecondsPerMeasurement = decoding / Double(max(1, evals.count))
         (self.labels, self.kinds, self.evaluations, self.similarity) = (labels, kinds, evals, rows)
-        let reduced = size != (trace.latentHeight, trace.latentWidth)
         (self.decode, decodedHeight, decodedWidth) = (reduced ? .reduced : .full, pictureSize.0, pictureSize.1)
     }
 
