@@ -97,24 +97,6 @@ def paint_background(style: str, big: int, ss: int, rng: np.random.Generator) ->
     cols = [np.array(c, dtype=float) for c in palette.BACKGROUNDS[style]]
     if style == "plain":
         out = np.broadcast_to(cols[0], (big, big, 3)).copy()
-    elif style == "sky":
-        # A vertical gradient through the reference colours, plus a few pale clouds.
-        t = np.linspace(0, 1, big)[:, None] * (len(cols) - 1)
-        i = np.minimum(t.astype(int), len(cols) - 2)
-        f = t - i
-        grad = np.stack(cols)[i] * (1 - f[..., None]) + np.stack(cols)[i + 1] * f[..., None]
-        out = np.broadcast_to(grad, (big, big, 3)).copy()
-        img = Image.fromarray(out.astype(np.uint8))
-        draw = ImageDraw.Draw(img)
-        for _ in range(rng.integers(1, 4)):
-            cx, cy = rng.uniform(0.1, 0.9) * big, rng.uniform(0.08, 0.6) * big
-            w = rng.uniform(0.12, 0.22) * big
-            for k in range(3):  # a cloud is three overlapping puffs
-                dx = (k - 1) * w * 0.45
-                r = w * (0.32 if k != 1 else 0.42)
-                draw.ellipse([cx + dx - r, cy - r * 0.7, cx + dx + r, cy + r * 0.7],
-                             fill=palette.BACKGROUNDS["sky"][-1])
-        out = np.asarray(img, dtype=float)
     elif style == "grass":
         # Base colour, then short vertical blades in the two other greens.
         img = Image.new("RGB", (big, big), tuple(int(v) for v in cols[0]))
@@ -127,12 +109,6 @@ def paint_background(style: str, big: int, ss: int, rng: np.random.Generator) ->
         for x, y, h, w, d in zip(xs, ys, hs, which, lean):
             draw.line([(x, y), (x + d, y - h)], fill=palette.BACKGROUNDS["grass"][w], width=ss)
         out = np.asarray(img, dtype=float)
-    elif style == "stripes":
-        period = rng.choice([10, 12, 14]) * ss
-        yy, xx = np.mgrid[0:big, 0:big]
-        diag = (xx + yy) if rng.random() < 0.5 else (xx - yy)
-        band = (diag // (period // 2)) % 2
-        out = np.where(band[..., None] == 0, cols[0], cols[1])
     else:
         raise ValueError(f"unknown background {style!r}")
     return np.clip(out, 0, 255).astype(np.uint8)

@@ -27,7 +27,7 @@ class Obj:
     kind: str                      # 'shape' | 'person' | 'cat'
     shape: str                     # shape name, or 'person' / 'cat'
     colour: str                    # object colour, or skin / fur name for characters
-    size: str                      # 'small' | 'medium' | 'large'
+    size: str                      # 'small' | 'large' (shapes), 'medium' | 'large' (characters)
     position: str                  # grid cell of the centre (palette.POSITIONS)
     centre: tuple[float, float]    # (x, y) placement centre in pixels (head centre for characters)
     bbox: tuple[int, int, int, int] = (0, 0, 0, 0)   # x0, y0, x1, y1 (exclusive) of the mask
@@ -89,7 +89,7 @@ def place(items: list[Item], rng: np.random.Generator, width: int, *, cells=None
     gap, margin = 0.03 * width, 2.0
     for _ in range(tries):
         chosen = (list(cells) if cells else
-                  [str(c) for c in rng.permutation(palette.POSITIONS)[:len(items)]])
+                  [str(c) for c in rng.permutation(palette.PLACES)[:len(items)]])
         out, boxes, ok = [], [], True
         for item, cell in zip(items, chosen):
             cx, cy = palette.cell_centre(cell, width, width)
@@ -142,9 +142,9 @@ def render(items: list[Item], layout, background: str, rng: np.random.Generator,
 
 
 def plan_scene(rng: np.random.Generator, width: int, avoid_pairs=()) -> list[Item]:
-    """What a random dataset scene holds: 1-3 shapes (75%) or characters (25%)."""
+    """What a random dataset scene holds: 1-2 shapes (75%) or characters (25%)."""
     if rng.random() < 0.75:
-        n = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
+        n = int(rng.choice([1, 2], p=[0.45, 0.55]))
         first = shape_item(rng, width, avoid_pairs=avoid_pairs)
         items = [first]
         for _ in range(n - 1):
@@ -162,7 +162,7 @@ def plan_scene(rng: np.random.Generator, width: int, avoid_pairs=()) -> list[Ite
         items.append(character_item(rng, width, characters.random_character(rng),
                                     size=items[0].size))
     elif r < 0.55:
-        items.append(shape_item(rng, width, size=str(rng.choice(["small", "medium"])),
+        items.append(shape_item(rng, width, size="small",
                                 avoid_pairs=avoid_pairs))
     return items
 

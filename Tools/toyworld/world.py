@@ -36,7 +36,7 @@ from toyworld.scenes import Obj  # noqa: E402
 
 SPLITS = {"train": 0, "heldout": 1, "individual": 2, "pair": 3}
 HELDOUT_PERCENT = 10          # share of caption hash buckets reserved for heldout
-HOLDOUT_PAIRS = (("blue", "star"), ("pink", "square"))  # never in train; set () to drop
+HOLDOUT_PAIRS = (("blue", "star"), ("purple", "square"))  # never in train; set () to drop
 
 
 @dataclass
@@ -114,11 +114,10 @@ def individual_images(name: str, n: int = 50, size: int = 128, seed: int = 0) ->
         rng = scene_rng("individual", i, seed, (idx,))
         while True:
             items = [scenes.character_item(rng, size, ch, name=name)]
-            cells = [str(rng.choice(["left", "centre", "right", "bottom left", "bottom",
-                                     "bottom right", "top", "top left", "top right"],
-                                    p=[.17, .2, .17, .1, .1, .1, .06, .05, .05]))]
+            cells = [str(rng.choice(["left", "centre", "right", "bottom", "top"],
+                                    p=[.25, .3, .25, .12, .08]))]
             if rng.random() < 0.3:
-                items.append(scenes.shape_item(rng, size, size=str(rng.choice(["small", "medium"])),
+                items.append(scenes.shape_item(rng, size, size="small",
                                                avoid_pairs=HOLDOUT_PAIRS))
                 cells = None
             layout = scenes.place(items, rng, size, cells=cells)
