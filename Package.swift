@@ -15,6 +15,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 //   Probes       — instrumentation: observers at named sites, the trace they write
 //   Analysis     — reading traces and embeddings: word maps, overlaps, nearest tokens
 //   Reports      — figures drawn with Cairo/Pango, GIF animations, HTML and PDF reports
+//   Workbench    — orchestration: a run of prompts × seeds (image, trace, CLIP), as commands use it
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -25,6 +26,7 @@ let package = Package(
         .library(name: "Checkpoints", targets: ["Checkpoints"]),
         .library(name: "Models", targets: ["Models"]),
         .library(name: "Diffusion", targets: ["Diffusion"]),
+        .library(name: "Workbench", targets: ["Workbench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -85,14 +87,16 @@ let package = Package(
         .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
         .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
         // Reading what the engine did: embeddings' neighbours (more analyses join it).
-        .target(name: "Analysis", dependencies: ["Tensors", "Checkpoints", "Models", "Diffusion"]),
+        .target(name: "Analysis", dependencies: ["Tensors", "Checkpoints", "Models", "Diffusion", "Probes"]),
         // What a person looks at: heat maps, charts, animations, the HTML page and the PDF.
         .target(name: "Reports", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion", "Probes", "Analysis",
                                                 "CCairo", "CPango", "CGif"]),
+        // Orchestration a command, a notebook or a server shares: a run of prompts × seeds.
+        .target(name: "Workbench", dependencies: ["Tensors", "Models", "Imaging", "Diffusion", "Probes", "Analysis", "Reports"]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis", "Reports",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis", "Reports", "Workbench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -112,6 +116,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "Models", "Diffusion", "Probes", "TestSupport", "CGif", "CCairo"]),
+        .testTarget(name: "WorkbenchTests", dependencies: ["Workbench", "Probes", "Diffusion", "Models", "Imaging", "Tensors", "TestSupport"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

@@ -1,5 +1,6 @@
 import Checkpoints
 import Foundation
+import Probes
 import Tensors
 
 /// A trace's cross-attention maps per prompt word, per evaluation (docs/TRACE.md): the DAAM
@@ -77,10 +78,13 @@ public struct TraceWordMaps {
         words.firstIndex { $0.label.lowercased() == label.lowercased() }
     }
 
-    /// Trace folders under `path`: itself when it holds run.json, else its sub-folders that do (a sweep).
-    public static func traceFolders(_ path: String) -> [String] {
+    /// Trace folders under `path`: itself when it holds run.json; the traces its runs.json lists
+    /// (several prompts × seeds, `generate --prompt A --prompt B`); else its sub-folders that hold
+    /// run.json (a seed sweep).
+    public static func traceFolders(_ path: String) throws -> [String] {
         let fm = FileManager.default
         if fm.fileExists(atPath: URL(fileURLWithPath: path).appendingPathComponent("run.json").path) { return [path] }
+        if let index = try RunIndex.read(folder: path) { return index.traceFolders(in: path) }
         let children = (try? fm.contentsOfDirectory(atPath: path)) ?? []
         return children.sorted().map { URL(fileURLWithPath: path).appendingPathComponent($0).path }
             .filter { fm.fileExists(atPath: URL(fileURLWithPath: $0).appendingPathComponent("run.json").path) }

@@ -34,7 +34,7 @@ struct ClipBench: ParsableCommand {
         let scorer = try CLIPScorer(folder: clipModel)
         var table = Table(columns: ["trace", "latent", "reduced to", "full s", "reduced s", "ratio", "max |Δcos|", "mean |Δcos|", "same final order"])
         var worst = 0.0, sum = 0.0, count = 0, sameOrder = 0
-        let folders = traces.flatMap(TraceWordMaps.traceFolders)
+        let folders = try traces.flatMap(TraceWordMaps.traceFolders)
         var first: (model: String, latent: [Int], reduced: [Int], full: ClipSimilarity, small: ClipSimilarity)?
         var vaes: [String: AutoencoderKL] = [:]
         for folder in folders {

@@ -6,6 +6,7 @@ import Models
 import Probes
 import Reports
 import Tensors
+import Workbench
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,8 +18,11 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "For a single-file checkpoint whose architecture is not SD 1.5's: a diffusers folder whose unet/, vae/ and text_encoder/ config.json files describe it.")
     var config: String?
 
-    @Option(name: .long, help: "The prompt (A1111 syntax: (word), [word], (word:1.3), BREAK).")
-    var prompt: String
+    @Option(name: .long, help: "The prompt (A1111 syntax: (word), [word], (word:1.3), BREAK); repeat it to compare prompts: each prompt × seed gets its own image and trace.")
+    var prompt: [String] = []
+
+    @Option(name: .long, help: "A text file of prompts, one a line (blank lines and lines starting with # skipped), after any --prompt.")
+    var promptsFile: String?
 
     @Option(name: .long, help: "Negative prompt.")
     var negative = ""
@@ -92,12 +96,16 @@ struct Generate: ParsableCommand {
         }
         let fastMath: FastMath
         do { fastMath = try FastMath(parsing: fast) } catch { throw CLIError("--fast \(error)") }
+        guard let attentionMode = TraceOptions.Attention(rawValue: traceAttention) else {
+            throw CLIError("--trace-attention \(traceAttention): expected off, aggregate or layers")
+        }
+        let prompts = try chosenPrompts()
         guard output.lowercased().hasSuffix(".png") else { throw CLIError("--output \(output): expected a .png file name") }
         let outputDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
         guard FileManager.default.isWritableFile(atPath: outputDir.isEmpty ? "." : outputDir) else {
             throw CLIError("--output \(output): the folder \(outputDir) does not exist or is not writable")
         }
-        var settings = GenerationSettings(prompt: prompt)
+        var settings = GenerationSettings(prompt: prompts[0])
         settings.negativePrompt = negative
         settings.steps = steps
         settings.guidance = guidance
@@ -108,12 +116,6 @@ struct Generate: ParsableCommand {
         settings.rng = rngKind
         settings.clipSkip = clipSkip
         do { try settings.validate() } catch { throw CLIError("\(error)") }
-        var options = TraceOptions()
-        guard let attentionMode = TraceOptions.Attention(rawValue: traceAttention) else {
-            throw CLIError("--trace-attention \(traceAttention): expected off, aggregate or layers")
-        }
-        options.attention = attentionMode
-        options.eps = traceEps
         if clipModel != nil && trace == nil { throw CLIError("--clip-model: give --trace DIR too (the similarity is stored in the trace)") }
         guard clipEvery >= 1 else { throw CLIError("--clip-every \(clipEvery): expected 1 or more") }
         let seedList = try chosenSeeds()
@@ -127,100 +129,64 @@ struct Generate: ParsableCommand {
             loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision, fast: fastMath)
         } catch { throw CLIError("\(error)") }
         // diffusers' default size: the UNet's sample_size in latent pixels.
-        let width = self.width ?? loaded.unet.config.sampleSize * 8
-        let height = self.height ?? loaded.unet.config.sampleSize * 8
-        settings.width = width
-        settings.height = height
-        do { try settings.validate() } catch { throw CLIError("\(error)") }
-        let embedding = try embeddingFiles(embedding, defaultModel: self.model == nil)
-        guard (1...loaded.textEncoder.config.layers).contains(clipSkip) else {
-            throw CLIError("--clip-skip \(clipSkip): expected 1…\(loaded.textEncoder.config.layers)")
-        }
-        let embeddings: [PromptEmbedding]
+        settings.width = width ?? loaded.unet.config.sampleSize * 8
+        settings.height = height ?? loaded.unet.config.sampleSize * 8
+
+        var request = GenerationRun.Request(prompts: prompts, seeds: seedList, settings: settings, output: output, modelPath: model)
+        request.trace = trace
+        request.traceOptions.attention = attentionMode
+        request.traceOptions.eps = traceEps
+        request.embeddingFiles = try embeddingFiles(embedding, defaultModel: self.model == nil)
+        request.clip = clipModel.map { GenerationRun.ClipRequest(folder: $0, every: clipEvery, phrases: ClipSimilarity.listedPhrases(clipPhrases)) }
+        request.precision = weightPrecision
+        request.fast = fastMath
+        let run: GenerationRun
+        do { run = try GenerationRun(model: loaded, request: request) } catch { throw CLIError("\(error)") }
+        for w in run.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+
+        let many = run.items.count > 1
+        var bar: ProgressBar?
+        let clipBar = ProgressBar(label: "clip")
+        Interrupt.install()
         do {
-            embeddings = try embedding.map { try EmbeddingLoader.load($0, tokenizer: loaded.tokenizer, width: loaded.textEncoder.config.hiddenSize) }
-        } catch { throw CLIError("\(error)") }
-        // All embeddings at once, as the run applies them (a longer trigger can take a shorter one's place).
-        let unused = Set(PromptChunker.unusedTriggers(embeddings, prompt: prompt, negative: negative, tokenizer: loaded.tokenizer))
-        for (spec, e) in zip(embedding, embeddings) where unused.contains(e.trigger) {
-            FileHandle.standardError.write(Data("warning: --embedding \(spec): its trigger '\(e.trigger)' appears nowhere in the prompt or the negative prompt, so it changes nothing\n".utf8))
-        }
-        // Checked before the run, so a bad CLIP folder stops it before any work; loaded after it, so
-        // the CLIP's weights do not add to the generation's peak memory.
-        if let clipModel {
-            do { try CLIPScorer.check(folder: clipModel) } catch { throw CLIError("--clip-model \(clipModel): \(error)") }
-        }
-        var scorer: CLIPScorer?
-        let modelName = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        let modelHash = ModelHash.shortHash(of: model)
-        let pipeline = TextToImagePipeline(model: loaded)
-
-        for s in seedList {
-            settings.seed = s
-            let many = seedList.count > 1
-            let imagePath = many ? Self.suffixed(output, "-\(s)") : output
-            let recorder: TraceRecorder?
-            do {
-                recorder = try trace.map {
-                    try TraceRecorder(directory: many ? URL(fileURLWithPath: $0).appendingPathComponent("\(s)").path : $0,
-                                      unet: loaded.unet, options: options, engineVersion: Version.engine,
-                                      extra: ["model": ["path": URL(fileURLWithPath: model).standardizedFileURL.path, "hash": modelHash ?? "", "summary": loaded.summary],
-                                              "embeddings": zip(embedding, embeddings).map { spec, e in
-                                                  ["trigger": e.trigger, "vectors": e.vectors.count,
-                                                   "file": URL(fileURLWithPath: spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec).standardizedFileURL.path] as [String: Any]
-                                              },
-                                              "arithmetic": ["precision": weightPrecision.rawValue, "fast": fastMath.description]])
+            try run.run(observers: { item in
+                let label = !many ? "generate" : prompts.count == 1 ? "seed \(item.seed)"
+                    : "prompt \(item.promptIndex + 1)/\(prompts.count)" + (seedList.count > 1 ? ", seed \(item.seed)" : "")
+                let b = ProgressBar(label: label)
+                bar = b
+                return [b]
+            }, shouldStop: { Interrupt.requested }, clipProgress: { clipBar.tick(label: "clip", done: $0, total: $1) }, finished: { result in
+                bar?.finish()
+                print("wrote \(result.item.image)" + (result.item.trace.map { " and the trace in \($0)" } ?? ""))
+                if let s = result.clip {
+                    let final = zip(s.labels, s.similarity.last ?? []).map { String(format: "%.3f %@", $0.1, $0.0) }.joined(separator: "; ")
+                    print("CLIP similarity, \(s.evaluations.count) measurements (\(String(format: "%.2f", s.secondsPerMeasurement)) s each), final: \(final)")
                 }
-                if let recorder {
-                    let chunks = max(1, (loaded.tokenizer.tokenize(prompt).count + 74) / 75)
-                    try recorder.checkFreeSpace(needed: TraceRecorder.estimatedBytes(
-                        options: options, evaluations: samplerKind.evaluations(steps: steps),
-                        latentHeight: height / 8, latentWidth: width / 8, tokens: 77 * chunks, crossAttentionLayers: 16))
-                }
-            } catch { throw CLIError("\(error)") }
-            let progress = ProgressBar(label: many ? "seed \(s)" : "generate")
-            let observer = Observers([recorder as GenerationObserver?, progress].compactMap { $0 })
-            let result: TextToImagePipeline.Output
-            Interrupt.install()
-            do {
-                result = try pipeline.generate(settings, embeddings: embeddings, observer: observer, shouldStop: { Interrupt.requested })
-            } catch {
-                progress.finish()
-                let kept = recorder.map { " (the trace in \($0.directory.path) holds the evaluations done)" } ?? ""
-                if Interrupt.requested { FileHandle.standardError.write("pareidolia: \(error)\(kept)\n".data(using: .utf8)!); Foundation.exit(130) }
-                throw CLIError("\(error)")
-            }
-            progress.finish()
-
-            let info = Infotext.make(settings: settings, modelName: modelName, modelHash: modelHash)
-            let image = try RGBImage(tensor: result.image)
-            do { try PNGFile.write(image, to: imagePath, text: [("parameters", info)]) } catch { throw CLIError("\(error)") }
-            if let recorder {
-                do { try recorder.writeImage(image, text: [("parameters", info)]) } catch { throw CLIError("--trace: \(error)") }
-                if let e = recorder.lastError { throw CLIError("--trace: \(e)") }
-            }
-            print("wrote \(imagePath)" + (recorder.map { " and the trace in \($0.directory.path)" } ?? ""))
-            if let clipModel, let recorder {
-                let clip: CLIPScorer
-                do { clip = try scorer ?? CLIPScorer(folder: clipModel) } catch { throw CLIError("--clip-model \(clipModel): \(error)") }
-                scorer = clip  // one load for every seed
-                try measureClip(clip, clipModel, trace: recorder.directory.path, vae: loaded.vae)
-            }
+            })
+        } catch let failure as GenerationRun.Failure {
+            bar?.finish()
+            if failure.interrupted { FileHandle.standardError.write(Data("pareidolia: \(failure)\n".utf8)); Foundation.exit(130) }
+            throw CLIError("\(failure)")
+        }
+        if let root = run.indexFolder {
+            print("listed \(run.items.count) runs in \(URL(fileURLWithPath: root).appendingPathComponent(RunIndex.fileName).path) (`pareidolia report \(root)` compares them)")
         }
     }
 
-    /// `pareidolia clip` on the trace just written, with the run's own VAE.
-    func measureClip(_ scorer: CLIPScorer, _ clipModel: String, trace: String, vae: AutoencoderKL) throws {
-        let extra = ClipSimilarity.listedPhrases(clipPhrases)
-        let bar = ProgressBar(label: "clip")
-        do {
-            let s = try ClipSimilarity(trace: ReportTrace(directory: trace), scorer: scorer, vae: vae, every: clipEvery, extra: extra) {
-                bar.tick(label: "clip", done: $0, total: $1)
+    /// `--prompt` values, then the lines of `--prompts-file`.
+    func chosenPrompts() throws -> [String] {
+        var list = prompt
+        if let promptsFile {
+            guard let data = FileManager.default.contents(atPath: promptsFile), let text = String(data: data, encoding: .utf8) else {
+                throw CLIError("--prompts-file \(promptsFile): cannot be read as UTF-8 text")
             }
-            try s.write(into: trace, clipModel: URL(fileURLWithPath: clipModel).standardizedFileURL.path)
-            let final = zip(s.labels, s.similarity.last ?? []).map { String(format: "%.3f %@", $0.1, $0.0) }.joined(separator: "; ")
-            print("CLIP similarity, \(s.evaluations.count) measurements (\(String(format: "%.2f", s.secondsPerMeasurement)) s each), final: \(final)")
-        } catch { throw CLIError("--clip-model: \(error)") }
+            list += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        guard !list.isEmpty else {
+            throw CLIError(promptsFile.map { "--prompts-file \($0): no prompts in it" } ?? "--prompt: give a prompt (or --prompts-file FILE)")
+        }
+        return list
     }
 
     func chosenSeeds() throws -> [UInt64] {
@@ -235,12 +201,6 @@ struct Generate: ParsableCommand {
             return (0..<seedCount).map { _ in UInt64.random(in: 0..<(1 << 32)) }
         }
         return [seed ?? UInt64.random(in: 0..<(1 << 32))]
-    }
-
-    /// `out.png` → `out-SUFFIX.png`.
-    static func suffixed(_ path: String, _ suffix: String) -> String {
-        let url = URL(fileURLWithPath: path)
-        return url.deletingPathExtension().path + suffix + "." + url.pathExtension
     }
 }
 

@@ -21,7 +21,8 @@ struct CLIError: Error, CustomStringConvertible {
 /// one-line error for a path that is not there or holds no trace.
 func traceFolders(_ paths: [String]) throws -> [String] {
     for p in paths where !FileManager.default.fileExists(atPath: p) { throw CLIError("\(p): no such folder") }
-    let folders = paths.flatMap(TraceWordMaps.traceFolders)
+    let folders: [String]
+    do { folders = try paths.flatMap(TraceWordMaps.traceFolders) } catch { throw CLIError("\(error)") }
     guard !folders.isEmpty else { throw CLIError("\(paths.joined(separator: " ")): no trace (a folder with run.json) found") }
     return folders
 }

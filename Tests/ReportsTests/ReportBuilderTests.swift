@@ -397,7 +397,7 @@ struct ReportBuilderTests {
         // Seed 7's words swap places, so a report that drew seed 1's maps for both would be caught.
         try Self.writeTrace(at: s.path("sweep/1"), seed: 1, tint: -1.5)
         try Self.writeTrace(at: s.path("sweep/7"), seed: 7, spots: [2: Self.squareSpot, 6: Self.circleSpot], tint: 1.5)
-        let folders = TraceWordMaps.traceFolders(s.path("sweep"))
+        let folders = try TraceWordMaps.traceFolders(s.path("sweep"))
         #expect(folders.count == 2)
         let summary = try ReportBuilder.build(traces: folders, output: s.path("report"), options: Self.cheap())
         #expect(summary.traces == 2 && summary.evaluations == 2 * Self.evaluations)
@@ -479,7 +479,7 @@ struct ReportBuilderTests {
         try Self.writeTrace(at: s.path("sweep/1"), seed: 1)
         try Self.writeTrace(at: s.path("sweep/2"), seed: 2, tint: 1)
         let out = s.path("report")
-        _ = try ReportBuilder.build(traces: TraceWordMaps.traceFolders(s.path("sweep")), output: out, options: Self.cheap())
+        _ = try ReportBuilder.build(traces: try TraceWordMaps.traceFolders(s.path("sweep")), output: out, options: Self.cheap())
         #expect(FileManager.default.fileExists(atPath: out + "/contact-sheet-2.png"))
         try Data("stale".utf8).write(to: URL(fileURLWithPath: out + "/stale.txt"))
 

@@ -25,6 +25,14 @@ public struct UNetConfig: Sendable, Equatable {
 
     public var timeEmbeddingDim: Int { blockOutChannels[0] * 4 }
 
+    /// Transformer blocks with cross-attention (16 in SD 1.x): `layersPerBlock` in each
+    /// cross-attention down block, one more in each such up block, one in the mid block.
+    public var crossAttentionLayerCount: Int {
+        let down = downBlockTypes.filter { $0 == "CrossAttnDownBlock2D" }.count * layersPerBlock
+        let up = upBlockTypes.filter { $0 == "CrossAttnUpBlock2D" }.count * (layersPerBlock + 1)
+        return down + 1 + up
+    }
+
     public init(json data: Data, source: String) throws {
         guard let c = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw WeightLoadError(description: "\(source): expected a JSON object")
