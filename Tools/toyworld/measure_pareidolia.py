@@ -1,12 +1,22 @@
 """Measured quality of the embedded demo model, with images and traces made by Pareidolia.
 
-For N held-out captions of the Shapes world (seeds 20000..), `pareidolia generate` draws each one
-with a trace; the world's own detector then checks every captioned object (shape and colour, or
-a character's class) and whether the DAAM map of each shape's noun peaks inside the region of
-the detection that matches it. Results go to a JSON file and into the model card between the
-`<!-- pareidolia-quality -->` markers.
+Every figure of the model card's targets, from one sampler setting (ddim 20, guidance 5, 128×128):
 
-    /work/venv/bin/python Tools/toyworld/measure_pareidolia.py --n 200
+- held-out captions (seeds 20000..): `pareidolia generate` draws each with a trace; the world's
+  detector checks every captioned object — shapes by shape and colour (and by place), people and
+  cats by class and by their captioned attribute (hat colour, fur colour, stripes) — and whether
+  the DAAM map of each object's noun peaks inside the region where that object was drawn;
+- alex, cora and koko alone (4 templates × 4 seeds each, their textual-inversion files): how
+  often the detector finds that very individual;
+- "alex and cora side by side", "alex and koko side by side", "alexcora side by side" over
+  --pair-seeds seeds: both, one, a merged character or none;
+- with --diffusers, the held-out captions again through diffusers' StableDiffusionPipeline on the
+  same files and seeds: how far its object count is from Pareidolia's.
+
+Results go to quality.json and into the model card between the `<!-- pareidolia-quality -->`
+markers.
+
+    /work/venv/bin/python Tools/toyworld/measure_pareidolia.py --n 200 --diffusers
 """
 from __future__ import annotations
 
@@ -28,8 +38,14 @@ sys.path.insert(0, str(REPO / "Tools"))
 from toyworld import detect, world  # noqa: E402
 
 # (a, b, prompt, embeddings): the look-alike people, a person and a cat, the pair token.
-PAIRS = (("alex", "cora", "alex and cora", ("alex", "cora")), ("alex", "koko", "alex and koko", ("alex", "koko")),
-         ("alex", "cora", "alexcora", ("alexcora",)))
+PAIRS = (("alex", "cora", "alex and cora side by side", ("alex", "cora")),
+         ("alex", "koko", "alex and koko side by side", ("alex", "koko")),
+         ("alex", "cora", "alexcora side by side", ("alexcora",)))
+SOLO_TEMPLATES = ("a photo of {} on grass", "{} on a plain background", "a picture of {} in the centre",
+                  "{} on the left")
+SOLO_NAMES = ("alex", "cora", "koko")
+TARGETS = {"objects": 0.85, "objects_with_place": 0.75, "characters_class": 0.90, "characters_attribute": 0.75,
+           "daam_peak_in_region": 0.85, "individual_found": 12 / 16, "diffusers_objects_apart": 2}
 MARK_START, MARK_END = "<!-- pareidolia-quality -->", "<!-- /pareidolia-quality -->"
 
 
@@ -51,15 +67,236 @@ def word_map(trace: Path, word: str, occurrence: int, size: int) -> np.ndarray |
     return up[0, 0].numpy()
 
 
+def captioned_attributes(scene, obj) -> dict[str, object]:
+    """The attributes of a character that its caption states and the detector can read."""
+    said = {m.kind for m in scene.mentions if obj.id in m.object_ids}
+    ch, out = obj.character, {}
+    if "hat" in said and ch.hat_colour:
+        out["hat_colour"] = ch.hat_colour
+    if ch.kind == "cat" and "colour" in said:
+        out["colour"] = ch.colour
+    if ch.kind == "cat" and "pattern" in said:
+        out["striped"] = ch.pattern == "stripes"
+    return out
+
+
+def match(scene, chars, dets) -> dict[int, object]:
+    """Object id -> the detection that shows it: shapes by shape and colour, characters by class,
+    preferring one with the captioned attributes; among equals the nearest (two red circles are
+    not swapped). Each detection is used once."""
+    used, out = set(), {}
+
+    def distance(d, o):
+        x0, y0, x1, y1 = d.bbox
+        return np.hypot((x0 + x1) / 2 - o.centre[0], (y0 + y1) / 2 - o.centre[1])
+
+    for o in scene.objects:
+        if o.kind == "shape":
+            cands = [d for d in dets if id(d) not in used and d.shape == o.shape and d.colour == o.colour]
+            cands.sort(key=lambda d: distance(d, o))
+        else:
+            want = captioned_attributes(scene, o)
+            cands = [c for c in chars if id(c) not in used and c.kind == o.kind]
+            cands.sort(key=lambda c: (-sum(getattr(c, k) == v for k, v in want.items()), distance(c, o)))
+        if cands:
+            used.add(id(cands[0]))
+            out[o.id] = cands[0]
+    return out
+
+
+def generate(binary, args, prompts, seeds, out: Path, trace: Path, embeddings=()) -> None:
+    cmd = [binary, "generate", "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
+           "--guidance", str(args.guidance), "--sampler", args.sampler, "--output", str(out), "--trace", str(trace)]
+    for p in prompts:
+        cmd += ["--prompt", p]
+    if args.model:
+        cmd += ["--model", args.model]
+    for e in embeddings:
+        cmd += ["--embedding", str(Path(args.embeddings) / f"{e}.pt") if args.embeddings else e]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def traced_images(trace: Path) -> dict[tuple[str, int], Path]:
+    """(prompt, seed) -> image.png of each run a multi-run trace folder lists (runs.json)."""
+    index = json.loads((trace / "runs.json").read_text())
+    return {(r["prompt"], r["seed"]): trace / r["trace"] / "image.png" for r in index["runs"]}
+
+
+def rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def measure_heldout(binary, args, work: Path) -> dict:
+    c = dict(objects=0, recognised=0, placed=0, chars=0, chars_class=0, attrs=0, attrs_ok=0,
+             daam_objects=0, daam_detected=0, daam_in=0)
+    per = []
+    t0 = time.time()
+    for i, scene in enumerate(world.dataset("heldout", args.n)):
+        d = work / "heldout" / f"{i:04d}"
+        seed = 20000 + i
+        if not (d / "trace" / "image.png").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            generate(binary, args, [scene.caption], [seed], d / "image.png", d / "trace")
+        image = rgb(d / "image.png")
+        chars, dets = detect.analyse(image)
+        found = match(scene, chars, dets)
+        row = {"caption": scene.caption, "seed": seed, "objects": [], "daam": []}
+        for o in scene.objects:
+            det = found.get(o.id)
+            if o.kind == "shape":
+                c["objects"] += 1
+                c["recognised"] += det is not None
+                c["placed"] += det is not None and det.position == o.position
+                row["objects"].append({"shape": o.shape, "colour": o.colour, "found": det is not None,
+                                       "place_ok": det is not None and det.position == o.position})
+            else:
+                want = captioned_attributes(scene, o)
+                c["chars"] += 1
+                c["chars_class"] += det is not None
+                if want:
+                    ok = det is not None and all(getattr(det, k) == v for k, v in want.items())
+                    c["attrs"] += 1
+                    c["attrs_ok"] += ok
+                row["objects"].append({"kind": o.kind, "found": det is not None, "attributes": want})
+        # DAAM: each object's noun (shape word, or person/cat) against where that object was drawn.
+        seen: dict[str, int] = {}
+        for m in scene.mentions:
+            if m.kind not in ("shape", "class"):
+                continue
+            occ = seen.get(m.word, 0)
+            seen[m.word] = occ + 1
+            heat = None
+            region = np.zeros(image.shape[:2], bool)
+            for oid in m.object_ids:
+                if oid in found:
+                    region |= found[oid].mask
+            for oid in m.object_ids:
+                c["daam_objects"] += 1
+                if oid not in found:
+                    continue
+                if heat is None:
+                    heat = word_map(d / "trace", m.word, occ, image.shape[0])
+                if heat is None:
+                    continue
+                c["daam_detected"] += 1
+                ok = bool(detect.peak_in_region(heat, region))
+                c["daam_in"] += ok
+                row["daam"].append({"word": m.word, "in_region": ok})
+        per.append(row)
+        if (i + 1) % 20 == 0:
+            print(f"{i + 1}/{args.n}: objects {c['recognised'] / max(1, c['objects']):.3f}, "
+                  f"placed {c['placed'] / max(1, c['objects']):.3f}, characters {c['chars_class']}/{c['chars']}, "
+                  f"DAAM {c['daam_in']}/{c['daam_detected']} ({time.time() - t0:.0f} s)", flush=True)
+    f = lambda a, b: c[a] / max(1, c[b])  # noqa: E731
+    return {"captions": args.n, "seeds": f"20000..{20000 + args.n - 1}", "counts": c,
+            "objects": f("recognised", "objects"), "objects_with_place": f("placed", "objects"),
+            "characters_class": f("chars_class", "chars"), "characters_attribute": f("attrs_ok", "attrs"),
+            "daam_peak_in_region": f("daam_in", "daam_detected"),
+            "daam_peak_in_region_of_all": f("daam_in", "daam_objects"), "per_caption": per}
+
+
+def measure_individuals(binary, args, work: Path) -> dict:
+    out = {}
+    per_template = max(1, args.solo_seeds // len(SOLO_TEMPLATES))
+    seeds = [40000 + k for k in range(per_template)]
+    for name in SOLO_NAMES:
+        d = work / f"solo-{name}"
+        prompts = [t.format(name) for t in SOLO_TEMPLATES]
+        if not (d / "trace" / "runs.json").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            generate(binary, args, prompts, seeds, d / "image.png", d / "trace", embeddings=(name,))
+        images = traced_images(d / "trace")
+        found = [any(ch.name == name for ch in detect.detect_characters(rgb(p))) for p in images.values()]
+        out[name] = {"images": len(found), "found": int(sum(found)), "prompts": prompts, "seeds": seeds}
+        print(f"{name} alone: found in {sum(found)} of {len(found)}", flush=True)
+    return out
+
+
+def measure_pairs(binary, args, work: Path) -> dict:
+    pairs = {}
+    seeds = [30000 + k for k in range(args.pair_seeds)]
+    for a, b, prompt, embs in PAIRS:
+        d = work / ("pair-" + prompt.replace(" ", "_"))
+        if not (d / "trace" / "runs.json").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            generate(binary, args, [prompt], seeds, d / "image.png", d / "trace", embeddings=embs)
+        images = traced_images(d / "trace")
+        outcomes = [detect.pair_outcome(rgb(images[(prompt, s)]), a, b) for s in seeds]
+        pairs[prompt] = {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in ("both", "one", "merged", "none")},
+                         "per_seed": dict(zip(map(str, seeds), outcomes))}
+        print(f"{prompt!r}: {({k: v for k, v in pairs[prompt].items() if k != 'per_seed'})}", flush=True)
+    return pairs
+
+
+def measure_diffusers(args, heldout: dict) -> dict:
+    """The held-out captions through diffusers on the same folder, seeds and sampler."""
+    from toyworld import train as tr
+    from diffusers import StableDiffusionPipeline
+    model = args.model or str(REPO / "Assets" / "demo-model")
+    pipe = StableDiffusionPipeline.from_pretrained(model, dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.scheduler = tr.make_scheduler(args.sampler)
+    pipe.set_progress_bar_config(disable=True)
+    scenes = list(world.dataset("heldout", args.n))
+    images = tr.generate(pipe, [s.caption for s in scenes], [20000 + i for i in range(args.n)], args.steps, args.guidance)
+    recognised = 0
+    for s, im in zip(scenes, images):
+        chars, dets = detect.analyse(im)
+        found = match(s, chars, dets)
+        recognised += sum(o.id in found for o in s.objects if o.kind == "shape")
+    ours = heldout["counts"]["recognised"]
+    return {"objects": heldout["counts"]["objects"], "recognised": recognised, "pareidolia_recognised": ours,
+            "apart": abs(recognised - ours)}
+
+
+def card_summary(r: dict, args) -> str:
+    h, t = r["heldout"], TARGETS
+    c = h["counts"]
+
+    def mark(v, target, more=True):
+        return "✅" if (v >= target if more else v <= target) else "❌"
+
+    rows = [("objects recognised (shape and colour)", f"{h['objects']:.1%} of {c['objects']}", f"≥ {t['objects']:.0%}",
+             mark(h["objects"], t["objects"])),
+            ("… and in the captioned place", f"{h['objects_with_place']:.1%}", f"≥ {t['objects_with_place']:.0%}",
+             mark(h["objects_with_place"], t["objects_with_place"])),
+            ("people and cats recognised as their class", f"{h['characters_class']:.1%} of {c['chars']}",
+             f"≥ {t['characters_class']:.0%}", mark(h["characters_class"], t["characters_class"])),
+            ("… with their captioned attribute (hat colour, fur)", f"{h['characters_attribute']:.1%} of {c['attrs']}",
+             f"≥ {t['characters_attribute']:.0%}", mark(h["characters_attribute"], t["characters_attribute"])),
+            ("DAAM map of an object's noun peaks inside it", f"{h['daam_peak_in_region']:.1%} of {c['daam_detected']} drawn "
+             f"({h['daam_peak_in_region_of_all']:.1%} of all {c['daam_objects']})", f"≥ {t['daam_peak_in_region']:.0%}",
+             mark(h["daam_peak_in_region"], t["daam_peak_in_region"]))]
+    for name, v in r["individuals"].items():
+        rows.append((f"{name} alone: that individual found", f"{v['found']} of {v['images']}", "≥ 12 of 16",
+                     mark(v["found"] / max(1, v["images"]), t["individual_found"])))
+    if r.get("diffusers"):
+        dv = r["diffusers"]
+        rows.append(("diffusers on the same files: objects recognised", f"{dv['recognised']} vs Pareidolia's "
+                     f"{dv['pareidolia_recognised']} of {dv['objects']}", "within 2",
+                     mark(dv["apart"], t["diffusers_objects_apart"], more=False)))
+    table = "| figure | measured | target | |\n|---|---|---|---|\n" + "".join(f"| {a} | {b} | {c_} | {d} |\n" for a, b, c_, d in rows)
+    pairs = ("| prompt | both | one | merged | none |\n|---|---|---|---|---|\n"
+             + "".join(f"| `{p}` | {v['both']} | {v['one']} | {v['merged']} | {v['none']} |\n" for p, v in r["pairs"].items()))
+    return (f"{MARK_START}\n**Measured with Pareidolia** (`Tools/toyworld/measure_pareidolia.py`, {'the release build' if not args.bin else args.bin}; "
+            f"{args.n} held-out captions, seeds {h['seeds']}; {args.sampler} {args.steps} steps, guidance {args.guidance}, "
+            f"128×128; the world's detector):\n\n{table}\nTwo individuals in one prompt, over {args.pair_seeds} seeds each "
+            f"(the detector's outcome: both individuals / only one / a merged character / none):\n\n{pairs}\n{MARK_END}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="held-out captions")
     ap.add_argument("--bin", default=None, help="the pareidolia binary (default: the release build)")
+    ap.add_argument("--model", default=None, help="a diffusers folder (default: the embedded demo model)")
+    ap.add_argument("--embeddings", default=None, help="folder of alex.pt, cora.pt, koko.pt, alexcora.pt (default: the model's own)")
     ap.add_argument("--work", default="/tmp/pareidolia-measure")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--sampler", default="ddim")
-    ap.add_argument("--pair-seeds", type=int, default=16)
+    ap.add_argument("--solo-seeds", type=int, default=16, help="images per named individual (4 templates)")
+    ap.add_argument("--pair-seeds", type=int, default=32)
+    ap.add_argument("--diffusers", action="store_true", help="also run the held-out captions through diffusers")
     ap.add_argument("--out", default=str(REPO / "Assets" / "demo-model" / "quality.json"))
     ap.add_argument("--card", default=str(REPO / "Assets" / "demo-model" / "MODEL_CARD.md"))
     args = ap.parse_args(argv)
@@ -67,93 +304,18 @@ def main(argv=None) -> int:
                                         capture_output=True, text=True, check=True).stdout.strip() + "/pareidolia"
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    objects = recognised = shapes = peaks_detected = peaks_in = 0
-    gen_s = 0.0
-    per = []
     t0 = time.time()
-    for i, scene in enumerate(world.dataset("heldout", args.n)):
-        d = work / f"{i:04d}"
-        seed = 20000 + i
-        if not (d / "trace" / "image.png").exists():
-            d.mkdir(parents=True, exist_ok=True)
-            t = time.time()
-            subprocess.run([binary, "generate", "--prompt", scene.caption, "--seed", str(seed), "--steps", str(args.steps),
-                            "--guidance", str(args.guidance), "--sampler", args.sampler,
-                            "--output", str(d / "image.png"), "--trace", str(d / "trace")],
-                           check=True, stdout=subprocess.DEVNULL)
-            gen_s += time.time() - t
-        image = np.asarray(Image.open(d / "image.png").convert("RGB"))
-        chars, dets = detect.analyse(image)
-        frac = detect.recognised_fraction(scene.objects, image)
-        objects += len(scene.objects)
-        recognised += round(frac * len(scene.objects))
-        # DAAM: each shape's noun against the detection that matches its shape and colour.
-        used: set[int] = set()
-        seen: dict[str, int] = {}
-        caption_peaks = []
-        for m in scene.mentions:
-            if m.kind != "shape":
-                continue
-            occ = seen.get(m.word, 0)
-            seen[m.word] = occ + 1
-            obj = next(o for o in scene.objects if o.id == m.object_ids[0])
-            shapes += 1
-            match = next((k for k, det in enumerate(dets) if k not in used and det.shape == obj.shape
-                          and det.colour == obj.colour), None)
-            if match is None:
-                continue
-            used.add(match)
-            heat = word_map(d / "trace", m.word, occ, image.shape[0])
-            if heat is None:
-                continue
-            peaks_detected += 1
-            ok = detect.peak_in_region(heat, dets[match].mask)
-            peaks_in += ok
-            caption_peaks.append(ok)
-        per.append({"caption": scene.caption, "seed": seed, "recognised": frac, "peaks": caption_peaks})
-        if (i + 1) % 20 == 0:
-            print(f"{i + 1}/{args.n}: recognised {recognised / max(1, objects):.3f}, "
-                  f"peak in region {peaks_in / max(1, peaks_detected):.3f} ({time.time() - t0:.0f} s)", flush=True)
-    # Textual-inversion pairs: does "A and B" give two distinct characters?
-    pairs = {}
-    for a, b, prompt, embs in PAIRS:
-        d = work / ("pair-" + prompt.replace(" ", "_"))
-        seeds = [30000 + k for k in range(args.pair_seeds)]
-        if not all((d / "trace" / str(s_) / "image.png").exists() for s_ in seeds):
-            d.mkdir(parents=True, exist_ok=True)
-            cmd = [binary, "generate", "--prompt", prompt, "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
-                   "--guidance", str(args.guidance), "--sampler", args.sampler, "--output", str(d / "image.png"),
-                   "--trace", str(d / "trace")]
-            for e in embs:
-                cmd += ["--embedding", e]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        outcomes = [detect.pair_outcome(np.asarray(Image.open(d / "trace" / str(s_) / "image.png").convert("RGB")), a, b)
-                    for s_ in seeds]
-        pairs[prompt] = {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in ("both", "one", "merged", "none")}}
-        print(f"{prompt!r}: {pairs[prompt]}", flush=True)
-    result = {
-        "made_by": "Pareidolia (pareidolia generate, the release build), detector Tools/toyworld/detect.py",
-        "captions": args.n, "seeds": f"20000..{20000 + args.n - 1}", "sampler": args.sampler, "steps": args.steps,
-        "guidance": args.guidance, "objects": objects, "recognised": recognised / max(1, objects),
-        "shape_words": shapes, "shape_words_detected": peaks_detected,
-        "daam_peak_in_region": peaks_in / max(1, peaks_detected),
-        "daam_peak_in_region_of_all_shape_words": peaks_in / max(1, shapes),
-        "generate_seconds_per_image": gen_s / max(1, args.n) if gen_s else None,
-        "pairs": pairs,
-        "per_caption": per,
-    }
+    result = {"made_by": "Pareidolia (pareidolia generate, the release build), detector Tools/toyworld/detect.py",
+              "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "targets": TARGETS}
+    result["heldout"] = measure_heldout(binary, args, work)
+    result["individuals"] = measure_individuals(binary, args, work)
+    result["pairs"] = measure_pairs(binary, args, work)
+    if args.diffusers:
+        result["diffusers"] = measure_diffusers(args, result["heldout"])
+        print(f"diffusers: {result['diffusers']}", flush=True)
+    result["wall_s"] = round(time.time() - t0, 1)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    summary = (f"{MARK_START}\n**Measured with Pareidolia** (`Tools/toyworld/measure_pareidolia.py`, {args.n} held-out "
-               f"captions, seeds {result['seeds']}, {args.sampler} {args.steps} steps, guidance {args.guidance}, "
-               f"128×128): captioned objects recognised (shape and colour; characters by class) "
-               f"**{result['recognised']:.1%}** of {objects}; the DAAM map of a shape's noun peaks inside "
-               f"the detected region of that object **{result['daam_peak_in_region']:.1%}** of {peaks_detected} "
-               f"detected shapes ({result['daam_peak_in_region_of_all_shape_words']:.1%} of all {shapes} shape "
-               f"words, counting undetected ones as misses). Targets: 80% and 85%.\n\n"
-               + "Two characters from textual inversion, over " + str(args.pair_seeds) + " seeds each (the detector's "
-               "outcome: both individuals / only one / a merged character / none):\n\n| prompt | both | one | merged | none |\n|---|---|---|---|---|\n"
-               + "".join(f"| `{p}` | {v['both']} | {v['one']} | {v['merged']} | {v['none']} |\n" for p, v in pairs.items())
-               + f"\n{MARK_END}")
+    summary = card_summary(result, args)
     card = Path(args.card)
     if card.exists():
         text = card.read_text()
@@ -162,7 +324,7 @@ def main(argv=None) -> int:
         else:
             text = text.rstrip() + "\n\n## Quality, measured with Pareidolia\n\n" + summary + "\n"
         card.write_text(text)
-    print(json.dumps({k: v for k, v in result.items() if k != "per_caption"}, indent=1))
+    print(summary)
     return 0
 
 
