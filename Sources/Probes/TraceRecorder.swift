@@ -181,6 +181,15 @@ public final class TraceRecorder: GenerationObserver {
                 "guidance": s.guidance, "sampler": s.sampler.rawValue, "width": s.width, "height": s.height,
                 "rng": s.rng.rawValue, "clip_skip": s.clipSkip,
             ] as [String: Any]
+            if let sep = s.separation {
+                // The cross maps stay the probe's: the conditional item's unmasked base attention.
+                run["remedy"] = [
+                    "method": "bounded regional attention", "subjects": sep.subjects,
+                    "boxes": sep.boxes.map { $0.map { Double(String($0)) ?? 0 } }, "stage": sep.stage.rawValue,
+                    "until": Double(String(sep.until)) ?? 1, "bounded_evaluations": sep.boundedEvaluations(of: evaluations),
+                    "base_blend": Double(String(sep.baseBlend)) ?? 0, "cross_maps": "probe (unmasked)",
+                ] as [String: Any]
+            }
         }
         run["evaluations"] = evaluations
         run["steps_completed"] = latents.count - 1

@@ -81,6 +81,18 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "With --clip-model: extra phrases, separated by ';'.")
     var clipPhrases: String?
 
+    @Option(name: .long, help: "Keep these subjects apart (a merge remedy: bounded regional attention, docs/REMEDY.md): two or more prompt words or embedding triggers, comma-separated, left to right.")
+    var separate: String?
+
+    @Option(name: .long, help: "With --separate: halves (default: a column each, left to right) or boxes \"A=x0,y0,x1,y1;B=…\" (normalised, top-left origin).")
+    var regions = "halves"
+
+    @Option(name: .long, help: "With --separate: the share of evaluations bounded, from the first (default 1: all).")
+    var separateUntil: Float = 1
+
+    @Option(name: .long, help: "With --separate: which channels are closed, cumulatively: text (each subject encoded alone), cross (+ regional cross-attention), full (+ bounded self-attention; default).")
+    var separateStage = "full"
+
     @Option(name: .long, help: "How weights are held: fp32, fp16 or bf16 (16 bits: half the memory; sums stay fp32).")
     var precision = "fp32"
 
@@ -115,6 +127,7 @@ struct Generate: ParsableCommand {
         settings.height = height ?? 8
         settings.rng = rngKind
         settings.clipSkip = clipSkip
+        settings.separation = try chosenSeparation()
         do { try settings.validate() } catch { throw CLIError("\(error)") }
         if clipModel != nil && trace == nil { throw CLIError("--clip-model: give --trace DIR too (the similarity is stored in the trace)") }
         guard clipEvery >= 1 else { throw CLIError("--clip-every \(clipEvery): expected 1 or more") }
@@ -171,6 +184,28 @@ struct Generate: ParsableCommand {
         if let root = run.indexFolder {
             print("listed \(run.items.count) runs in \(URL(fileURLWithPath: root).appendingPathComponent(RunIndex.fileName).path) (`pareidolia report \(root)` compares them)")
         }
+    }
+
+    /// `--separate`, `--regions`, `--separate-until`, `--separate-stage` (a warning when the last
+    /// three are given without the first).
+    func chosenSeparation() throws -> Separation? {
+        guard let separate else {
+            if regions != "halves" || separateUntil != 1 || separateStage != "full" {
+                FileHandle.standardError.write(Data("warning: --regions, --separate-until and --separate-stage do nothing without --separate\n".utf8))
+            }
+            return nil
+        }
+        let subjects = separate.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var sep = Separation(subjects: subjects)
+        if regions != "halves" {
+            do { sep.boxes = try Separation.parseBoxes(regions, subjects: subjects) } catch { throw CLIError("\(error)") }
+        }
+        sep.until = separateUntil
+        guard let stage = Separation.Stage(rawValue: separateStage) else {
+            throw CLIError("--separate-stage \(separateStage): expected text, cross or full")
+        }
+        sep.stage = stage
+        return sep
     }
 
     /// `--prompt` values, then the lines of `--prompts-file`.

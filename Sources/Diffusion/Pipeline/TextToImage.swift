@@ -14,6 +14,8 @@ public struct GenerationSettings: Sendable {
     public var height = 512
     public var rng: RNGKind = .cpu
     public var clipSkip = 1
+    /// A merge remedy (bounded regional attention); nil runs the plain pipeline.
+    public var separation: Separation?
 
     public init(prompt: String) { self.prompt = prompt }
 
@@ -24,6 +26,7 @@ public struct GenerationSettings: Sendable {
         }
         guard (1...1000).contains(steps) else { throw PipelineError(description: "--steps \(steps): expected 1…1000") }
         guard guidance.isFinite, guidance >= 0 else { throw PipelineError(description: "--guidance \(guidance): expected a number ≥ 0") }
+        try separation?.validate()
     }
 }
 
@@ -90,7 +93,14 @@ public final class TextToImagePipeline {
         try s.validate()
         let encoder = PromptEncoder(model: model.textEncoder, tokenizer: model.tokenizer, embeddings: embeddings, clipSkip: s.clipSkip)
         let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
-        let (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
+        var (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
+        var regional: RegionalAttention?
+        if let separation = s.separation {
+            (cond, regional) = try Self.separate(separation, prompt: s.prompt, cond: cond, info: condInfo, encoder: encoder,
+                                                 tokenizer: model.tokenizer, conditionalBatch: guided ? 1 : 0)
+        }
+        model.unet.probes.regional = regional
+        defer { model.unet.probes.regional = nil }
         var context = cond
         var negInfo: PromptChunker.Result?
         if guided {
@@ -111,12 +121,14 @@ public final class TextToImagePipeline {
         let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
         var x = scale(rng.randn(latentShape), sampler.initNoiseSigma)  // [1, 4, h, w]
         let timesteps = sampler.timesteps
+        let bounded = s.separation?.boundedEvaluations(of: timesteps.count) ?? 0
         observer?.didStart(settings: s, evaluations: timesteps.count, timesteps: timesteps,
                            sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
 
         for i in timesteps.indices {
             if shouldStop() { throw PipelineError(description: "interrupted after \(i) of \(timesteps.count) evaluations") }
             observer?.willEvaluate(index: i)
+            regional?.active = i < bounded
             let t0 = DispatchTime.now().uptimeNanoseconds
             let input = sampler.scaleModelInput(x, evaluation: i)
             let eps: Tensor
@@ -141,6 +153,36 @@ public final class TextToImagePipeline {
         }
         let image = try model.vae.decodeUNetLatent(x)  // [1, 3, H, W]
         return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
+    }
+
+    /// The remedy's conditioning: each subject's rows of the base context replaced by the same
+    /// tokens encoded in its own prompt (the other subjects removed), and — from the `cross` stage
+    /// on — the attention bounds with those prompts as regional contexts.
+    static func separate(_ sep: Separation, prompt: String, cond: Tensor, info: PromptChunker.Result,
+                         encoder: PromptEncoder, tokenizer: CLIPTokenizer,
+                         conditionalBatch: Int) throws -> (Tensor, RegionalAttention?) {
+        let spliced = cond.copy()  // [1, T, D]
+        let width = cond.shape[2]
+        let baseRows = info.rows(tokenizer: tokenizer)
+        var regions: [RegionalAttention.Region] = []
+        for (i, subject) in sep.subjects.enumerated() {
+            let at = Separation.positions(of: subject, in: baseRows)
+            guard !at.isEmpty else {
+                throw PipelineError(description: "--separate \(subject): not a word or embedding trigger of the prompt \"\(prompt)\"")
+            }
+            let (own, ownInfo) = try encoder.encode(sep.ownPrompt(prompt, subject: i))  // [1, 77·m, D]
+            let from = Separation.positions(of: subject, in: ownInfo.rows(tokenizer: tokenizer))
+            guard from.count == at.count else {
+                throw PipelineError(description: "--separate \(subject): its tokens differ once the other subjects are removed from the prompt")
+            }
+            for (dst, src) in zip(at, from) {
+                (spliced.pointer + dst * width).update(from: own.pointer + src * width, count: width)
+            }
+            regions.append(.init(box: sep.boxes[i], context: sep.stage >= .cross ? own : nil, tokens: at))
+        }
+        guard sep.stage >= .cross else { return (spliced, nil) }
+        return (spliced, RegionalAttention(regions: regions, baseBlend: sep.baseBlend, conditionalBatch: conditionalBatch,
+                                           boundsCrossAttention: true, boundsSelfAttention: sep.stage == .full))
     }
 
     /// ε = ε_u + g·(ε_c − ε_u) from the [2, …] batch (unconditional first).

@@ -23,5 +23,7 @@ public protocol AttentionObserver: AnyObject {
 public final class ProbeHub: @unchecked Sendable {
     /// Set for the evaluations to record; nil costs nothing.
     public var attention: AttentionObserver?
+    /// Set to bound the attention layers (a merge remedy); nil leaves them exactly as they are.
+    public var regional: RegionalAttention?
     public init() {}
 }

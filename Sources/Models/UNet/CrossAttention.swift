@@ -20,8 +20,16 @@ struct CrossAttention {
         self.heads = heads
     }
 
-    /// `height × width`: the spatial map the N queries come from (for probes).
+    /// `height × width`: the spatial map the N queries come from (for probes and regions).
     func callAsFunction(_ x: Tensor, context: Tensor? = nil, height: Int = 0, width: Int = 0) throws -> Tensor {  // [B, N, C]
+        if let regional = probes?.regional, regional.active {
+            if let context, regional.boundsCrossAttention {
+                return try regionalCrossAttention(x, context: context, regional, height: height, width: width)
+            }
+            if context == nil, regional.boundsSelfAttention {
+                return try boundedSelfAttention(x, regional, height: height, width: width)
+            }
+        }
         let c = context ?? x                                                      // [B, M, Cc]
         var callback: AttentionProbabilities?
         if let observer = probes?.attention, observer.wantsAttention(site: site, crossAttention: context != nil) {
@@ -35,6 +43,68 @@ struct CrossAttention {
         }
         let a = try attention(q: q(x), k: k(c), v: v(c), heads: heads, causal: false)  // [B, N, C]
         return try out(a)
+    }
+}
+
+// Bounded regional attention (RegionalAttention): the masked variants of the layer.
+extension CrossAttention {
+    /// The observer's callback for this layer, reporting batch item `batch` (nil: not wanted).
+    func probeCallback(crossAttention: Bool, keys: Int, batch: Int?, height: Int, width: Int) -> AttentionProbabilities? {
+        guard let observer = probes?.attention, observer.wantsAttention(site: site, crossAttention: crossAttention) else { return nil }
+        let (site, heads) = (self.site, self.heads)
+        return { b, h, r0, rows, p in
+            observer.attention(site: site, batch: batch ?? b, head: h, heads: heads, rowStart: r0, rows: rows, keys: keys,
+                               probabilities: p, height: height, width: width)
+        }
+    }
+
+    /// Self-attention with pixels of one region kept from another region's pixels, every batch item.
+    func boundedSelfAttention(_ x: Tensor, _ regional: RegionalAttention, height: Int, width: Int) throws -> Tensor {  // [B, N, C]
+        let labels = regional.labels(height: height, width: width)
+        let mask = AttentionLabelMask(queryLabels: labels, keyLabels: labels, rule: .regionsApart)
+        let callback = probeCallback(crossAttention: false, keys: x.shape[1], batch: nil, height: height, width: width)
+        defer { if callback != nil { probes?.attention?.attentionDone(site: site) } }
+        return try out(maskedAttention(q: q(x), k: k(x), v: v(x), heads: heads, mask: mask, probabilities: callback))
+    }
+
+    /// Cross-attention: the unconditional item as usual; the conditional one with each subject's
+    /// tokens seen only in its region, blended there with the subject's own context. The probe
+    /// (trace) sees the conditional item's unmasked base attention, which the masks do not dictate.
+    func regionalCrossAttention(_ x: Tensor, context: Tensor, _ regional: RegionalAttention, height: Int, width: Int) throws -> Tensor {  // [B, N, C]
+        let (batch, n, channels) = (x.shape[0], x.shape[1], x.shape[2])
+        let cb = regional.conditionalBatch
+        guard cb < batch else { throw TensorError("regional attention: conditional item \(cb) of a batch of \(batch)") }
+        let ones = Array(repeating: 1, count: batch)
+        let qs = try split(q(x), axis: 0, sizes: ones)             // B × [1, N, C]
+        let ks = try split(k(context), axis: 0, sizes: ones)       // B × [1, T, C]
+        let vs = try split(v(context), axis: 0, sizes: ones)
+        let keys = context.shape[1]
+        defer { if probes?.attention?.wantsAttention(site: site, crossAttention: true) == true { probes?.attention?.attentionDone(site: site) } }
+        var outs: [Tensor] = []
+        for b in 0..<batch {
+            let callback = probeCallback(crossAttention: true, keys: keys, batch: b, height: height, width: width)
+            guard b == cb else {
+                outs.append(try attention(q: qs[b], k: ks[b], v: vs[b], heads: heads, probabilities: callback))  // [1, N, C]
+                continue
+            }
+            let labels = regional.labels(height: height, width: width)
+            let mask = AttentionLabelMask(queryLabels: labels, keyLabels: regional.keyLabels(count: keys), rule: .keysInOwnRegion)
+            let base = try maskedAttention(q: qs[b], k: ks[b], v: vs[b], heads: heads, mask: mask,
+                                           probabilities: callback, probeUnmasked: true)  // [1, N, C]
+            let keep = regional.baseBlend
+            for (r, region) in regional.regions.enumerated() {
+                guard let own = region.context else { continue }
+                let label = UInt8(r + 1)
+                guard labels.contains(label) else { continue }
+                let a = try attention(q: qs[b], k: k(own), v: v(own), heads: heads)  // [1, N, C]
+                for i in 0..<n where labels[i] == label {
+                    let dst = base.pointer + i * channels, src = a.pointer + i * channels
+                    for c in 0..<channels { dst[c] = (1 - keep) * src[c] + keep * dst[c] }
+                }
+            }
+            outs.append(base)
+        }
+        return try out(batch == 1 ? outs[0] : concat(outs, axis: 0))  // [B, N, C]
     }
 }
 

@@ -1,0 +1,114 @@
+import CKernels
+import Foundation
+
+/// Which (query, key) pairs attention may not join, from one small label per query and per key
+/// (0 = unlabelled): the masks of bounded regional attention, built on the fly rather than stored
+/// as an Nq × Nk matrix (4096² at 512 px).
+public struct AttentionLabelMask: Sendable, Equatable {
+    public enum Rule: Sendable, Equatable {
+        /// Self-attention between regions: a labelled query may not see a key with another label
+        /// (unlabelled queries and keys are free).
+        case regionsApart
+        /// Cross-attention to subject tokens: a labelled key is seen only by queries with its
+        /// label (background queries see no subject token).
+        case keysInOwnRegion
+    }
+    public let queryLabels: [UInt8]
+    public let keyLabels: [UInt8]
+    public let rule: Rule
+
+    public init(queryLabels: [UInt8], keyLabels: [UInt8], rule: Rule) {
+        self.queryLabels = queryLabels
+        self.keyLabels = keyLabels
+        self.rule = rule
+    }
+
+    @inline(__always)
+    func blocked(query q: UInt8, key k: UInt8) -> Bool {
+        switch rule {
+        case .regionsApart: return q != 0 && k != 0 && q != k
+        case .keysInOwnRegion: return k != 0 && k != q
+        }
+    }
+}
+
+/// `attention` with blocked pairs: their scaled logits are −∞ before the softmax (as Bounded
+/// Attention's additive `finfo.min` mask, which underflows to the same zero). Same head layout as
+/// `attention`: q [B, Nq, H·D], k and v [B, Nk, H·D] → [B, Nq, H·D]; the mask applies to every
+/// batch item and head. A query row whose keys are all blocked would have no softmax: refused.
+///
+/// `probabilities`, when given, sees each slice's softmax of the **unmasked** logits when
+/// `probeUnmasked` (a probe that the mask does not dictate), else of the masked ones.
+/// Runs sgemm → mask → softmax → sgemm per (batch, head, slice), items spread over the cores.
+public func maskedAttention(
+    q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: AttentionLabelMask, scale: Float? = nil,
+    probabilities: AttentionProbabilities? = nil, probeUnmasked: Bool = false
+) throws -> Tensor {
+    try BLAS.load()
+    try requireRank(q, 3, "attention q", "[B, Nq, H·D]")
+    try requireRank(k, 3, "attention k", "[B, Nk, H·D]")
+    try requireShape(v, k.shape, "attention v")
+    let (B, Nq, HD) = (q.shape[0], q.shape[1], q.shape[2])
+    let Nk = k.shape[1]
+    guard k.shape[0] == B, k.shape[2] == HD else { throw TensorError("attention: k \(k.shape) does not match q \(q.shape)") }
+    guard heads >= 1, HD % heads == 0 else { throw TensorError("attention: \(HD) channels do not split into \(heads) heads") }
+    guard mask.queryLabels.count == Nq, mask.keyLabels.count == Nk else {
+        throw TensorError("masked attention: \(mask.queryLabels.count) query and \(mask.keyLabels.count) key labels for \(Nq) queries and \(Nk) keys")
+    }
+    // Every query must keep at least one key.
+    let keySet = Set(mask.keyLabels)
+    for label in Set(mask.queryLabels) where keySet.allSatisfy({ mask.blocked(query: label, key: $0) }) {
+        throw TensorError("masked attention: queries labelled \(label) would see no key")
+    }
+    try requireInt32(Nq, Nk, HD, what: "attention")
+    let D = HD / heads
+    let alpha = scale ?? 1 / Float(D).squareRoot()
+    let y = Tensor(uninitializedShape: [B, Nq, HD])  // [B, Nq, H·D]
+    if y.count == 0 || Nk == 0 { y.pointer.update(repeating: 0, count: y.count); return y }
+
+    let rowsPerSlice = min(Nq, max(16, (1 << 20) / (4 * Nk)))
+    let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
+    let callbackLock = NSLock()
+    let probe = probabilities != nil && probeUnmasked
+    mask.queryLabels.withUnsafeBufferPointer { ql in
+        mask.keyLabels.withUnsafeBufferPointer { kl in
+            Parallel.forRanges(B * heads * slices) { range in
+                Scratch.withBuffer(rowsPerSlice * Nk * (probe ? 2 : 1)) { scores in
+                    let copy = scores + rowsPerSlice * Nk
+                    for item in range {
+                        let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
+                        let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
+                        let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
+                        let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
+                        let vh = v.pointer + b * Nk * HD + h * D
+                        // scores [rows, Nk] = alpha · Q Kᵀ
+                        BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
+                                   c: scores, ldc: Nk)
+                        if probe, let probabilities {
+                            copy.update(from: scores, count: rows * Nk)
+                            pd_softmax_rows(copy, Int32(Nk), Nk, 0, rows, 0, r0)
+                            callbackLock.lock()
+                            probabilities(b, h, r0, rows, copy)
+                            callbackLock.unlock()
+                        }
+                        for r in 0..<rows {
+                            let label = ql[r0 + r]
+                            let row = scores + r * Nk
+                            for j in 0..<Nk where mask.blocked(query: label, key: kl[j]) { row[j] = -.infinity }
+                        }
+                        pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, 0, r0)
+                        if !probe, let probabilities {
+                            callbackLock.lock()
+                            probabilities(b, h, r0, rows, scores)
+                            callbackLock.unlock()
+                        }
+                        // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
+                        BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
+                                   c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
+                    }
+                }
+            }
+        }
+    }
+    return y
+}
