@@ -95,7 +95,7 @@ PRESETS = {
     # VAE: whole scenes from the first step (crops left GroupNorm and the mid-block attention on
     # crop statistics), 128 channels at the two low resolutions (+17% time for 3x the parameters,
     # measured), lr 1e-3 (the 5e-4 run had barely begun to restore colours when it stopped).
-    "cpu": dict(steps=dict(clip=800, vae=6000, unet=4500, ti=200),
+    "cpu": dict(steps=dict(clip=800, vae=4000, unet=4500, ti=200),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128")),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
