@@ -107,3 +107,32 @@ public struct ClipSimilarity {
                              to: dir.appendingPathComponent("clip.json").path)
     }
 }
+
+/// A trace's stored CLIP measurement (docs/TRACE.md), as the report reads it; nil when the trace
+/// has none, or when clip.json and clip.safetensors come from two measurements (a write stopped
+/// between the two files), whose halves must not be drawn as one.
+struct StoredClip {
+    let labels: [String]
+    /// One per label: "prompt", "phrase", "negative", "extra" (older files: the first is the prompt).
+    let kinds: [String]
+    let evaluations: [Int]
+    /// similarity[k][l]: cosine of x̂₀ at evaluations[k] with labels[l].
+    let similarity: [[Float]]
+    /// The CLIP folder it was measured with (absolute), "" when not recorded.
+    let clipModel: String
+
+    init?(directory: String) {
+        let dir = URL(fileURLWithPath: directory)
+        guard let data = try? Data(contentsOf: dir.appendingPathComponent("clip.json")),
+              let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let labels = o["labels"] as? [String], let evals = o["evaluations"] as? [Int],
+              let file = try? SafeTensorsFile(path: dir.appendingPathComponent("clip.safetensors").path),
+              let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count,
+              file.metadata["measurement"] == o["measurement"] as? String  // one measurement, not halves of two
+        else { return nil }
+        let stored = o["kinds"] as? [String] ?? []
+        kinds = stored.count == labels.count ? stored : labels.indices.map { $0 == 0 ? "prompt" : "phrase" }
+        similarity = evals.indices.map { k in (0..<labels.count).map { sim.pointer[k * labels.count + $0] } }
+        (self.labels, evaluations, clipModel) = (labels, evals, o["clip_model"] as? String ?? "")
+    }
+}

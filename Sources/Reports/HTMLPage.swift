@@ -6,6 +6,8 @@ import Foundation
 /// show, because both controls start hidden and the script only reveals them.
 struct HTMLPage {
     var title: String
+    /// CSS rules a page adds to the common ones.
+    var style = ""
     private var body = ""
 
     init(title: String) { self.title = title }
@@ -130,7 +132,7 @@ struct HTMLPage {
         @media (max-width: 600px) { body { font-size: 15px; } .grid { grid-template-columns: 1fr 1fr; }
           .controls { flex-wrap: wrap; } output { min-width: 0; flex-basis: 100%; }
           .card-img { display: none; } .card-text { display: block; } }
-        </style></head>
+        \(style)</style></head>
         <body>
         \(body)
         </body></html>

@@ -23,6 +23,16 @@ public struct LineChart: Figure {
     /// Show the y axis as percentages (values are fractions).
     public var percent = false
     public var width: Double = 760, height: Double = 340
+    /// Vertical lines at x values, labelled at the top (where two runs part, say).
+    public var markers: [Marker] = []
+
+    public struct Marker {
+        public var x: Double
+        public var label: String
+        /// A series colour, or nil for the muted grey.
+        public var colour: Int?
+        public init(x: Double, label: String, colour: Int? = nil) { (self.x, self.label, self.colour) = (x, label, colour) }
+    }
 
     public init(title: String, xTitle: String, yTitle: String, xs: [Double], series: [Series]) {
         (self.title, self.xTitle, self.yTitle, self.xs, self.series) = (title, xTitle, yTitle, xs, series)
@@ -69,6 +79,11 @@ public struct LineChart: Figure {
         c.text(xTitle, x: (left + right) / 2, y: bottom + 24, font: .small, colour: .muted, align: .centre)
         c.verticalText(yTitle, x: x + 12, y: (top + bottom) / 2)
 
+        for m in markers where m.x >= x0 && m.x <= x1 {
+            let colour = m.colour.map { Colour.series[$0 % Colour.series.count] } ?? .muted
+            c.polyline([(px(m.x), top), (px(m.x), bottom)], colour.with(alpha: 0.8), lineWidth: 1.2, dash: [2, 3])
+            c.text(m.label, x: px(m.x) + 3, y: top - 2, font: Font(size: 10.5), colour: colour)
+        }
         for (i, s) in series.enumerated() {
             let colour = Colour.series[(s.colour ?? i) % Colour.series.count]
             let pts = zip(xs, s.values).filter { $0.1.isFinite }.map { (px($0.0), py($0.1)) }

@@ -234,17 +234,9 @@ extension ReportBuilder {
     static func clipSection(traces: [ReportTrace], page: inout HTMLPage, pdf: PDFDocument, path: (String) -> String) throws {
         var html = ""
         for t in traces {
-            let dir = URL(fileURLWithPath: t.directory)
-            guard let data = try? Data(contentsOf: dir.appendingPathComponent("clip.json")),
-                  let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let labels = o["labels"] as? [String], let evals = o["evaluations"] as? [Int],
-                  let file = try? SafeTensorsFile(path: dir.appendingPathComponent("clip.safetensors").path),
-                  let sim = try? file.tensors["similarity"]?.float32(), sim.count == labels.count * evals.count,
-                  file.metadata["measurement"] == o["measurement"] as? String  // one measurement, not halves of two
-            else { continue }
-            let series = labels.indices.map { l in evals.indices.map { Double(sim.pointer[$0 * labels.count + l]) } }
-            let stored = o["kinds"] as? [String] ?? []
-            let kinds = stored.count == labels.count ? stored : labels.indices.map { $0 == 0 ? "prompt" : "phrase" }
+            guard let stored = StoredClip(directory: t.directory) else { continue }
+            let (labels, evals, kinds) = (stored.labels, stored.evaluations, stored.kinds)
+            let series = labels.indices.map { l in evals.indices.map { Double(stored.similarity[$0][l]) } }
             var chart = LineChart(title: "CLIP similarity of x̂₀ with each phrase\(traces.count > 1 ? " — seed \(t.seed)" : "")",
                                   xTitle: "evaluation", yTitle: "cosine", xs: evals.map { Double($0 + 1) },
                                   series: labels.indices.map { LineChart.Series(label: Self.clipLegend(labels[$0], kind: kinds[$0]), values: series[$0], dashed: kinds[$0] == "prompt") })
