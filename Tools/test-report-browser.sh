@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Opens a report's index.html in headless Chromium and checks that (1) its scripts run without an
 # error, (2) every image on the page loads, (3) the step slider moves the frame to frames/000.png,
-# (4) the word picker is shown (when the report has one), and (5) a screenshot of the page is not
+# (4) the word picker is shown (when the report has one), (5) a comparison of prompts (a page with
+# a "divergence" section) says where its runs part, and (6) a screenshot of the page is not
 # blank. Quiet on success but for one line; on failure one line saying why, and a non-zero exit.
 # Without chromium (and no way to install it) it says so and exits 0 ("skipped").
 # Usage: bash Tools/test-report-browser.sh REPORT_DIR       (python3's standard library only)
@@ -51,6 +52,8 @@ function check() {
     else { r.value = 0; r.dispatchEvent(new Event("input")); out.push("frame=" + img.getAttribute("src")); }
     var p = document.getElementById("picker");
     out.push(p ? (p.hidden ? "picker-hidden" : "picker-shown") : "no-picker");
+    var d = document.getElementById("divergence");
+    if (d) out.push("comparison sentences=" + d.querySelectorAll("li").length);
   } catch (e) { window.__errors.push(String(e)); }
   document.title = "RESULT " + out.join(" ") + " errors=" + window.__errors.length + " " + window.__errors.join(" | ");
 }
@@ -77,7 +80,9 @@ fi
 [[ "$title" == *" broken=0 "* ]] || { echo "report check: images that did not load: $(grep -o 'broken=[^ ]*' <<<"$title")" >&2; exit 1; }
 [[ "$title" == *"frame=frames/000.png"* ]] || { echo "report check: the slider did not move the frame to frames/000.png (${title#RESULT })" >&2; exit 1; }
 [[ "$title" == *"picker-shown"* || "$title" == *"no-picker"* ]] || { echo "report check: the word picker stayed hidden (${title#RESULT })" >&2; exit 1; }
+[[ "$title" != *"comparison sentences=0"* ]] || { echo "report check: the comparison says nowhere where its runs part (${title#RESULT })" >&2; exit 1; }
 images="$(grep -o 'images=[0-9]*' <<<"$title")"
+kind="$(grep -o 'comparison sentences=[0-9]*' <<<"$title" | sed 's/comparison sentences=\(.*\)/, a comparison with \1 sentences on where its runs part/' || true)"
 
 timeout 120 chromium "${flags[@]}" --window-size=1200,2000 --force-device-scale-factor=0.5 --virtual-time-budget=10000 --screenshot="$work/shot.png" \
     "file://$work/r/index.html" >/dev/null 2>>"$work/chromium.log" || true
@@ -140,4 +145,4 @@ if sd < 8 or lightest - darkest < 64:
 print(f"{width}x{height} sd {sd:.0f}")
 PY
 )" || exit 1
-echo "report check: $report — scripts ran without errors, $images loaded, slider moved to frames/000.png, picker shown, screenshot not blank ($shot)"
+echo "report check: $report — scripts ran without errors, $images loaded, slider moved to frames/000.png, picker shown$kind, screenshot not blank ($shot)"

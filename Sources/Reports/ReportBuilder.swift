@@ -26,12 +26,16 @@ public struct ReportSummary {
     public let decodeSeconds: Double
     public let drawSeconds: Double
     public let files: [String]
+    /// What a comparison found, a line each (the prompts' word diffs, where the runs part); empty
+    /// for one prompt's report.
+    public var lines: [String] = []
 }
 
 /// Builds a report folder from one trace or a sweep: the denoising animation (GIF and frames), a
 /// contact sheet, per-word heat maps, attention over time, the word-overlap matrix, the run card;
-/// index.html and report.pdf. Written into a sibling temporary folder and moved into place at the
-/// end, so a failed report leaves nothing half-written.
+/// index.html and report.pdf. Traces of different prompts (one model and size) make a comparison
+/// instead (ComparisonDrawing.swift). Written into a sibling temporary folder and moved into place
+/// at the end, so a failed report leaves nothing half-written.
 public enum ReportBuilder {
     /// Progress events: (what, done, total).
     public typealias Progress = (String, Int, Int) -> Void
@@ -43,10 +47,12 @@ public enum ReportBuilder {
                              progress: Progress = { _, _, _ in }) throws -> ReportSummary {
         let traces = try dirs.map { try ReportTrace(directory: $0) }
         guard !traces.isEmpty else { throw ReportError("no traces given") }
-        let words = try chosenWords(traces[0], options.words)
-        // One report draws one prompt's words for every trace: a sweep, not a mix of prompts.
+        // Different prompts: a comparison (checked before the decodes); one prompt: a sweep, whose
+        // report draws one prompt's words for every trace.
+        let comparison = Comparison.isComparison(traces) ? try Comparison(traces: traces) : nil
+        let words = comparison == nil ? try chosenWords(traces[0], options.words) : []
         let labels = traces[0].wordMaps?.words.map(\.label)
-        for t in traces.dropFirst() where t.wordMaps?.words.map(\.label) != labels {
+        for t in traces.dropFirst() where comparison == nil && t.wordMaps?.words.map(\.label) != labels {
             throw ReportError("\(t.directory): its prompt's words differ from \(traces[0].directory)'s; one report covers the seeds of one prompt (make a report per prompt)")
         }
 
@@ -92,12 +98,19 @@ public enum ReportBuilder {
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         do {
             try Data("written by pareidolia report\n".utf8).write(to: work.appendingPathComponent(markerFile))
-            var written = try draw(traces: traces, frames: frames, words: words, options: options, into: work)
+            var written: [String], lines: [String] = []
+            if let comparison {
+                (written, lines) = try drawComparison(comparison, frames: frames, options: options, into: work)
+            } else {
+                written = try draw(traces: traces, frames: frames, words: words, options: options, into: work)
+            }
             written.append(markerFile)
             written.sort()
             try replace(out, with: work)
-            return ReportSummary(directory: out.path, traces: traces.count, evaluations: traces.map(\.evaluations).reduce(0, +),
-                                 decodeSeconds: decodeSeconds, drawSeconds: Date().timeIntervalSince(drawStart), files: written)
+            var summary = ReportSummary(directory: out.path, traces: traces.count, evaluations: traces.map(\.evaluations).reduce(0, +),
+                                        decodeSeconds: decodeSeconds, drawSeconds: Date().timeIntervalSince(drawStart), files: written)
+            summary.lines = lines
+            return summary
         } catch {
             try? fm.removeItem(at: work)
             throw error

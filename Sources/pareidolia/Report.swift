@@ -6,9 +6,9 @@ import Tensors
 
 struct Report: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw a trace (or a seed sweep) as a report: denoising animation, per-word heat maps, attention over time, word overlap; index.html and report.pdf.")
+        abstract: "Draw a trace (or a seed sweep) as a report: denoising animation, per-word heat maps, attention over time, word overlap; index.html and report.pdf. Traces of different prompts make a comparison: the prompts' word diff, images and animation side by side, each word's map in every run, where the runs part.")
 
-    @Argument(help: "Trace folders (generate --trace), or a sweep folder holding one per seed: one report over all of them.")
+    @Argument(help: "Trace folders (generate --trace), or a sweep folder holding one per seed: one report over all of them (a comparison when their prompts differ; the first prompt given is the one the others are compared with).")
     var traces: [String]
 
     @Option(name: .long, help: "Output folder (default: the first TRACE_DIR/report).")
@@ -62,5 +62,6 @@ struct Report: ParsableCommand {
         print(String(format: "wrote %@ (%d trace%@, %d evaluations, %d files): decodes %.1f s, drawing %.1f s",
                      summary.directory, summary.traces, summary.traces == 1 ? "" : "s", summary.evaluations, summary.files.count,
                      summary.decodeSeconds, summary.drawSeconds))
+        for line in summary.lines { print("  " + line) }
     }
 }

@@ -1,0 +1,130 @@
+import Analysis
+import Foundation
+import Imaging
+
+/// A compared prompt as Pango markup: added words bold green, removed ones struck red.
+func diffMarkup(_ words: [(text: String, change: Comparison.Change)], dark: Bool) -> String {
+    Comparison.pieces(words).map { piece in
+        let text = HTMLPage.escape(piece.text)
+        let marked: String
+        switch piece.change {
+        case .same: marked = text
+        case .added: marked = "<span foreground=\"\(dark ? "#56D364" : "#1A7F37")\" weight=\"bold\">\(text)</span>"
+        case .removed: marked = "<span foreground=\"\(dark ? "#FF7B72" : "#CF222E")\" strikethrough=\"true\">\(text)</span>"
+        }
+        return (piece.space ? " " : "") + marked
+    }.joined()
+}
+
+/// Runs side by side: a row per prompt (its words above it, changes against the first prompt
+/// marked), a column per seed. Dark, it is a frame of the comparison's animation; light, the
+/// final images.
+struct ComparisonGrid: Figure {
+    struct Cell { let caption: String; let image: RGBImage }
+    struct Row { let markup: String; let cells: [Cell?] }
+
+    let title: String
+    let rows: [Row]
+    /// Side of one picture, in pixels.
+    let panel: Double
+    let smooth: Bool
+    let dark: Bool
+    /// A GIF frame is its own dark panel to the edge.
+    var margin: Double { dark ? 0 : 12 }
+    static let pad = 10.0, header = 36.0, rowTitle = 36.0, caption = 18.0
+
+    var columns: Int { rows.map(\.cells.count).max() ?? 1 }
+    var aspect: Double {
+        let img = rows.lazy.flatMap(\.cells).compactMap { $0?.image }.first
+        return Double(img?.height ?? 1) / Double(max(1, img?.width ?? 1))
+    }
+    var width: Double { max(380, Self.pad + Double(columns) * (panel + Self.pad)) }
+    var height: Double { Self.header + Double(rows.count) * (Self.rowTitle + Self.caption + panel * aspect + Self.pad) + Self.pad }
+
+    func draw(_ c: Canvas, x: Double, y: Double) throws {
+        let ink = dark ? Colour(hex: 0xF0F3F6) : Colour.ink, dim = dark ? Colour(hex: 0x9DA7B3) : Colour.muted
+        if dark { c.fill(x: x, y: y, w: width, h: height, Colour(hex: 0x161B22)) }
+        c.text(title, x: x + Self.pad, y: y + 8, font: Font(size: 15, bold: true), colour: ink, maxWidth: width - 2 * Self.pad, oneLine: true)
+        let ph = panel * aspect
+        var ry = y + Self.header
+        for (p, row) in rows.enumerated() {
+            c.text("<b>\(p + 1)</b>  " + row.markup, x: x + Self.pad, y: ry, font: Font(size: 12.5), colour: ink,
+                   maxWidth: width - 2 * Self.pad, maxLines: 2, markup: true)
+            let top = ry + Self.rowTitle
+            for (k, cell) in row.cells.enumerated() {
+                let cx = x + Self.pad + Double(k) * (panel + Self.pad)
+                guard let cell else {
+                    c.fill(x: cx, y: top + Self.caption, w: panel, h: ph, dark ? Colour(hex: 0x21262D) : .panel)
+                    c.text("no run", x: cx + panel / 2, y: top + Self.caption + ph / 2 - 8, font: .small, colour: dim, align: .centre)
+                    continue
+                }
+                c.text(cell.caption, x: cx, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
+                c.image(cell.image, x: cx, y: top + Self.caption, w: panel, h: ph, smooth: smooth)
+            }
+            ry = top + Self.caption + ph + Self.pad
+        }
+    }
+}
+
+/// The compared prompts as chips, each later one against the first (green: added; red, struck:
+/// removed), and what the runs share: seeds, sampler, size, model.
+struct PromptDiffCard: Figure {
+    let prompts: [[(text: String, change: Comparison.Change)]]
+    let rows: [(String, String)]
+    var width: Double = 760
+    static let chipFont = Font(size: 12), labelWidth = 84.0, lineHeight = 30.0
+    /// Each prompt's chips: (x, line) and the number of lines it takes.
+    private let layouts: [(positions: [(Double, Int)], lines: Int)]
+
+    init(prompts: [[(text: String, change: Comparison.Change)]], rows: [(String, String)]) {
+        (self.prompts, self.rows) = (prompts, rows)
+        let measure = try? Canvas.image(width: 1, height: 1)
+        let room = 760 - Self.labelWidth
+        layouts = prompts.map { words in
+            var x = 0.0, line = 0, positions: [(Double, Int)] = []
+            for w in words {
+                let cw = (measure?.measure(Self.chipMarkup(w), font: Self.chipFont, markup: true).width ?? Double(w.text.count) * 7.6) + 12
+                if x > 0 && x + cw > room { line += 1; x = 0 }
+                positions.append((x, line))
+                x += cw + 6
+            }
+            return (positions, line + 1)
+        }
+    }
+
+    var height: Double { 62 + layouts.reduce(0) { $0 + Double($1.lines) * Self.lineHeight + 10 } + Double(rows.count) * 24 + 16 }
+
+    static func chipMarkup(_ w: (text: String, change: Comparison.Change)) -> String {
+        let t = HTMLPage.escape(w.text)
+        switch w.change {
+        case .same: return t
+        case .added: return "<b>\(t)</b>"
+        case .removed: return "<s>\(t)</s>"
+        }
+    }
+
+    func draw(_ c: Canvas, x: Double, y: Double) throws {
+        c.text("Comparison", x: x, y: y, font: .title)
+        c.text("each prompt's words as the model got them, against prompt 1 — green: added; red, struck through: removed",
+               x: x, y: y + 32, font: .small, colour: .muted, maxWidth: width, oneLine: true)
+        var top = y + 58
+        for (p, words) in prompts.enumerated() {
+            c.text("prompt \(p + 1)", x: x, y: top + 4, font: Font(size: 12, bold: true), colour: .muted)
+            for (w, pos) in zip(words, layouts[p].positions) {
+                let markup = Self.chipMarkup(w), size = c.measure(markup, font: Self.chipFont, markup: true)
+                let fill = w.change == .added ? Colour(hex: 0xDAFBE1) : w.change == .removed ? Colour(hex: 0xFFEBE9) : Colour.panel
+                let cx = x + Self.labelWidth + pos.0, cy = top + Double(pos.1) * Self.lineHeight
+                c.roundedRect(x: cx, y: cy, w: size.width + 12, h: 24, radius: 5, fill: fill)
+                c.text(markup, x: cx + 6, y: cy + 12 - size.height / 2, font: Self.chipFont,
+                       colour: w.change == .added ? Colour(hex: 0x1A7F37) : w.change == .removed ? Colour(hex: 0xCF222E) : .ink, markup: true)
+            }
+            top += Double(layouts[p].lines) * Self.lineHeight + 10
+        }
+        var ry = top + 6
+        for (k, v) in rows {
+            c.text(k, x: x, y: ry, font: Font(size: 12, bold: true), colour: .muted)
+            c.text(v, x: x + 140, y: ry, font: Font(size: 12), maxWidth: width - 140, oneLine: true)
+            ry += 24
+        }
+    }
+}
