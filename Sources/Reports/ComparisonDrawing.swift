@@ -34,7 +34,10 @@ extension ReportBuilder {
         <nav><a href="#prompts">prompts</a><a href="#images">images</a><a href="#denoising">denoising</a><a href="#heatmaps">heat maps</a><a href="#divergence">where they part</a>\(hasClip ? "<a href=\"#clip\">CLIP</a>" : "")<a href="report.pdf">PDF</a></nav></header>
         """)
         var lines = ["comparison of \(cmp.shape)"]
-        for p in cmp.prompts.indices.dropFirst() { lines.append("prompt \(p + 1) against 1: \(cmp.diffs[p].wordDiff)") }
+        for p in cmp.prompts.indices.dropFirst() {
+            let d = cmp.diffs[p]
+            lines.append("prompt \(p + 1) against 1: " + (d.isEmpty ? "the same words (the prompts differ in emphasis, spacing or case)" : d.wordDiff))
+        }
 
         // The prompts, aligned.
         // The page shows the diff as text (searchable, copyable); the PDF as chips.
