@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "Tensors", "CZlib"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "Models", "Diffusion", "Probes", "TestSupport", "CGif", "CCairo"]),
-        .testTarget(name: "WorkbenchTests", dependencies: ["Workbench", "Probes", "Diffusion", "Models", "Imaging", "Tensors", "TestSupport"]),
+        .testTarget(name: "WorkbenchTests", dependencies: ["Workbench", "Probes", "Diffusion", "Models", "Imaging", "Checkpoints", "Tensors", "TestSupport"]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

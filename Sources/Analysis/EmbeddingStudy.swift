@@ -101,6 +101,16 @@ public struct MergeVerdict {
 
     public var mergedCount: Int { timelines.filter { $0.mergedFrom != nil }.count }
 
+    /// Where the two compete for one region in some seed: the command that re-runs these traces
+    /// with the merge remedy (bounded regional attention) and its ablation, for a before/after.
+    public func remedyCommand(traces: [String]) -> String? {
+        guard mergedCount > 0 else { return nil }
+        func quoted(_ s: String) -> String {
+            s.allSatisfy { $0.isLetter || $0.isNumber || "/._-+=,".contains($0) } ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        }
+        return (["pareidolia", "remedy"] + traces.map(quoted) + ["--pair", quoted("\(a),\(b)"), "--ablate"]).joined(separator: " ")
+    }
+
     /// E.g. "alex and cora compete for one region from evaluation 4 on in 3 of 4 seeds; their
     /// vectors' cosine is 0.93; in context the encoder puts them at 0.98."
     public var sentence: String {

@@ -38,7 +38,10 @@ public struct MergePage: Figure {
     public let study: PairStudy
     public let seeds: [String]
     public var width: Double = 760
-    public var height: Double { 110 + chart.height + 10 }
+    public var height: Double { boxHeight + 44 + chart.height + 10 }
+    /// The remedy to try, where the verdict is a merge.
+    var remedy: String? { study.verdict.remedyCommand(traces: study.folders) }
+    var boxHeight: Double { remedy == nil ? 62 : 100 }
 
     public init(study: PairStudy, seeds: [String]) {
         (self.study, self.seeds) = (study, seeds)
@@ -65,9 +68,12 @@ public struct MergePage: Figure {
         let v = study.verdict
         c.text("Do \(study.a) and \(study.b) merge?", x: x, y: y, font: .title, maxWidth: width, oneLine: true)
         let merged = v.mergedCount > 0
-        c.roundedRect(x: x, y: y + 34, w: width, h: 62, radius: 6, fill: merged ? Colour(hex: 0xFDE2E1) : Colour(hex: 0xDFF5E3))
+        c.roundedRect(x: x, y: y + 34, w: width, h: boxHeight, radius: 6, fill: merged ? Colour(hex: 0xFDE2E1) : Colour(hex: 0xDFF5E3))
         c.text(v.sentence, x: x + 10, y: y + 40, font: Font(size: 13), maxWidth: width - 20)
         if let note = study.note { c.text(note, x: x + 10, y: y + 78, font: Font(size: 10), colour: .muted, maxWidth: width - 20, oneLine: true) }
-        try chart.draw(c, x: x, y: y + 106)
+        if let remedy {
+            c.text("Try the remedy (docs/REMEDY.md): \(remedy)", x: x + 10, y: y + 96, font: Font(size: 11), maxWidth: width - 20)
+        }
+        try chart.draw(c, x: x, y: y + boxHeight + 44)
     }
 }

@@ -23,6 +23,24 @@ public struct AttentionLabelMask: Sendable, Equatable {
         self.rule = rule
     }
 
+    /// For each query label, the blocked keys as runs (start, count): a mask row is a few memsets,
+    /// not a test per key (halves at 64² block 64 runs of 32 keys per query).
+    func blockedRuns() -> [UInt8: [(Int, Int)]] {
+        var out: [UInt8: [(Int, Int)]] = [:]
+        for q in Set(queryLabels) {
+            var runs: [(Int, Int)] = []
+            var j = 0
+            while j < keyLabels.count {
+                guard blocked(query: q, key: keyLabels[j]) else { j += 1; continue }
+                let start = j
+                while j < keyLabels.count, blocked(query: q, key: keyLabels[j]) { j += 1 }
+                runs.append((start, j - start))
+            }
+            out[q] = runs
+        }
+        return out
+    }
+
     @inline(__always)
     func blocked(query q: UInt8, key k: UInt8) -> Bool {
         switch rule {
@@ -70,42 +88,40 @@ public func maskedAttention(
     let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
     let callbackLock = NSLock()
     let probe = probabilities != nil && probeUnmasked
+    let runs = mask.blockedRuns()
     mask.queryLabels.withUnsafeBufferPointer { ql in
-        mask.keyLabels.withUnsafeBufferPointer { kl in
-            Parallel.forRanges(B * heads * slices) { range in
-                Scratch.withBuffer(rowsPerSlice * Nk * (probe ? 2 : 1)) { scores in
-                    let copy = scores + rowsPerSlice * Nk
-                    for item in range {
-                        let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
-                        let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
-                        let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
-                        let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
-                        let vh = v.pointer + b * Nk * HD + h * D
-                        // scores [rows, Nk] = alpha · Q Kᵀ
-                        BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
-                                   c: scores, ldc: Nk)
-                        if probe, let probabilities {
-                            copy.update(from: scores, count: rows * Nk)
-                            pd_softmax_rows(copy, Int32(Nk), Nk, 0, rows, 0, r0)
-                            callbackLock.lock()
-                            probabilities(b, h, r0, rows, copy)
-                            callbackLock.unlock()
-                        }
-                        for r in 0..<rows {
-                            let label = ql[r0 + r]
-                            let row = scores + r * Nk
-                            for j in 0..<Nk where mask.blocked(query: label, key: kl[j]) { row[j] = -.infinity }
-                        }
-                        pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, 0, r0)
-                        if !probe, let probabilities {
-                            callbackLock.lock()
-                            probabilities(b, h, r0, rows, scores)
-                            callbackLock.unlock()
-                        }
-                        // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
-                        BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
-                                   c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
+        Parallel.forRanges(B * heads * slices) { range in
+            Scratch.withBuffer(rowsPerSlice * Nk * (probe ? 2 : 1)) { scores in
+                let copy = scores + rowsPerSlice * Nk
+                for item in range {
+                    let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
+                    let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
+                    let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
+                    let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
+                    let vh = v.pointer + b * Nk * HD + h * D
+                    // scores [rows, Nk] = alpha · Q Kᵀ
+                    BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
+                               c: scores, ldc: Nk)
+                    if probe, let probabilities {
+                        copy.update(from: scores, count: rows * Nk)
+                        pd_softmax_rows(copy, Int32(Nk), Nk, 0, rows, 0, r0)
+                        callbackLock.lock()
+                        probabilities(b, h, r0, rows, copy)
+                        callbackLock.unlock()
                     }
+                    for r in 0..<rows {
+                        let row = scores + r * Nk
+                        for (start, count) in runs[ql[r0 + r]] ?? [] { (row + start).update(repeating: -.infinity, count: count) }
+                    }
+                    pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, 0, r0)
+                    if !probe, let probabilities {
+                        callbackLock.lock()
+                        probabilities(b, h, r0, rows, scores)
+                        callbackLock.unlock()
+                    }
+                    // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
+                    BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
+                               c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
                 }
             }
         }

@@ -1,0 +1,52 @@
+import Analysis
+import Diffusion
+import Foundation
+import Models
+import Tensors
+
+/// What a trace's run.json says was run — settings, model, embeddings, arithmetic — so the same
+/// run can be made again (with a remedy, say).
+public struct RecordedRun {
+    public let folder: String
+    public var settings: GenerationSettings
+    public let modelPath: String
+    /// `trigger=FILE` specs of the embeddings the run used.
+    public let embeddingFiles: [String]
+    public let precision: Precision
+    public let fast: FastMath
+
+    public struct Failure: Error, CustomStringConvertible { public let description: String }
+
+    public init(folder: String) throws {
+        let url = URL(fileURLWithPath: folder).appendingPathComponent("run.json")
+        func fail(_ s: String) -> Failure { Failure(description: "\(url.path): \(s)") }
+        guard let data = try? Data(contentsOf: url) else { throw fail("missing; expected a trace folder (pareidolia generate --trace DIR)") }
+        guard let run = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let s = run["settings"] as? [String: Any], let prompt = s["prompt"] as? String else {
+            throw fail("not a Pareidolia trace (expected JSON with settings)")
+        }
+        var settings = GenerationSettings(prompt: prompt)
+        settings.negativePrompt = s["negative_prompt"] as? String ?? ""
+        guard let seed = (s["seed"] as? NSNumber)?.uint64Value, let steps = (s["steps"] as? NSNumber)?.intValue,
+              let width = (s["width"] as? NSNumber)?.intValue, let height = (s["height"] as? NSNumber)?.intValue,
+              let guidance = (s["guidance"] as? NSNumber)?.floatValue, let sampler = s["sampler"] as? String else {
+            throw fail("settings lack seed, steps, size, guidance or sampler")
+        }
+        settings.seed = seed
+        settings.steps = steps
+        settings.width = width
+        settings.height = height
+        settings.guidance = guidance
+        do { settings.sampler = try SamplerKind(parsing: sampler) } catch { throw fail("sampler: \(error)") }
+        settings.rng = RNGKind(rawValue: s["rng"] as? String ?? "cpu") ?? .cpu
+        settings.clipSkip = (s["clip_skip"] as? NSNumber)?.intValue ?? 1
+        guard let model = (run["model"] as? [String: Any])?["path"] as? String, !model.isEmpty else { throw fail("names no model") }
+        let arithmetic = run["arithmetic"] as? [String: Any] ?? [:]
+        self.folder = folder
+        self.settings = settings
+        self.modelPath = model
+        self.embeddingFiles = PairStudy.recordedEmbeddings(run)
+        precision = Precision(rawValue: arithmetic["precision"] as? String ?? "fp32") ?? .fp32
+        fast = (try? FastMath(parsing: arithmetic["fast"] as? String ?? "winograd")) ?? .default
+    }
+}

@@ -1,0 +1,69 @@
+import Checkpoints
+import Foundation
+import Testing
+import TestSupport
+import Diffusion
+import Models
+import Probes
+@testable import Workbench
+
+/// `pareidolia remedy` as a library call: re-runs traces with their own settings and the remedy,
+/// lays out the runs, counts before and after.
+@Suite("From a merge diagnosis to its remedy", .serialized)
+struct MergeRemedyTests {
+    @Test("re-runs each trace's own settings with the remedy and its ablation, and counts")
+    func remedy() throws {
+        let dir = try GenerationRunTests.folder("remedy")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+        var settings = GenerationRunTests.settings()
+        settings.sampler = .euler
+        var request = GenerationRun.Request(prompts: ["photo of a witch and a robot dancing"], seeds: [7, 8], settings: settings,
+                                            output: dir.appendingPathComponent("before.png").path, modelPath: Fixtures.path("tiny-sd"))
+        request.trace = dir.appendingPathComponent("before").path
+        try GenerationRun(model: model, request: request).run()
+        let traces = try RunIndex.read(folder: request.trace!)!.traceFolders(in: request.trace!)
+
+        var r = MergeRemedy.Request(traces: traces, subjects: ["witch", "robot"], output: dir.appendingPathComponent("remedy").path)
+        r.ablate = true
+        let (outcomes, counts) = try MergeRemedy(r).run()
+        #expect(outcomes.map(\.seed) == [7, 8])
+        #expect(outcomes[0].runs.keys.sorted() == [.text, .cross, .full])
+        #expect(counts.seeds == 2 && counts.apartAfter.count == 3)
+        #expect(counts.sentence.contains("of 2 seeds before"))
+
+        // The remedied run is the same as generate --separate with the trace's settings.
+        let after = try RecordedRun(folder: outcomes[1].runs[.full]!)
+        #expect(after.settings.seed == 8 && after.settings.prompt == "photo of a witch and a robot dancing")
+        var direct = settings
+        direct.prompt = after.settings.prompt
+        direct.seed = 8
+        direct.separation = Separation(subjects: ["witch", "robot"])
+        let expected = try TextToImagePipeline(model: model).generate(direct)
+        let traced = try SafeTensorsFile(path: outcomes[1].runs[.full]! + "/latents.safetensors").tensor("latents")  // [E+1, 4, h, w]
+        let last = Array(UnsafeBufferPointer(start: traced.pointer + traced.count - expected.latent.count, count: expected.latent.count))
+        #expect(last == Array(UnsafeBufferPointer(start: expected.latent.pointer, count: expected.latent.count)))
+        let run = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: outcomes[1].runs[.full]! + "/run.json"))) as! [String: Any]
+        #expect((run["remedy"] as? [String: Any])?["stage"] as? String == "full")
+        #expect((run["remedy"] as? [String: Any])?["subjects"] as? [String] == ["witch", "robot"])
+        // runs.json lists every run the remedy made.
+        #expect(try RunIndex.read(folder: r.output)?.runs.count == 6)
+    }
+
+    @Test("a pair the prompt lacks, or a bad box, fails before any run")
+    func refusals() throws {
+        let dir = try GenerationRunTests.folder("remedy-bad")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+        var request = GenerationRun.Request(prompts: ["a witch and a robot"], seeds: [1], settings: GenerationRunTests.settings(),
+                                            output: dir.appendingPathComponent("b.png").path, modelPath: Fixtures.path("tiny-sd"))
+        request.trace = dir.appendingPathComponent("b").path
+        try GenerationRun(model: model, request: request).run()
+        let out = dir.appendingPathComponent("r").path
+        #expect(throws: MergeRemedy.Failure.self) { try MergeRemedy(.init(traces: [request.trace!], subjects: ["witch", "dragon"], output: out)) }
+        var bad = MergeRemedy.Request(traces: [request.trace!], subjects: ["witch", "robot"], output: out)
+        bad.regions = .boxes([[0, 0, 0.5, 1], [0.6, 0, 0.2, 1]])
+        #expect(throws: MergeRemedy.Failure.self) { try MergeRemedy(bad) }
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
