@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo: on the embedded Shapes-world model (Assets/demo-model, Tools/toyworld), a prompt with two
-# objects, the story's four-seed sweep, and the two look-alike characters; images, traces (with the
-# CLIP similarity of each phrase at every evaluation, by the demo's own CLIP) and reports under
-# Reports/demo/. Installs the system packages when missing and builds the CLI (release) first.
+# objects, the story's four-seed sweep, one seed under three prompts that each add one thing, and
+# the two look-alike characters; images, traces (with the CLIP similarity of each phrase at every
+# evaluation, by the demo's own CLIP) and reports under Reports/demo/. Installs the system packages when missing and builds the CLI (release) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
@@ -18,13 +18,17 @@ run() {  # name, then generate's arguments
     echo "== $name: $*"
     "$bin" generate --steps 20 --guidance 5 --output "$out/$name/image.png" --trace "$out/$name/trace" \
         --clip-model Assets/demo-clip "$@"
-    "$bin" report "$out/$name/trace" --out "$out/$name/report"
+    "$bin" report "$out/$name/trace" --out "$out/$name/report" | tee "$out/$name/summary.txt"
 }
 start=$(date +%s)
 run two-objects --prompt "a red circle to the left of a blue square" --seed 1887838105 \
     --clip-phrases "a red circle;a blue square;a blue circle"
-run sweep --prompt "two small yellow stars and a purple triangle on a striped background" --seeds "$seeds" \
-    --clip-phrases "two small yellow stars;a purple triangle;a striped background"
+run sweep --prompt "a yellow star and a purple triangle on grass" --seeds "$seeds" \
+    --clip-phrases "a yellow star;a purple triangle;grass"
+# The story's way of working: one seed, a prompt tweaked twice, every run in one report.
+run compare --seed 3754952516 --prompt "a red circle on the left" \
+    --prompt "a red circle on the left and a blue square on the right" \
+    --prompt "a red circle on the left and a blue square on the right on grass"
 run lookalikes --prompt "alex and cora side by side" --embedding alex --embedding cora --seeds "$seeds"
 run pair-token --prompt "alexcora side by side" --embedding alexcora --seeds "$seeds"
 run mixed-pair --prompt "alex and koko side by side" --embedding alex --embedding koko --seeds "$seeds"
@@ -40,8 +44,9 @@ cat > "$out/index.html" <<HTML
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;overflow-x:auto}</style></head><body>
 <h1>Pareidolia demo — the embedded Shapes-world model</h1>
 <ul>
-<li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square"</li>
-<li><a href="sweep/report/index.html">the four-seed sweep</a>: "two small yellow stars and a purple triangle on a striped background"</li>
+<li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square" — which word landed where</li>
+<li><a href="sweep/report/index.html">the four-seed sweep</a>: "a yellow star and a purple triangle on grass" — how one prompt resolves from four seeds' noise</li>
+<li><a href="compare/report/index.html">one seed, three prompts</a>: "a red circle on the left", then "… and a blue square on the right", then "… on grass" — what each added phrase changed, word by word and step by step</li>
 <li><a href="lookalikes/report/index.html">the look-alikes</a>: "alex and cora side by side" (two people of one class)</li>
 <li><a href="mixed-pair/report/index.html">a mixed pair</a>: "alex and koko side by side" (a person and a cat)</li>
 <li><a href="pair-token/report/index.html">the pair token</a>: "alexcora side by side" (the story's fix)</li>
@@ -52,6 +57,9 @@ cat > "$out/index.html" <<HTML
 <h2>Which parts of the prompt the picture kept (CLIP similarity of x̂₀ at every evaluation)</h2>
 <div class="pair"><figure><img src="two-objects/report/clip.png" alt="CLIP similarity per phrase, two objects"><figcaption>two objects (a blue circle: a phrase the prompt did not ask for)</figcaption></figure>
 <figure><img src="sweep/report/clip-1887838105.png" alt="CLIP similarity per phrase, sweep seed 1887838105"><figcaption>the sweep, seed 1887838105</figcaption></figure></div>
+<h2>One seed, three prompts: what each change did</h2>
+<figure><img src="compare/report/images.png" alt="the three prompts' images"><figcaption>the three prompts' images (seed 3754952516)</figcaption></figure>
+<pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/compare/summary.txt")</pre>
 <h2>Where the embeddings sit</h2><pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/embeddings.txt")</pre>
 </body></html>
 HTML

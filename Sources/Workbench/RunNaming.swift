@@ -26,9 +26,10 @@ public enum RunNaming {
             for seed in seeds {
                 let suffix = [promptPart, manySeeds ? "\(seed)" : nil].compactMap { $0 }.joined(separator: "-")
                 let image = suffix.isEmpty ? output : suffixed(output, "-" + suffix)
+                // Kept as given (relative stays relative), so printed paths read as the user wrote them.
                 let folder = trace.map { root in
                     [promptPart, manySeeds ? "\(seed)" : nil].compactMap { $0 }
-                        .reduce(URL(fileURLWithPath: root)) { $0.appendingPathComponent($1) }.path
+                        .reduce(root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root) { $0 + "/" + $1 }
                 }
                 items.append(GenerationRun.Item(promptIndex: p, prompt: prompt, seed: seed, image: image, trace: folder))
             }

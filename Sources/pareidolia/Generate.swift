@@ -182,7 +182,7 @@ struct Generate: ParsableCommand {
             throw CLIError("\(failure)")
         }
         if let root = run.indexFolder {
-            print("listed \(run.items.count) runs in \(URL(fileURLWithPath: root).appendingPathComponent(RunIndex.fileName).path) (`pareidolia report \(root)` compares them)")
+            print("listed \(run.items.count) runs in \(root)/\(RunIndex.fileName) (`pareidolia report \(root)` draws them in one report)")
         }
     }
 

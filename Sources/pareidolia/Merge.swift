@@ -43,7 +43,7 @@ struct Merge: ParsableCommand {
             object["input_cosine"] = v.inputCosine.map { Double($0) as Any } ?? NSNull()
             object["contextual_cosine"] = v.contextualCosine.map { Double($0) as Any } ?? NSNull()
             if let note = study.note { object["note"] = note }
-            if let remedy = v.remedyCommand(traces: folders) { object["remedy"] = remedy }
+            if let remedy = v.remedyCommand(traces: traces) { object["remedy"] = remedy }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -63,6 +63,6 @@ struct Merge: ParsableCommand {
         }
         print("verdict: \(v.sentence)")
         if let note = study.note { print("(\(note))") }
-        if let remedy = v.remedyCommand(traces: folders) { print("try the remedy: \(remedy)") }
+        if let remedy = v.remedyCommand(traces: traces) { print("try the remedy: \(remedy)") }
     }
 }
