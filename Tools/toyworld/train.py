@@ -95,9 +95,12 @@ PRESETS = {
     # VAE: whole scenes from the first step (crops left GroupNorm and the mid-block attention on
     # crop statistics), 128 channels at the two low resolutions (+17% time for 3x the parameters,
     # measured), lr 1e-3 (the 5e-4 run had barely begun to restore colours when it stopped).
+    # Text width 64 (was 96): the vocabulary table (49 408 rows) is stored twice, in the model's
+    # text encoder and in the demo CLIP, and at 96 wide those two copies alone took 19 MB of the
+    # 40 MB budget the larger VAE needs room in.
     "cpu": dict(steps=dict(clip=800, vae=4000, unet=4500, ti=200),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
-                          vae_channels="32,64,128,128")),
+                          vae_channels="32,64,128,128", text_hidden=64)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
     "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
