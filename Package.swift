@@ -79,11 +79,13 @@ let package = Package(
             pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"])]
         ),
+        // A PNG's text chunks through libpng, its longjmp error reporting kept inside C.
+        .target(name: "CPNGText", dependencies: ["CPNG"], cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "Tensors", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Checkpoints", dependencies: ["Tensors"]),
         .target(name: "Models", dependencies: ["Tensors", "Checkpoints", "CZlib", "CAssets"]),
         // Image files: PNG with text chunks, written atomically.
-        .target(name: "Imaging", dependencies: ["Tensors", "CPNG"]),
+        .target(name: "Imaging", dependencies: ["Tensors", "CPNG", "CPNGText"]),
         .target(name: "Diffusion", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging"]),
         .target(name: "Probes", dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion"]),
         // Reading what the engine did: embeddings' neighbours (more analyses join it).

@@ -1,4 +1,5 @@
 import CPNG
+import CPNGText
 import Foundation
 import Tensors
 
@@ -88,6 +89,34 @@ public enum PNGFile {
         }
         png_write_end(png, info)
         return sink.data
+    }
+}
+
+extension PNGFile {
+    public struct ReadError: Error, CustomStringConvertible { public let description: String }
+
+    /// The text chunks (tEXt, zTXt, iTXt) before the image data, in file order — where A1111,
+    /// Pareidolia and Pillow put `parameters`. Invalid UTF-8 is decoded as Latin-1 (tEXt's own
+    /// encoding).
+    public static func readText(_ path: String) throws -> [(key: String, value: String)] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ReadError(description: "\(path): cannot be read") }
+        return try readText(data, source: path)
+    }
+
+    public static func readText(_ data: Data, source: String) throws -> [(key: String, value: String)] {
+        final class Found { var entries: [(key: String, value: String)] = [] }
+        let found = Found()
+        var error = [CChar](repeating: 0, count: 256)
+        let n = data.withUnsafeBytes { raw -> Int32 in
+            pd_png_text(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, Unmanaged.passUnretained(found).toOpaque(), { ctx, key, text, length in
+                let found = Unmanaged<Found>.fromOpaque(ctx!).takeUnretainedValue()
+                let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(text!).assumingMemoryBound(to: UInt8.self), count: length)
+                let value = String(validating: bytes, as: UTF8.self) ?? String(bytes.map { Character(Unicode.Scalar($0)) })
+                found.entries.append((String(cString: key!), value))
+            }, &error)
+        }
+        guard n >= 0 else { throw ReadError(description: "\(source): \(String(cString: error))") }
+        return found.entries
     }
 }
 

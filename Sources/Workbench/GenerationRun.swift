@@ -190,7 +190,7 @@ public final class GenerationRun {
             let kept = recorder.map { " (the trace in \($0.directory.path) holds the evaluations done)" } ?? ""
             throw fail("\(error)\(kept)", interrupted: shouldStop())
         }
-        let info = Infotext.make(settings: settings, modelName: modelName, modelHash: modelHash)
+        let info = Infotext.make(settings: settings, modelName: modelName, modelHash: modelHash, embeddings: embeddingHashes)
         do {
             let image = try RGBImage(tensor: output.image)
             try PNGFile.write(image, to: item.image, text: [("parameters", info)])
@@ -215,6 +215,10 @@ public final class GenerationRun {
 
     private lazy var modelName = URL(fileURLWithPath: request.modelPath).deletingPathExtension().lastPathComponent
     private lazy var modelHash = ModelHash.shortHash(of: request.modelPath)
+    /// A1111's `TI hashes`: each embedding's trigger and its file's short hash.
+    private lazy var embeddingHashes: [(trigger: String, hash: String)] = zip(request.embeddingFiles, embeddings).compactMap { spec, e in
+        ModelHash.embeddingHash(of: spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec).map { (e.trigger, $0) }
+    }
 
     /// run.json's record of the model, embeddings and arithmetic (the same for every run).
     private lazy var runRecord: [String: Any] = [

@@ -24,8 +24,11 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "A text file of prompts, one a line (blank lines and lines starting with # skipped), after any --prompt.")
     var promptsFile: String?
 
+    @Option(name: .long, help: "Re-run an image from its recipe: a PNG with A1111's `parameters` text (A1111's or Pareidolia's), or a text file of the same. Flags given here win over it.")
+    var infotext: String?
+
     @Option(name: .long, help: "Negative prompt.")
-    var negative = ""
+    var negative: String?
 
     @Option(name: .long, help: "Seed (default: drawn at random and printed).")
     var seed: UInt64?
@@ -36,14 +39,14 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Draw this many random seeds (one image and trace each).")
     var seedCount: Int?
 
-    @Option(name: .long, help: "Sampler steps.")
-    var steps = 20
+    @Option(name: .long, help: "Sampler steps (default 20).")
+    var steps: Int?
 
-    @Option(name: .long, help: "Classifier-free guidance scale (1 or less: no unconditional pass).")
-    var guidance: Float = 7.5
+    @Option(name: .long, help: "Classifier-free guidance scale (1 or less: no unconditional pass; default 7.5).")
+    var guidance: Float?
 
-    @Option(name: .long, help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var sampler = "pndm"
+    @Option(name: .long, help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm).")
+    var sampler: String?
 
     @Option(name: .long, help: "Image width (a multiple of 8; default: the model's own, UNet sample_size × 8).")
     var width: Int?
@@ -51,11 +54,11 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Image height (a multiple of 8; default: the model's own, UNet sample_size × 8).")
     var height: Int?
 
-    @Option(name: .long, help: "Noise source: cpu (torch CPU generator, diffusers) or philox (torch CUDA generator, A1111's default).")
-    var rng = "cpu"
+    @Option(name: .long, help: "Noise source: cpu (torch CPU generator, diffusers; default) or philox (torch CUDA generator, A1111's default).")
+    var rng: String?
 
-    @Option(name: .long, help: "CLIP skip as A1111 counts it (1 = last layer).")
-    var clipSkip = 1
+    @Option(name: .long, help: "CLIP skip as A1111 counts it (1 = last layer; default 1).")
+    var clipSkip: Int?
 
     @Option(name: .long, parsing: .singleValue, help: "Textual-inversion file (PATH or word=PATH; with the default model also a name from Assets/demo-embeddings: alex, cora, koko, alexcora); repeatable.")
     var embedding: [String] = []
@@ -100,9 +103,16 @@ struct Generate: ParsableCommand {
     var fast = FastMath.default.description
 
     func run() throws {
-        let samplerKind: SamplerKind
-        do { samplerKind = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
-        guard let rngKind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
+        // The infotext's recipe first; every flag given on the command line then overrides it.
+        let recipe = try readInfotext()
+        var settings = recipe?.settings ?? GenerationSettings(prompt: "")
+        if let sampler {
+            do { settings.sampler = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
+        }
+        if let rng {
+            guard let kind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
+            settings.rng = kind
+        }
         guard let weightPrecision = Precision(rawValue: precision) else {
             throw CLIError("--precision \(precision): expected fp32, fp16 or bf16")
         }
@@ -111,28 +121,27 @@ struct Generate: ParsableCommand {
         guard let attentionMode = TraceOptions.Attention(rawValue: traceAttention) else {
             throw CLIError("--trace-attention \(traceAttention): expected off, aggregate or layers")
         }
-        let prompts = try chosenPrompts()
+        let prompts = try chosenPrompts(recipe)
         guard output.lowercased().hasSuffix(".png") else { throw CLIError("--output \(output): expected a .png file name") }
         let outputDir = URL(fileURLWithPath: output).deletingLastPathComponent().path
         guard FileManager.default.isWritableFile(atPath: outputDir.isEmpty ? "." : outputDir) else {
             throw CLIError("--output \(output): the folder \(outputDir) does not exist or is not writable")
         }
-        var settings = GenerationSettings(prompt: prompts[0])
-        settings.negativePrompt = negative
-        settings.steps = steps
-        settings.guidance = guidance
-        settings.sampler = samplerKind
-        // A size not given is the model's own, known once it is loaded; check the rest now.
-        settings.width = width ?? 8
-        settings.height = height ?? 8
-        settings.rng = rngKind
-        settings.clipSkip = clipSkip
-        settings.separation = try chosenSeparation()
+        settings.prompt = prompts[0]
+        if let negative { settings.negativePrompt = negative }
+        if let steps { settings.steps = steps }
+        if let guidance { settings.guidance = guidance }
+        if let clipSkip { settings.clipSkip = clipSkip }
+        let sizeGiven = recipe?.given.contains("size") == true
+        // A size given nowhere is the model's own, known once it is loaded; check the rest now.
+        settings.width = width ?? (sizeGiven ? settings.width : 8)
+        settings.height = height ?? (sizeGiven ? settings.height : 8)
+        if let separation = try chosenSeparation() { settings.separation = separation }
         do { try settings.validate() } catch { throw CLIError("\(error)") }
         if clipModel != nil && trace == nil { throw CLIError("--clip-model: give --trace DIR too (the similarity is stored in the trace)") }
         guard clipEvery >= 1 else { throw CLIError("--clip-every \(clipEvery): expected 1 or more") }
-        let seedList = try chosenSeeds()
-        if seed == nil && seeds == nil { print("seed\(seedList.count == 1 ? "" : "s"): \(seedList.map(String.init).joined(separator: ", "))") }
+        let seedList = try chosenSeeds(recipe)
+        if seed == nil && seeds == nil && recipe?.given.contains("seed") != true { print("seed\(seedList.count == 1 ? "" : "s"): \(seedList.map(String.init).joined(separator: ", "))") }
 
         try BLAS.load()
         let model = try modelPath(self.model)
@@ -142,8 +151,8 @@ struct Generate: ParsableCommand {
             loaded = try StableDiffusionModel.load(model, configs: configs, vaeEncoder: false, precision: weightPrecision, fast: fastMath)
         } catch { throw CLIError("\(error)") }
         // diffusers' default size: the UNet's sample_size in latent pixels.
-        settings.width = width ?? loaded.unet.config.sampleSize * 8
-        settings.height = height ?? loaded.unet.config.sampleSize * 8
+        settings.width = width ?? (sizeGiven ? settings.width : loaded.unet.config.sampleSize * 8)
+        settings.height = height ?? (sizeGiven ? settings.height : loaded.unet.config.sampleSize * 8)
 
         var request = GenerationRun.Request(prompts: prompts, seeds: seedList, settings: settings, output: output, modelPath: model)
         request.trace = trace
@@ -155,7 +164,15 @@ struct Generate: ParsableCommand {
         request.fast = fastMath
         let run: GenerationRun
         do { run = try GenerationRun(model: loaded, request: request) } catch { throw CLIError("\(error)") }
-        for w in run.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+        var warnings = run.warnings
+        if let recipe {
+            warnings += recipe.warnings
+            warnings += recipe.embeddingWarnings(given: zip(request.embeddingFiles, run.embeddings).map { spec, e in
+                (e.trigger, spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec)
+            })
+            if let w = recipe.modelWarning(modelHash: ModelHash.shortHash(of: model)) { warnings.append(w) }
+        }
+        for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
 
         let many = run.items.count > 1
         var bar: ProgressBar?
@@ -208,8 +225,27 @@ struct Generate: ParsableCommand {
         return sep
     }
 
-    /// `--prompt` values, then the lines of `--prompts-file`.
-    func chosenPrompts() throws -> [String] {
+    /// The recipe of `--infotext` (a PNG's `parameters` chunk or a text file), checked.
+    func readInfotext() throws -> Infotext.Recipe? {
+        guard let infotext else { return nil }
+        guard let data = FileManager.default.contents(atPath: infotext) else { throw CLIError("--infotext \(infotext): cannot be read") }
+        let text: String
+        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
+            let chunks: [(key: String, value: String)]
+            do { chunks = try PNGFile.readText(data, source: infotext) } catch { throw CLIError("--infotext \(error)") }
+            guard let p = chunks.first(where: { $0.key == "parameters" })?.value else {
+                throw CLIError("--infotext \(infotext): the PNG has no `parameters` text (chunks: \(chunks.map(\.key).joined(separator: ", ")))")
+            }
+            text = p
+        } else {
+            guard let t = String(data: data, encoding: .utf8) else { throw CLIError("--infotext \(infotext): neither a PNG nor UTF-8 text") }
+            text = t
+        }
+        do { return try Infotext.recipe(Infotext.parse(text), base: GenerationSettings(prompt: "")) } catch { throw CLIError("--infotext \(infotext): \(error)") }
+    }
+
+    /// `--prompt` values, then the lines of `--prompts-file`; else the infotext's prompt.
+    func chosenPrompts(_ recipe: Infotext.Recipe?) throws -> [String] {
         var list = prompt
         if let promptsFile {
             guard let data = FileManager.default.contents(atPath: promptsFile), let text = String(data: data, encoding: .utf8) else {
@@ -218,13 +254,14 @@ struct Generate: ParsableCommand {
             list += text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         }
+        if list.isEmpty, let recipe { list = [recipe.settings.prompt] }
         guard !list.isEmpty else {
             throw CLIError(promptsFile.map { "--prompts-file \($0): no prompts in it" } ?? "--prompt: give a prompt (or --prompts-file FILE)")
         }
         return list
     }
 
-    func chosenSeeds() throws -> [UInt64] {
+    func chosenSeeds(_ recipe: Infotext.Recipe?) throws -> [UInt64] {
         if let seeds {
             let list = seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             let parsed = list.compactMap(UInt64.init)
@@ -235,6 +272,7 @@ struct Generate: ParsableCommand {
             guard (1...1000).contains(seedCount) else { throw CLIError("--seed-count \(seedCount): expected 1…1000") }
             return (0..<seedCount).map { _ in UInt64.random(in: 0..<(1 << 32)) }
         }
+        if seed == nil, let recipe, recipe.given.contains("seed") { return [recipe.settings.seed] }
         return [seed ?? UInt64.random(in: 0..<(1 << 32))]
     }
 }

@@ -60,3 +60,21 @@ struct PNGFileTests {
         }
     }
 }
+
+@Suite("PNG text chunks read back")
+struct PNGTextTests {
+    @Test("the chunks written are read back; damaged files fail in one line")
+    func roundTrip() throws {
+        let image = RGBImage(width: 3, height: 2, pixels: [UInt8](repeating: 7, count: 18))
+        let text = "a witch, ünïcode ✓\nSteps: 20, Seed: 1, Size: 512x512"
+        let data = try PNGFile.encode(image, text: [("parameters", text), ("other", "x")])
+        let back = try PNGFile.readText(data, source: "mem")
+        #expect(back.map(\.key) == ["parameters", "other"] && back[0].value == text)
+        #expect(throws: PNGFile.ReadError.self) { try PNGFile.readText(Data("not a png".utf8), source: "x") }
+        #expect(throws: PNGFile.ReadError.self) { try PNGFile.readText(data.prefix(20), source: "x") }
+        var corrupt = data
+        corrupt[12] ^= 0xFF  // the IHDR chunk type: libpng's error is caught, not a crash
+        #expect(throws: PNGFile.ReadError.self) { try PNGFile.readText(corrupt, source: "x") }
+        #expect(try PNGFile.readText(PNGFile.encode(image), source: "x").isEmpty)
+    }
+}

@@ -161,3 +161,31 @@ struct RunIndexTests {
         }
     }
 }
+
+/// A PNG written by a run and re-run from its own infotext gives the same image, bit for bit.
+@Suite("Re-running a PNG from its infotext", .serialized)
+struct InfotextRoundTripTests {
+    static let model = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+
+    @Test("same bytes, every sampler", arguments: SamplerKind.allCases)
+    func sameImage(_ kind: SamplerKind) throws {
+        let model = try #require(Self.model)
+        let dir = try GenerationRunTests.folder("infotext-\(kind.rawValue)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var s = GenerationRunTests.settings()
+        s.sampler = kind
+        s.negativePrompt = "blurry"
+        s.rng = kind == .euler_a ? .philox : .cpu
+        s.clipSkip = 2
+        let first = dir.appendingPathComponent("first.png").path
+        try GenerationRun(model: model, request: .init(prompts: ["a witch, (robot:1.2)"], seeds: [99], settings: s,
+                                                       output: first, modelPath: Fixtures.path("tiny-sd"))).run()
+        let text = try #require(try PNGFile.readText(first).first { $0.key == "parameters" }?.value)
+        let recipe = try Infotext.recipe(Infotext.parse(text), base: GenerationSettings(prompt: ""))
+        let again = dir.appendingPathComponent("again.png").path
+        try GenerationRun(model: model, request: .init(prompts: [recipe.settings.prompt], seeds: [recipe.settings.seed],
+                                                       settings: recipe.settings, output: again, modelPath: Fixtures.path("tiny-sd"))).run()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: first)) == Data(contentsOf: URL(fileURLWithPath: again)))
+        #expect(recipe.modelWarning(modelHash: ModelHash.shortHash(of: Fixtures.path("tiny-sd"))) == nil)
+    }
+}

@@ -3,21 +3,14 @@ import Foundation
 /// A1111's generation-parameters text (PNG chunk "parameters"), which A1111, sd.cpp and other
 /// tools read back: prompt, `Negative prompt:` line, then `key: value` pairs.
 public enum Infotext {
-    /// A1111's display names for the samplers.
-    public static func samplerName(_ kind: SamplerKind) -> String {
-        switch kind {
-        case .pndm: return "PLMS"
-        case .ddim: return "DDIM"
-        case .euler: return "Euler"
-        case .euler_a: return "Euler a"
-        case .dpmpp_2m: return "DPM++ 2M"
-        case .dpmpp_2m_karras: return "DPM++ 2M Karras"
-        case .lms: return "LMS"
-        case .heun: return "Heun"
-        }
-    }
+    /// The sampler as the infotext names it: diffusers' schedulers by their own names with
+    /// " (diffusers)", which A1111 cannot mistake for one of its k-diffusion samplers (its "Euler a"
+    /// runs another schedule) and which `--infotext` reads back.
+    public static func samplerName(_ kind: SamplerKind) -> String { kind.rawValue + " (diffusers)" }
 
-    public static func make(settings s: GenerationSettings, modelName: String?, modelHash: String?) -> String {
+    /// `embeddings`: (trigger, short hash) of the textual-inversion files used, as A1111's `TI hashes`.
+    public static func make(settings s: GenerationSettings, modelName: String?, modelHash: String?,
+                            embeddings: [(trigger: String, hash: String)] = []) -> String {
         var pairs: [(String, String)] = [
             ("Steps", "\(s.steps)"), ("Sampler", samplerName(s.sampler)), ("CFG scale", format(s.guidance)),
             ("Seed", "\(s.seed)"), ("Size", "\(s.width)x\(s.height)"),
@@ -26,6 +19,9 @@ public enum Infotext {
         if let modelName { pairs.append(("Model", modelName)) }
         if s.clipSkip > 1 { pairs.append(("Clip skip", "\(s.clipSkip)")) }
         if s.rng == .cpu { pairs.append(("RNG", "CPU")) }  // A1111 omits its default (GPU = philox)
+        if !embeddings.isEmpty { pairs.append(("TI hashes", embeddings.map { "\($0.trigger): \($0.hash)" }.joined(separator: ", "))) }
+        if let sep = s.separation { pairs.append(("Pareidolia remedy", sep.infotext)) }
+        pairs.append(("Version", "Pareidolia \(Version.engine)"))
         var lines = [s.prompt]
         if !s.negativePrompt.isEmpty { lines.append("Negative prompt: " + s.negativePrompt) }
         lines.append(pairs.map { k, v in k == v ? k : "\(k): \(quote(v))" }.joined(separator: ", "))

@@ -22,6 +22,15 @@ public enum ModelHash {
         return short
     }
 
+    /// A1111's short hash of a textual-inversion file ("TI hashes"): the first 12 hex digits of
+    /// its SHA-256.
+    public static func embeddingHash(of path: String) -> String? {
+        guard let mapped = try? MappedFile(path: path) else { return nil }
+        var sha = SHA256()
+        sha.update(mapped.allBytes)
+        return String(sha.finish().prefix(12))
+    }
+
     static func weightFile(_ path: String) -> String? {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { return nil }
