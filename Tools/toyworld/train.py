@@ -471,6 +471,8 @@ def stage_vae(args) -> bool:
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     objects = {"model": vae, "opt": opt}
     step = run.resume(objects)
+    if step == 0 and args.vae_init:
+        step = seed_from_weights(vae, Path(args.vae_init), run)
     order = tk.BatchOrder(len(imgs), args.vae_batch, args.seed, "vae")
     # Crops teach detail cheaply, but GroupNorm and the mid-block attention see whole-image
     # statistics: a VAE trained on 64x64 crops only shifts colours on 128x128 scenes (measured:
@@ -541,6 +543,30 @@ def stage_vae(args) -> bool:
     return run.finish(step, objects, digest=tk.file_digest([final / "diffusion_pytorch_model.safetensors"]),
                       scaling_factor=sf, latent_std=std, latent_mean=float(z.mean()),
                       heldout_psnr=psnr, heldout_recognised=frac)
+
+
+def seed_from_weights(model, path: Path, run: tk.StageRun) -> int:
+    """Continues a stage from committed weights (a work folder lost with its machine): the model's
+    weights and the step they were saved at; the optimizer starts afresh (its moments re-estimate
+    within a few dozen steps) and the learning-rate schedule goes on from that step."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state, strict=True)
+    step = int(meta.get("step", 0))
+    run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
+    log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
+    return step
+
+
+def save_seed_weights(model, path: Path, step: int) -> None:
+    """The model's weights in fp16 with the step, for `--vae-init` on another machine."""
+    from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"step": str(step)})
 
 
 # ============================================================================================
@@ -1105,6 +1131,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae-lr", type=float, default=5e-4)
     g.add_argument("--vae-warmup", type=int, default=100)
     g.add_argument("--vae-channels", default="32,64,64,64")
+    g.add_argument("--vae-init", default=None, help="start from these weights (.safetensors with a 'step' in its metadata) when there is no checkpoint")
+    g.add_argument("--seed-out", default=None, help="(seed command) where to write the VAE checkpoint's weights, fp16")
     g.add_argument("--vae-layers", type=int, default=1)
     g.add_argument("--kl-weight", type=float, default=1e-6)
     g.add_argument("--edge-weight", type=float, default=0.5)
@@ -1145,6 +1173,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for name in (*STAGES, "all"):
         sub.add_parser(name, parents=[c], help=f"run the {name} stage" if name != "all" else "the whole chain")
+    sub.add_parser("seed", parents=[c], help="write the VAE checkpoint's weights (fp16, with its step) to --seed-out, "
+                                             "for --vae-init where the work folder is gone")
     return ap
 
 
@@ -1170,6 +1200,15 @@ def main(argv=None) -> int:
     LOG_FILE = work / "train.log"
     log(f"== train.py {args.command} (preset {args.preset}, work {work}, device {args.device}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__})")
+    if args.command == "seed":
+        ck = torch.load(str(work / "vae" / "ckpt.pt"), map_location="cpu", weights_only=False)
+        from diffusers import AutoencoderKL
+        vae = AutoencoderKL(**vae_kwargs(args))
+        vae.load_state_dict(ck["objects"]["model"])
+        out = Path(args.seed_out or work / "vae-seed.safetensors")
+        save_seed_weights(vae, out, int(ck["step"]))
+        log(f"[seed] {out}: the VAE at step {ck['step']}, fp16")
+        return 0
     order = [s for s in STAGES if s != "card"] if args.command == "all" else [args.command]
     t0 = time.time()
     for s in order:
