@@ -16,12 +16,17 @@ func diffMarkup(_ words: [(text: String, change: Comparison.Change)], dark: Bool
     }.joined()
 }
 
-/// Runs side by side: a row per prompt (its words above it, changes against the first prompt
-/// marked), a column per seed. Dark, it is a frame of the comparison's animation; light, the
+/// Runs side by side: a row per prompt or remedy stage (its label and words above it, changes
+/// against the first row marked), a column per seed. Dark, it is a frame of the comparison's animation; light, the
 /// final images.
 struct ComparisonGrid: Figure {
     struct Cell { let caption: String; let image: RGBImage }
-    struct Row { let markup: String; let cells: [Cell?] }
+    struct Row {
+        /// "1", or what the row ran ("before", "remedy: + cross-attention").
+        let label: String
+        let markup: String
+        let cells: [Cell?]
+    }
 
     let title: String
     let rows: [Row]
@@ -47,8 +52,8 @@ struct ComparisonGrid: Figure {
         c.text(title, x: x + Self.pad, y: y + 8, font: Font(size: 15, bold: true), colour: ink, maxWidth: width - 2 * Self.pad, oneLine: true)
         let ph = panel * aspect
         var ry = y + Self.header
-        for (p, row) in rows.enumerated() {
-            c.text("<b>\(p + 1)</b>  " + row.markup, x: x + Self.pad, y: ry, font: Font(size: 12.5), colour: ink,
+        for row in rows {
+            c.text("<b>\(HTMLPage.escape(row.label))</b>  " + row.markup, x: x + Self.pad, y: ry, font: Font(size: 12.5), colour: ink,
                    maxWidth: width - 2 * Self.pad, maxLines: 2, markup: true)
             let top = ry + Self.rowTitle
             for (k, cell) in row.cells.enumerated() {
@@ -67,20 +72,31 @@ struct ComparisonGrid: Figure {
 }
 
 /// The compared prompts as chips, each later one against the first (green: added; red, struck:
-/// removed), and what the runs share: seeds, sampler, size, model.
+/// removed) — or, for a row of the same words, what else differs (the remedy) — and what the
+/// runs share: seeds, sampler, size, model.
 struct PromptDiffCard: Figure {
     let prompts: [[(text: String, change: Comparison.Change)]]
+    /// Each row's label ("prompt 2", "remedy: full"), and a sentence shown instead of its chips.
+    let labels: [String]
+    let notes: [String?]
     let rows: [(String, String)]
     var width: Double = 760
-    static let chipFont = Font(size: 12), labelWidth = 84.0, lineHeight = 30.0
-    /// Each prompt's chips: (x, line) and the number of lines it takes.
-    private let layouts: [(positions: [(Double, Int)], lines: Int)]
+    static let chipFont = Font(size: 12), lineHeight = 30.0
+    /// Wide enough for the longest label.
+    let labelWidth: Double
+    /// Each prompt's chips, (x, line), and the height it takes (its chips' lines, or its note).
+    private let layouts: [(positions: [(Double, Int)], height: Double)]
 
-    init(prompts: [[(text: String, change: Comparison.Change)]], rows: [(String, String)]) {
-        (self.prompts, self.rows) = (prompts, rows)
+    init(prompts: [[(text: String, change: Comparison.Change)]], labels: [String], notes: [String?], rows: [(String, String)]) {
+        (self.prompts, self.labels, self.notes, self.rows) = (prompts, labels, notes, rows)
         let measure = try? Canvas.image(width: 1, height: 1)
-        let room = 760 - Self.labelWidth
-        layouts = prompts.map { words in
+        let labelWidth = max(84, (labels.map { measure?.measure($0, font: Font(size: 12, bold: true)).width ?? Double($0.count) * 7.5 }.max() ?? 0) + 16)
+        self.labelWidth = labelWidth
+        let room = 760 - labelWidth
+        layouts = zip(prompts, notes).map { words, note in
+            if let note {
+                return ([], max(Self.lineHeight, (measure?.measure(note, font: Self.chipFont, maxWidth: room, maxLines: 3).height ?? 16) + 10))
+            }
             var x = 0.0, line = 0, positions: [(Double, Int)] = []
             for w in words {
                 let cw = (measure?.measure(Self.chipMarkup(w), font: Self.chipFont, markup: true).width ?? Double(w.text.count) * 7.6) + 12
@@ -88,11 +104,11 @@ struct PromptDiffCard: Figure {
                 positions.append((x, line))
                 x += cw + 6
             }
-            return (positions, line + 1)
+            return (positions, Double(line + 1) * Self.lineHeight)
         }
     }
 
-    var height: Double { 62 + layouts.reduce(0) { $0 + Double($1.lines) * Self.lineHeight + 10 } + Double(rows.count) * 24 + 16 }
+    var height: Double { 62 + layouts.reduce(0) { $0 + $1.height + 10 } + Double(rows.count) * 24 + 16 }
 
     static func chipMarkup(_ w: (text: String, change: Comparison.Change)) -> String {
         let t = HTMLPage.escape(w.text)
@@ -105,20 +121,23 @@ struct PromptDiffCard: Figure {
 
     func draw(_ c: Canvas, x: Double, y: Double) throws {
         c.text("Comparison", x: x, y: y, font: .title)
-        c.text("each prompt's words as the model got them, against prompt 1 — green: added; red, struck through: removed",
+        c.text("each row's words as the model got them, against the first row's — green: added; red, struck through: removed",
                x: x, y: y + 32, font: .small, colour: .muted, maxWidth: width, oneLine: true)
         var top = y + 58
         for (p, words) in prompts.enumerated() {
-            c.text("prompt \(p + 1)", x: x, y: top + 4, font: Font(size: 12, bold: true), colour: .muted)
+            c.text(labels[p], x: x, y: top + 4, font: Font(size: 12, bold: true), colour: .muted)
+            if let note = notes[p] {
+                c.text(note, x: x + labelWidth, y: top + 4, font: Self.chipFont, colour: .muted, maxWidth: width - labelWidth, maxLines: 3)
+            }
             for (w, pos) in zip(words, layouts[p].positions) {
                 let markup = Self.chipMarkup(w), size = c.measure(markup, font: Self.chipFont, markup: true)
                 let fill = w.change == .added ? Colour(hex: 0xDAFBE1) : w.change == .removed ? Colour(hex: 0xFFEBE9) : Colour.panel
-                let cx = x + Self.labelWidth + pos.0, cy = top + Double(pos.1) * Self.lineHeight
+                let cx = x + labelWidth + pos.0, cy = top + Double(pos.1) * Self.lineHeight
                 c.roundedRect(x: cx, y: cy, w: size.width + 12, h: 24, radius: 5, fill: fill)
                 c.text(markup, x: cx + 6, y: cy + 12 - size.height / 2, font: Self.chipFont,
                        colour: w.change == .added ? Colour(hex: 0x1A7F37) : w.change == .removed ? Colour(hex: 0xCF222E) : .ink, markup: true)
             }
-            top += Double(layouts[p].lines) * Self.lineHeight + 10
+            top += layouts[p].height + 10
         }
         var ry = top + 6
         for (k, v) in rows {

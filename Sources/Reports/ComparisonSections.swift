@@ -23,26 +23,35 @@ extension ReportBuilder {
         for (k, word) in words.enumerated() {
             // Added words are marked +, words some prompt lacks −, in the picker and on each map.
             let label = (word.kind.hasPrefix("added") ? "+ " : word.kind == "shared" ? "" : "− ") + word.label
-            var block = "<h3>\(HTMLPage.escape(word.label)) <span class=\"kind\">\(word.kind)</span></h3><div class=\"grid\">"
-            var pdfRow: [HeatMapFigure] = []
+            var block = "<h3>\(HTMLPage.escape(word.label)) <span class=\"kind\">\(word.kind)</span></h3>"
+            // Several seeds: a grid per row, under its label; else one grid.
+            let perRow = cmp.cells[0].count > 1
+            if !perRow { block += "<div class=\"grid\">" }
+            var pdfRow: [[HeatMapFigure]] = []
             for p in cmp.prompts.indices {
                 guard let wi = word.index[p] else { continue }
+                if perRow { block += "<p class=\"rowlabel\">\(HTMLPage.escape(cmp.rowLabel(p)))</p><div class=\"grid\">" }
+                defer { if perRow { block += "</div>" } }
+                pdfRow.append([])
                 for case let i? in cmp.cells[p] {
                     let t = cmp.traces[i]
                     guard let base = t.image ?? frames[i].x0.last else { continue }
                     let overlay = HeatMaps.blend(image: base, heat: heats[i][wi], colourMap: colourMap, strength: overlayStrength)
-                    let note = "prompt \(p + 1) · seed \(t.seed) · \(String(format: "%.0f", shares[i][wi] * 100))%"
+                    let note = "\(cmp.runLabel(i)) · \(String(format: "%.0f", shares[i][wi] * 100))%"
                     let weight = t.weight(ofWordAt: t.wordMaps!.words[wi].positions)
                     let fig = HeatMapFigure(label: label, weight: weight, overlay: overlay, scale: scale, panel: min(256, Double(t.width) * 2), note: note)
                     let name = String(format: "heatmaps/%02d-%@/%@.png", k, fileSafe(word.label), cmp.runName(i))
                     try fig.writePNG(to: path(name))
                     // Smaller in the PDF, where a word's maps make one row.
-                    pdfRow.append(HeatMapFigure(label: label, weight: weight, overlay: overlay, scale: scale, panel: min(160, Double(t.width) * 2), note: note))
+                    pdfRow[pdfRow.count - 1].append(HeatMapFigure(label: label, weight: weight, overlay: overlay, scale: scale, panel: min(160, Double(t.width) * 2), note: note))
                     block += HTMLPage.figure(name, alt: "heat map of \(word.label), \(note) of the attention")
                 }
             }
-            blocks.append(block + "</div>")
-            pdfRows.append(pdfRow)
+            blocks.append(block + (perRow ? "" : "</div>"))
+            // In the PDF a word's maps make one row, or a row per prompt (or remedy stage) when
+            // they are more than fit across.
+            let all = pdfRow.flatMap { $0 }
+            if let f = all.first, all.count > Int(pdfWordRowWidth / (f.width + 16)) { pdfRows += pdfRow } else { pdfRows.append(all) }
             labels.append(label)
         }
         let norm = options.normalisation == .perWord ? "min–max normalised per word and run (compare shapes, not strengths; the percentage under each map is the word's share of the attention, averaged over the evaluations)"
@@ -53,11 +62,16 @@ extension ReportBuilder {
         try pdfWordRows(pdf, title: "Which word went where, in each run", rows: pdfRows)
     }
 
+    /// The width of a PDF row of heat maps, unless its maps need more (up to 1100).
+    static let pdfWordRowWidth = 760.0
+
     /// Heat maps a word to a row (wrapped when the runs are more than fit across), as many rows
     /// as fit on a page.
     static func pdfWordRows(_ pdf: PDFDocument, title: String, rows: [[HeatMapFigure]]) throws {
         guard let f0 = rows.first(where: { !$0.isEmpty })?.first else { return }
-        let cols = max(1, Int(760 / (f0.width + 16))), line = f0.height + 16
+        // Wider pages for longer rows (a remedy stage's seeds), so a row stays one line.
+        let width = min(1100, max(pdfWordRowWidth, Double(rows.map(\.count).max() ?? 1) * (f0.width + 16)))
+        let cols = max(1, Int(width / (f0.width + 16))), line = f0.height + 16
         func height(_ row: [HeatMapFigure]) -> Double { Double((row.count + cols - 1) / cols) * line + 8 }
         var pages: [[[HeatMapFigure]]] = [[]], used = 0.0
         for row in rows where !row.isEmpty {
@@ -66,8 +80,8 @@ extension ReportBuilder {
             used += height(row)
         }
         for page in pages {
-            try pdf.page(width: 820, height: 80 + page.reduce(0) { $0 + height($1) }) { c in
-                c.text(title, x: 30, y: 24, font: .heading, maxWidth: 760, oneLine: true)
+            try pdf.page(width: width + 60, height: 80 + page.reduce(0) { $0 + height($1) }) { c in
+                c.text(title, x: 30, y: 24, font: .heading, maxWidth: width, oneLine: true)
                 var y = 60.0
                 for row in page {
                     for (k, f) in row.enumerated() { try f.draw(c, x: 30 + Double(k % cols) * (f0.width + 16), y: y + Double(k / cols) * line) }
@@ -80,22 +94,23 @@ extension ReportBuilder {
     /// Where each later prompt's run parts from the first prompt's of the same column: the
     /// distances per evaluation in two charts, and the sentence for each pair. Returns the
     /// sentences for the terminal.
-    static func comparisonDivergence(_ cmp: Comparison, frames: [DenoisingFrames], options: ReportOptions,
+    static func comparisonDivergence(_ cmp: Comparison, frames: [DenoisingFrames], options: ReportOptions, pairs: [Comparison.Pair]? = nil,
                                      page: inout HTMLPage, pdf: PDFDocument, path: (String) -> String) throws -> [String] {
+        let pairs = pairs ?? cmp.pairs
         let pictures = options.previews == .full ? "the decoded x̂₀" : "the cheap latent maps of x̂₀"
-        guard !cmp.pairs.isEmpty else {
-            page.section("divergence", "Where the runs part", note: "No later prompt has a run in the same column as prompt 1's, so no pair to compare.", "")
+        guard !pairs.isEmpty else {
+            page.section("divergence", "Where the runs part", note: "No later row has a run in the same column as \(cmp.rowLabel(0))'s, so no pair to compare.", "")
             return []
         }
         var sentences: [String] = [], latent: [LineChart.Series] = [], partsAt: [(k: Int, pair: Int)] = []
         var charts: [LineChart] = []
-        for (n, pair) in cmp.pairs.enumerated() {
+        for (n, pair) in pairs.enumerated() {
             let (a, b) = (cmp.traces[pair.base], cmp.traces[pair.other])
             let d = try RunDivergence(x0: a.x0, b.x0, picturesA: frames[pair.base].x0.map(\.pixels), picturesB: frames[pair.other].x0.map(\.pixels))
-            let who = "prompt \(pair.prompt + 1) against 1"
+            let who = cmp.against(pair.prompt)
             let seed = a.seed == b.seed ? "seed \(a.seed)" : "seeds \(a.seed) and \(b.seed)"
-            let name = cmp.pairs.count == 1 ? who : "\(who), \(seed)"
-            sentences.append("Prompt \(pair.prompt + 1) against 1, \(seed): \(d.sentence.prefix(1).lowercased() + d.sentence.dropFirst())")
+            let name = pairs.count == 1 ? who : "\(who), \(seed)"
+            sentences.append("\(who.prefix(1).uppercased() + who.dropFirst()), \(seed): \(d.sentence.prefix(1).lowercased() + d.sentence.dropFirst())")
             latent.append(LineChart.Series(label: name, values: d.latent, colour: n))
             if let k = d.partsAt { partsAt.append((k, n)) }
             // Per pair: the runs' distance, each run's remaining change, and the level m waits for.
@@ -103,8 +118,8 @@ extension ReportBuilder {
             var chart = LineChart(title: "When the layout settles — \(name)", xTitle: "evaluation", yTitle: "RMS pixel difference (0–1)", xs: xs, series: [
                 LineChart.Series(label: "distance between the runs", values: d.pictures, colour: n),
                 // Colours the latent chart's pairs (0, 1, …) do not use before its fifth.
-                LineChart.Series(label: "prompt 1's run: distance to its last picture", values: d.remainingA, colour: 5),
-                LineChart.Series(label: "prompt \(pair.prompt + 1)'s run: distance to its last picture", values: d.remainingB, colour: 4),
+                LineChart.Series(label: "\(cmp.rowLabel(0, short: true))'s run: distance to its last picture", values: d.remainingA, colour: 5),
+                LineChart.Series(label: "\(cmp.rowLabel(pair.prompt, short: true))'s run: distance to its last picture", values: d.remainingB, colour: 4),
                 LineChart.Series(label: "\(RunDivergence.percent(RunDivergence.settleFraction)) of the last distance between the runs", values: xs.map { _ in d.settleLevel }, dashed: true, colour: 7),
             ])
             if let m = d.settledBy { chart.markers = [LineChart.Marker(x: Double(m + 1), label: "m")] }
@@ -123,7 +138,7 @@ extension ReportBuilder {
         charts.insert(latentChart, at: 0)
         var chartHTML = ""
         for (i, chart) in charts.enumerated() {
-            let name = i == 0 ? "divergence-latent.png" : "divergence-settle\(cmp.pairs.count == 1 ? "" : "-\(i)").png"
+            let name = i == 0 ? "divergence-latent.png" : "divergence-settle\(pairs.count == 1 ? "" : "-\(i)").png"
             try chart.writePNG(to: path(name))
             chartHTML += HTMLPage.figure(name, alt: i == 0 ? "distance between the runs' x̂₀ in latent space at every evaluation"
                                             : "distance between the runs' pictures and each run's distance to its last picture at every evaluation")

@@ -56,6 +56,16 @@ public enum ReportBuilder {
             throw ReportError("\(t.directory): its prompt's words differ from \(traces[0].directory)'s; one report covers the seeds of one prompt (make a report per prompt)")
         }
 
+        return try write(traces, output: output, options: options, progress: progress) { frames, work in
+            if let comparison { return try drawComparison(comparison, frames: frames, options: options, into: work) }
+            return (try draw(traces: traces, frames: frames, words: words, options: options, into: work), [])
+        }
+    }
+
+    /// Decodes every trace's x̂₀, then lets `draw` fill a temporary folder beside `output` (its
+    /// files, and the lines for the terminal), which replaces `output` whole when it is done.
+    static func write(_ traces: [ReportTrace], output: String, options: ReportOptions, progress: Progress,
+                      draw: (_ frames: [DenoisingFrames], _ into: URL) throws -> (files: [String], lines: [String])) throws -> ReportSummary {
         // 1. Pictures of every evaluation (the decodes are most of the cost).
         let decodeStart = Date()
         var vaes: [String: AutoencoderKL] = [:]
@@ -98,12 +108,7 @@ public enum ReportBuilder {
         try fm.createDirectory(at: work, withIntermediateDirectories: true)
         do {
             try Data("written by pareidolia report\n".utf8).write(to: work.appendingPathComponent(markerFile))
-            var written: [String], lines: [String] = []
-            if let comparison {
-                (written, lines) = try drawComparison(comparison, frames: frames, options: options, into: work)
-            } else {
-                written = try draw(traces: traces, frames: frames, words: words, options: options, into: work)
-            }
+            var (written, lines) = try draw(frames, work)
             written.append(markerFile)
             written.sort()
             try replace(out, with: work)

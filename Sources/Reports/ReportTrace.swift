@@ -27,6 +27,18 @@ public struct ReportTrace {
     public let wordMaps: TraceWordMaps?
     /// The decoded image (image.png), nil if the run stopped before it.
     public let image: RGBImage?
+    /// The merge remedy the run was made with (run.json's `remedy`), nil for a plain run.
+    public let remedy: Remedy?
+
+    /// run.json's `remedy` (docs/REMEDY.md): which channels were closed, on whom, where.
+    public struct Remedy {
+        /// text, cross or full (Separation.Stage).
+        public let stage: String
+        public let subjects: [String]
+        /// Normalised x0, y0, x1, y1, one per subject.
+        public let boxes: [[Double]]
+        public let boundedEvaluations: Int?
+    }
 
     public init(directory: String) throws {
         self.directory = directory
@@ -54,6 +66,11 @@ public struct ReportTrace {
         modelPath = model["path"] as? String ?? ""
         modelHash = model["hash"] as? String ?? ""
         modelSummary = model["summary"] as? String ?? ""
+        remedy = (run["remedy"] as? [String: Any]).map { r in
+            Remedy(stage: r["stage"] as? String ?? "full", subjects: r["subjects"] as? [String] ?? [],
+                   boxes: (r["boxes"] as? [[NSNumber]])?.map { $0.map(\.doubleValue) } ?? [],
+                   boundedEvaluations: r["bounded_evaluations"] as? Int)
+        }
 
         let latentsPath = dir.appendingPathComponent("latents.safetensors").path
         do {

@@ -17,12 +17,14 @@ struct ComparisonReportTests {
     typealias Scratch = ReportBuilderTests.Scratch
     static let witch = "a witch and her black cat", dancing = "a witch and her white cat dancing"
 
-    /// A trace as `generate --trace` writes it; `hash` is the model hash run.json records.
+    /// A trace as `generate --trace` writes it (with `separation`, as `generate --separate` does);
+    /// `hash` is the model hash run.json records.
     static func trace(_ model: StableDiffusionModel, at dir: String, prompt: String, seed: UInt64, width: Int = 64,
-                      hash: String = "0000000000") throws -> String {
+                      hash: String = "0000000000", separation: Separation? = nil) throws -> String {
         var settings = GenerationSettings(prompt: prompt)
         (settings.seed, settings.steps, settings.sampler, settings.guidance) = (seed, 4, .euler, 50)
         (settings.width, settings.height) = (width, 64)
+        settings.separation = separation
         let recorder = try TraceRecorder(directory: dir, unet: model.unet, engineVersion: "test",
                                          extra: ["model": ["path": Fixtures.path("tiny-sd"), "hash": hash, "summary": "tiny-sd"]])
         let out = try TextToImagePipeline(model: model).generate(settings, observer: recorder)
