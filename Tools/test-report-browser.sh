@@ -2,8 +2,9 @@
 # Opens a report's index.html in headless Chromium and checks that (1) its scripts run without an
 # error, (2) every image on the page loads, (3) the step slider moves the frame to frames/000.png,
 # (4) the word picker is shown (when the report has one), (5) a comparison of prompts (a page with
-# a "divergence" section) says where its runs part, and (6) a screenshot of the page is not
-# blank. Quiet on success but for one line; on failure one line saying why, and a non-zero exit.
+# a "divergence" section) says where its runs part, (6) a remedy report (a page with a
+# "regions" section) states its answer and shows both subjects' maps, and (7) a screenshot of the
+# page is not blank. Quiet on success but for one line; on failure one line saying why, and a non-zero exit.
 # Without chromium (and no way to install it) it says so and exits 0 ("skipped").
 # Usage: bash Tools/test-report-browser.sh REPORT_DIR       (python3's standard library only)
 set -euo pipefail
@@ -54,6 +55,10 @@ function check() {
     out.push(p ? (p.hidden ? "picker-hidden" : "picker-shown") : "no-picker");
     var d = document.getElementById("divergence");
     if (d) out.push("comparison sentences=" + d.querySelectorAll("li").length);
+    if (document.getElementById("regions")) {
+      var a = document.querySelector("#summary .answer"), s = document.querySelector("#subjects img");
+      out.push("remedy answer=" + (a && a.textContent.trim().length > 20 ? "stated" : "missing") + " subjects=" + (s && s.naturalWidth > 0 ? "shown" : "missing"));
+    }
   } catch (e) { window.__errors.push(String(e)); }
   document.title = "RESULT " + out.join(" ") + " errors=" + window.__errors.length + " " + window.__errors.join(" | ");
 }
@@ -81,8 +86,10 @@ fi
 [[ "$title" == *"frame=frames/000.png"* ]] || { echo "report check: the slider did not move the frame to frames/000.png (${title#RESULT })" >&2; exit 1; }
 [[ "$title" == *"picker-shown"* || "$title" == *"no-picker"* ]] || { echo "report check: the word picker stayed hidden (${title#RESULT })" >&2; exit 1; }
 [[ "$title" != *"comparison sentences=0"* ]] || { echo "report check: the comparison says nowhere where its runs part (${title#RESULT })" >&2; exit 1; }
+[[ "$title" != *"remedy answer=missing"* && "$title" != *"subjects=missing"* ]] || { echo "report check: the remedy report lacks its answer or the subjects' maps (${title#RESULT })" >&2; exit 1; }
 images="$(grep -o 'images=[0-9]*' <<<"$title")"
 kind="$(grep -o 'comparison sentences=[0-9]*' <<<"$title" | sed 's/comparison sentences=\(.*\)/, a comparison with \1 sentences on where its runs part/' || true)"
+[[ "$title" != *"remedy answer=stated"* ]] || kind+=", a remedy report with its answer and both subjects' maps"
 
 timeout 120 chromium "${flags[@]}" --window-size=1200,2000 --force-device-scale-factor=0.5 --virtual-time-budget=10000 --screenshot="$work/shot.png" \
     "file://$work/r/index.html" >/dev/null 2>>"$work/chromium.log" || true

@@ -38,7 +38,8 @@ public struct LineChart: Figure {
         (self.title, self.xTitle, self.yTitle, self.xs, self.series) = (title, xTitle, yTitle, xs, series)
     }
 
-    static let legendWidth = 230.0
+    /// Room for the legend, right of the plot.
+    public var legendWidth = 230.0
 
     /// Dashed when asked; past the palette's colours, every second round of them dotted, so two
     /// lines of one colour still tell apart.
@@ -49,7 +50,7 @@ public struct LineChart: Figure {
 
     public func draw(_ c: Canvas, x: Double, y: Double) throws {
         c.text(title, x: x, y: y, font: .heading, maxWidth: width, oneLine: true)
-        let top = y + 30, left = x + 62, right = x + width - Self.legendWidth - 16, bottom = y + height - 46
+        let top = y + 30, left = x + 62, right = x + width - legendWidth - 16, bottom = y + height - 46
         let all = series.flatMap(\.values).filter(\.isFinite)
         let lo = yRange?.lowerBound ?? min(0, all.min() ?? 0)
         var hi = yRange?.upperBound ?? (all.max() ?? 1)
@@ -91,7 +92,7 @@ public struct LineChart: Figure {
             if pts.count == 1, let p = pts.first { c.circle(x: p.0, y: p.1, radius: 3, colour) }
         }
         // Legend: one entry per series (up to two lines each), as many as fit.
-        let lx = right + 18, labelWidth = Self.legendWidth - 34
+        let lx = right + 18, labelWidth = legendWidth - 34
         var ly = top
         for (i, s) in series.enumerated() {
             let h = c.measure(s.label, font: .small, maxWidth: labelWidth, maxLines: 2).height

@@ -3,6 +3,7 @@ import Diffusion
 import Foundation
 import Models
 import Probes
+import Reports
 import Tensors
 
 /// From a merge diagnosis to its remedy: re-runs traced runs (their own seed, prompt, model,
@@ -11,7 +12,8 @@ import Tensors
 /// apart, before and after (`MergeTimeline`'s rule). What `pareidolia remedy` runs.
 ///
 /// Layout under `output`: `<seed>/after/` (trace and image.png), `<seed>/text/`, `<seed>/cross/`
-/// (ablation), `<seed>/classes/` (the class-word run `auto` regions come from), and runs.json.
+/// (ablation), `<seed>/classes/` (the class-word run `auto` regions come from), runs.json, and
+/// `report/` (`report(_:counts:)`: the before/after report, RemedyReport).
 public final class MergeRemedy {
     public enum Regions: Sendable, Equatable {
         case halves
@@ -127,6 +129,21 @@ public final class MergeRemedy {
             outcomes.append(Outcome(seed: r.settings.seed, before: r.folder, runs: runs, boxes: boxes, regionSource: source))
         }
         return (outcomes, try counts(outcomes))
+    }
+
+    /// The before/after report of `run`'s outcomes (RemedyReport), written to `output`/report:
+    /// the plain runs against every remedied stage, led by the counts' sentence and channel.
+    public func report(_ outcomes: [Outcome], counts: Counts, options: ReportOptions = ReportOptions(),
+                       progress: ReportBuilder.Progress = { _, _, _ in }) throws -> ReportSummary {
+        let folder = URL(fileURLWithPath: request.output).appendingPathComponent("report").path
+        var r = RemedyReport.Request(before: outcomes.map(\.before), remedied: outcomes.flatMap { o in o.runs.keys.sorted().compactMap { o.runs[$0] } },
+                                     subjects: request.subjects, output: folder)
+        (r.sentence, r.channel) = (counts.sentence, counts.channel)
+        r.regionSources = Dictionary(outcomes.map { ($0.seed, $0.regionSource) }, uniquingKeysWith: { first, _ in first })
+        r.options = options
+        // The model the runs were made with decodes their x̂₀.
+        if r.options.model == nil { r.options.model = request.model }
+        do { return try RemedyReport.build(r, progress: progress) } catch { throw Failure(description: "\(error)") }
     }
 
     func counts(_ outcomes: [Outcome]) throws -> Counts {

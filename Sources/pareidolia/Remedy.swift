@@ -2,12 +2,13 @@ import Analysis
 import ArgumentParser
 import Diffusion
 import Foundation
+import Reports
 import Tensors
 import Workbench
 
 struct Remedy: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Re-run traces with the merge remedy (bounded regional attention, docs/REMEDY.md) on two subjects: their own seed, prompt, model and sampler; count how often the two end apart, before and after.")
+        abstract: "Re-run traces with the merge remedy (bounded regional attention, docs/REMEDY.md) on two subjects: their own seed, prompt, model and sampler; count how often the two end apart, before and after; write a before/after report (OUT/report).")
 
     @Argument(help: "Trace folders (generate --trace), sweep folders, or a folder with runs.json.")
     var traces: [String]
@@ -32,6 +33,9 @@ struct Remedy: ParsableCommand {
 
     @Option(name: .long, help: "Load this model instead of the one each run.json names.")
     var model: String?
+
+    @Flag(name: .long, help: "Write no report (it decodes x̂₀ of every evaluation of every run, before and after).")
+    var noReport = false
 
     func run() throws {
         let subjects = pair.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -77,5 +81,13 @@ struct Remedy: ParsableCommand {
         print(result.counts.sentence)
         if let channel = result.counts.channel { print("the merge travelled through \(channel)") }
         print("wrote \(output) (runs.json lists the runs)")
+        guard !noReport else { return }
+        let reportBar = ProgressBar(label: "report")
+        let summary: ReportSummary
+        do {
+            summary = try remedy.report(result.outcomes, counts: result.counts) { what, done, total in reportBar.tick(label: what, done: done, total: total) }
+        } catch { reportBar.finish(); throw CLIError("\(error)") }
+        reportBar.finish()
+        print(String(format: "wrote the report %@/index.html (and report.pdf): decodes %.1f s, drawing %.1f s", summary.directory, summary.decodeSeconds, summary.drawSeconds))
     }
 }

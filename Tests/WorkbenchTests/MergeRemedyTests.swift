@@ -26,7 +26,8 @@ struct MergeRemedyTests {
 
         var r = MergeRemedy.Request(traces: traces, subjects: ["witch", "robot"], output: dir.appendingPathComponent("remedy").path)
         r.ablate = true
-        let (outcomes, counts) = try MergeRemedy(r).run()
+        let remedy = try MergeRemedy(r)
+        let (outcomes, counts) = try remedy.run()
         #expect(outcomes.map(\.seed) == [7, 8])
         #expect(outcomes[0].runs.keys.sorted() == [.text, .cross, .full])
         #expect(counts.seeds == 2 && counts.apartAfter.count == 3)
@@ -48,6 +49,17 @@ struct MergeRemedyTests {
         #expect((run["remedy"] as? [String: Any])?["subjects"] as? [String] == ["witch", "robot"])
         // runs.json lists every run the remedy made.
         #expect(try RunIndex.read(folder: r.output)?.runs.count == 6)
+
+        // The before/after report, as pareidolia remedy writes it at the end: the counts' sentence
+        // and channel on top, and the same counts made from the traces by the report.
+        let summary = try remedy.report(outcomes, counts: counts)
+        #expect(summary.directory == r.output + "/report")
+        let html = try String(contentsOfFile: summary.directory + "/index.html", encoding: .utf8)
+        #expect(html.contains(counts.sentence) && html.contains(counts.channel!), "the answer is missing from the page")
+        let line = try #require(summary.lines.first)
+        #expect(line.hasPrefix("witch and robot end on separate regions in \(counts.apartBefore) of 2 seeds before, \(counts.apartAfter[.full]!) of 2 after"), "\(line)")
+        #expect(line.contains("text encoding alone: \(counts.apartAfter[.text]!); + cross-attention: \(counts.apartAfter[.cross]!)"), "\(line)")
+        #expect(summary.files.contains("regions.png") && summary.files.contains("heatmaps/00-witch/full-seed8.png"), "\(summary.files)")
     }
 
     @Test("a pair the prompt lacks, or a bad box, fails before any run")
