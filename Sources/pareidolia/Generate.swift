@@ -104,10 +104,15 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         // The infotext's recipe first; every flag given on the command line then overrides it.
-        let recipe = try readInfotext()
+        let recipe: Infotext.Recipe?
+        do { recipe = try infotext.map(InfotextFile.recipe) } catch { throw CLIError("\(error)") }
         var settings = recipe?.settings ?? GenerationSettings(prompt: "")
+        var samplerFlag: SamplerKind?
         if let sampler {
-            do { settings.sampler = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
+            do { samplerFlag = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
+        }
+        do { settings.sampler = try recipe?.sampler(override: samplerFlag) ?? samplerFlag ?? .pndm } catch {
+            throw CLIError("--infotext \(infotext ?? ""): \(error)")
         }
         if let rng {
             guard let kind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
@@ -164,15 +169,7 @@ struct Generate: ParsableCommand {
         request.fast = fastMath
         let run: GenerationRun
         do { run = try GenerationRun(model: loaded, request: request) } catch { throw CLIError("\(error)") }
-        var warnings = run.warnings
-        if let recipe {
-            warnings += recipe.warnings
-            warnings += recipe.embeddingWarnings(given: zip(request.embeddingFiles, run.embeddings).map { spec, e in
-                (e.trigger, spec.split(separator: "=", maxSplits: 1).last.map(String.init) ?? spec)
-            })
-            if let w = recipe.modelWarning(modelHash: ModelHash.shortHash(of: model)) { warnings.append(w) }
-        }
-        for w in warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+        for w in run.warnings + (recipe?.warnings(for: run) ?? []) { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
 
         let many = run.items.count > 1
         var bar: ProgressBar?
@@ -223,25 +220,6 @@ struct Generate: ParsableCommand {
         }
         sep.stage = stage
         return sep
-    }
-
-    /// The recipe of `--infotext` (a PNG's `parameters` chunk or a text file), checked.
-    func readInfotext() throws -> Infotext.Recipe? {
-        guard let infotext else { return nil }
-        guard let data = FileManager.default.contents(atPath: infotext) else { throw CLIError("--infotext \(infotext): cannot be read") }
-        let text: String
-        if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
-            let chunks: [(key: String, value: String)]
-            do { chunks = try PNGFile.readText(data, source: infotext) } catch { throw CLIError("--infotext \(error)") }
-            guard let p = chunks.first(where: { $0.key == "parameters" })?.value else {
-                throw CLIError("--infotext \(infotext): the PNG has no `parameters` text (chunks: \(chunks.map(\.key).joined(separator: ", ")))")
-            }
-            text = p
-        } else {
-            guard let t = String(data: data, encoding: .utf8) else { throw CLIError("--infotext \(infotext): neither a PNG nor UTF-8 text") }
-            text = t
-        }
-        do { return try Infotext.recipe(Infotext.parse(text), base: GenerationSettings(prompt: "")) } catch { throw CLIError("--infotext \(infotext): \(error)") }
     }
 
     /// `--prompt` values, then the lines of `--prompts-file`; else the infotext's prompt.

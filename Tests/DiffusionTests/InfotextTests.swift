@@ -77,10 +77,12 @@ struct InfotextReaderTests {
     @Test("A1111's samplers are refused in one line; a flag can stand in; warnings for the rest")
     func recipe() throws {
         let p = Infotext.parse(Self.a1111)
-        #expect(throws: Infotext.ReadError.self) { try Infotext.recipe(p, base: GenerationSettings(prompt: "")) }
-        do { _ = try Infotext.recipe(p, base: GenerationSettings(prompt: "")) } catch {
+        let a = try Infotext.recipe(p, base: GenerationSettings(prompt: ""))
+        #expect(throws: Infotext.ReadError.self) { try a.sampler(override: nil) }
+        do { _ = try a.sampler(override: nil) } catch {
             #expect("\(error)".hasPrefix("infotext Sampler: DPM++ 2M, schedule Karras: A1111's (k-diffusion) samplers are not in the engine yet"))
         }
+        #expect(try a.sampler(override: .ddim) == .ddim)  // a flag stands in
         var ours = p
         ours.pairs = p.pairs.map { $0.key == "Sampler" ? .init(key: "Sampler", value: "ddim (diffusers)") : $0 }.filter { $0.key != "Schedule type" }
         let r = try Infotext.recipe(ours, base: GenerationSettings(prompt: ""))
@@ -100,6 +102,7 @@ struct InfotextReaderTests {
         func outcome(_ params: String) -> String {
             do {
                 let r = try Infotext.recipe(Infotext.parse("a cat\n" + params), base: GenerationSettings(prompt: ""))
+                _ = try r.sampler(override: nil)
                 return "ok " + r.warnings.joined(separator: " | ")
             } catch { return "\(error)" }
         }

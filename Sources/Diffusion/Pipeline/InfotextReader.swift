@@ -62,6 +62,21 @@ extension Infotext {
         public var warnings: [String] = []
         /// The settings the infotext gave (so flags given on the command line can win).
         public var given: Set<String> = []
+        /// Why the infotext's sampler cannot be run (a `--sampler` flag can stand in for it).
+        public var samplerProblem: String?
+        /// A1111's eta noise seed delta (0: none).
+        public var ensd = 0
+
+        /// The sampler to run: `override` (a flag) or the infotext's; throws the infotext's problem
+        /// when it is the one asked for, and refuses an ENSD the chosen sampler would need.
+        public func sampler(override: SamplerKind?) throws -> SamplerKind {
+            if override == nil, let samplerProblem { throw ReadError(description: samplerProblem) }
+            let kind = override ?? settings.sampler
+            if ensd != 0 && kind.drawsNoiseEachStep {
+                throw ReadError(description: "infotext ENSD: \(ensd): \(kind.rawValue) draws noise at every step and the engine does not reseed it by ENSD")
+            }
+            return kind
+        }
     }
 
     /// Keys naming things the engine does not do: refused, never silently dropped.
@@ -148,16 +163,18 @@ extension Infotext {
         // A1111 writes no RNG key for its default, the GPU generator.
         if !r.given.contains("rng") { r.settings.rng = .philox; r.given.insert("rng") }
         if let sampler {
-            r.settings.sampler = try samplerKind(sampler, schedule: schedule)
-            r.given.insert("sampler")
+            do {
+                r.settings.sampler = try samplerKind(sampler, schedule: schedule)
+                r.given.insert("sampler")
+            } catch { r.samplerProblem = "\(error)" }
         } else if schedule != nil {
             r.warnings.append("infotext Schedule type: given without a Sampler, ignored")
         }
         if let ensd, ensd != 0 {
-            guard !r.settings.sampler.drawsNoiseEachStep else {
-                throw ReadError(description: "infotext ENSD: \(ensd): the sampler draws noise at every step and the engine does not reseed it by ENSD")
+            r.ensd = ensd
+            if !r.settings.sampler.drawsNoiseEachStep, r.samplerProblem == nil {
+                r.warnings.append("infotext ENSD: \(ensd): no effect, the sampler draws no noise after the first")
             }
-            r.warnings.append("infotext ENSD: \(ensd): no effect, the sampler draws no noise after the first")
         }
         return r
     }
