@@ -87,8 +87,9 @@ extension ReportBuilder {
     static func comparisonPrompts(_ cmp: Comparison, page: inout HTMLPage, pdf: PDFDocument) throws {
         let facts = comparisonFacts(cmp)
         let same = cmp.prompts.indices.map { p in p > 0 && cmp.diffs[p].isEmpty ? cmp.difference(p) : nil }
-        let card = PromptDiffCard(prompts: cmp.prompts.indices.map { cmp.diffWords($0) }, labels: cmp.prompts.indices.map { cmp.rowLabel($0, short: true) },
+        var card = PromptDiffCard(prompts: cmp.prompts.indices.map { cmp.diffWords($0) }, labels: cmp.prompts.indices.map { cmp.rowLabel($0, short: true) },
                                   notes: same, rows: facts)
+        if cmp.hasRemedy { card.title = "The runs: prompts and remedies" }
         try pdf.page(width: card.width + 60, height: card.height + 60) { try card.draw($0, x: 30, y: 30) }
         var html = cmp.prompts.indices.map { p in
             let remedy = cmp.remedyNote(p).map { " <span class=\"kind\">— \(HTMLPage.escape($0))</span>" } ?? ""

@@ -81,6 +81,7 @@ struct PromptDiffCard: Figure {
     let notes: [String?]
     let rows: [(String, String)]
     var width: Double = 760
+    var title = "Comparison"
     static let chipFont = Font(size: 12), lineHeight = 30.0
     /// Wide enough for the longest label.
     let labelWidth: Double
@@ -120,7 +121,7 @@ struct PromptDiffCard: Figure {
     }
 
     func draw(_ c: Canvas, x: Double, y: Double) throws {
-        c.text("Comparison", x: x, y: y, font: .title)
+        c.text(title, x: x, y: y, font: .title)
         c.text("each row's words as the model got them, against the first row's — green: added; red, struck through: removed",
                x: x, y: y + 32, font: .small, colour: .muted, maxWidth: width, oneLine: true)
         var top = y + 58

@@ -112,7 +112,7 @@ struct RemedyRegions: Figure {
                 c.text(name, x: bx + 6, y: by + 3, font: Font(size: 10, bold: true), colour: .white, maxWidth: bw - 12, oneLine: true)
             }
             if let source = cell.source {
-                c.text(source, x: cx, y: top + Self.caption + ph + 3, font: .small, colour: .muted, maxWidth: panel, maxLines: 2)
+                c.text("regions: \(source)", x: cx, y: top + Self.caption + ph + 3, font: .small, colour: .muted, maxWidth: panel, maxLines: 2)
             }
         }
     }
@@ -125,13 +125,24 @@ struct RemedySummary: Figure {
     let prompt: String
     let sentence: String
     let channel: String?
-    /// Column heads (run kinds) and, per seed, each run's verdict ("apart · IoU 0.12").
+    /// Column heads (run kinds) and, per seed, each run's verdict.
     let columns: [String]
-    let table: [(seed: UInt64, cells: [(text: String, merged: Bool)?])]
+    let table: [(seed: UInt64, cells: [Verdict?])]
     var width: Double = 760
-    static let seedWidth = 90.0, rowHeight = 22.0
+    static let seedWidth = 90.0, rowHeight = 40.0
 
-    var boxHeight: Double { channel == nil ? 64 : 92 }
+    /// "merged from 4" over "IoU 0.55, r 0.54".
+    struct Verdict { let verdict: String, numbers: String, merged: Bool }
+
+    /// The answer's box: the sentence and the channel as they wrap.
+    var boxHeight: Double {
+        let m = try? Canvas.image(width: 1, height: 1)
+        let sentenceHeight = m?.measure(sentence, font: Font(size: 13), maxWidth: width - 20, maxLines: 3).height ?? 48
+        let channelHeight = channel.map { m?.measure(channelText($0), font: Font(size: 13, bold: true), maxWidth: width - 20, maxLines: 2).height ?? 34 } ?? 0
+        return 8 + sentenceHeight + (channel == nil ? 0 : 6 + channelHeight) + 10
+    }
+
+    func channelText(_ channel: String) -> String { "The channel that carried the merge, by the ablation — \(channel)." }
     var height: Double { 64 + boxHeight + 24 + 26 + Double(table.count) * Self.rowHeight }
 
     func draw(_ c: Canvas, x: Double, y: Double) throws {
@@ -141,7 +152,7 @@ struct RemedySummary: Figure {
         c.roundedRect(x: x, y: top, w: width, h: boxHeight, radius: 6, fill: .panel)
         let h = c.text(sentence, x: x + 10, y: top + 8, font: Font(size: 13), maxWidth: width - 20, maxLines: 3).height
         if let channel {
-            c.text("The ablation says the merge travelled through \(channel).", x: x + 10, y: top + 14 + h, font: Font(size: 13, bold: true),
+            c.text(channelText(channel), x: x + 10, y: top + 14 + h, font: Font(size: 13, bold: true),
                    maxWidth: width - 20, maxLines: 2)
         }
         var ty = top + boxHeight + 24
@@ -156,8 +167,10 @@ struct RemedySummary: Figure {
             c.text(String(row.seed), x: x, y: ty, font: Font(size: 12))
             for (k, cell) in row.cells.enumerated() {
                 guard let cell else { continue }
-                c.text(cell.text, x: x + Self.seedWidth + Double(k) * cw, y: ty, font: Font(size: 12, bold: cell.merged),
+                let cx = x + Self.seedWidth + Double(k) * cw
+                c.text(cell.verdict, x: cx, y: ty, font: Font(size: 12, bold: cell.merged),
                        colour: cell.merged ? Colour(hex: 0xCF222E) : Colour(hex: 0x1A7F37), maxWidth: cw - 8, oneLine: true)
+                c.text(cell.numbers, x: cx, y: ty + 16, font: .small, colour: .muted, maxWidth: cw - 8, oneLine: true)
             }
             ty += Self.rowHeight
         }

@@ -67,6 +67,12 @@ public enum RemedyReport {
         return (apart, runs.map(\.count), s)
     }
 
+    /// Two decimals, "0.00" rather than "-0.00".
+    static func fixed(_ v: Double) -> String {
+        let s = String(format: "%.2f", v)
+        return s == "-0.00" ? "0.00" : s
+    }
+
     /// A row's colour in the overlap charts: before black, the stages in turn, the remedy green.
     static func colour(_ stage: String?) -> Int { ["text": 5, "cross": 4, "full": 2][stage ?? ""] ?? 7 }
 
@@ -90,12 +96,13 @@ public enum RemedyReport {
         let counts = counted(cmp, timelines, subjects: request.subjects)
         let sentence = request.sentence ?? counts.sentence + "."
         let heads = cmp.prompts.indices.map { cmp.rowLabel($0) }
-        let table = cmp.cells[0].indices.map { c -> (seed: UInt64, cells: [(text: String, merged: Bool)?]) in
+        let table = cmp.cells[0].indices.map { c -> (seed: UInt64, cells: [RemedySummary.Verdict?]) in
             let seed = cmp.cells.lazy.compactMap { $0[c] }.first.map { cmp.traces[$0].seed } ?? 0
             return (seed, cmp.prompts.indices.map { p in
                 cmp.cells[p][c].map { i in
-                    let t = timelines[i], end = String(format: "IoU %.2f, r %.2f", t.overlaps.last?.iou ?? 0, t.overlaps.last?.pearson ?? 0)
-                    return (t.mergedFrom.map { "merged from \($0 + 1) · \(end)" } ?? "apart · \(end)", t.mergedFrom != nil)
+                    let t = timelines[i]
+                    return .init(verdict: t.mergedFrom.map { "merged from \($0 + 1)" } ?? "apart",
+                                 numbers: "IoU \(fixed(t.overlaps.last?.iou ?? 0)), r \(fixed(t.overlaps.last?.pearson ?? 0))", merged: t.mergedFrom != nil)
                 }
             })
         }
@@ -103,12 +110,12 @@ public enum RemedyReport {
                                     columns: cmp.prompts.indices.map { cmp.rowLabel($0, short: true) }, table: table)
         try pdf.page(width: summary.width + 60, height: summary.height + 60) { try summary.draw($0, x: 30, y: 30) }
         var html = "<p class=\"answer\">\(HTMLPage.escape(sentence))"
-        if let channel = request.channel { html += "<br><b>The ablation says the merge travelled through \(HTMLPage.escape(channel)).</b>" }
+        if let channel = request.channel { html += "<br><b>The channel that carried the merge, by the ablation — \(HTMLPage.escape(channel)).</b>" }
         html += "</p>"
         if cmp.prompts.count == 2 { html += "<p class=\"note\">Run pareidolia remedy with --ablate to tell which channel (text encoder, cross-attention, self-attention) carried the merge.</p>" }
         html += "<table><tr><th>seed</th>" + heads.map { "<th>\(HTMLPage.escape($0))</th>" }.joined() + "</tr>" + table.map { row in
             "<tr><td>\(row.seed)</td>" + row.cells.map { cell in
-                cell.map { "<td class=\"\($0.merged ? "merged" : "apart")\">\(HTMLPage.escape($0.text))</td>" } ?? "<td></td>"
+                cell.map { "<td class=\"\($0.merged ? "merged" : "apart")\">\(HTMLPage.escape("\($0.verdict) · \($0.numbers)"))</td>" } ?? "<td></td>"
             }.joined() + "</tr>"
         }.joined() + "</table>"
         page.section("summary", "Do \(a) and \(b) end apart?",
@@ -194,7 +201,7 @@ public enum RemedyReport {
             var series = runs.map { p, i in
                 let t = timelines[i]
                 // Apart with IoU over the cut: the correlation kept them apart; say so.
-                let pearson = (t.overlaps.last?.iou ?? 0) >= 0.5 ? String(format: " (r %.2f)", t.overlaps.last?.pearson ?? 0) : ""
+                let pearson = (t.overlaps.last?.iou ?? 0) >= 0.5 ? " (r \(fixed(t.overlaps.last?.pearson ?? 0)))" : ""
                 let label = cmp.rowLabel(p, short: true) + (t.mergedFrom.map { ": merged from \($0 + 1)" } ?? ": apart" + pearson)
                 return LineChart.Series(label: label, values: t.overlaps.map(\.iou), colour: colour(cmp.stages[p]))
             }

@@ -71,6 +71,8 @@ public final class MergeRemedy {
         /// beyond the one before it.
         public var channel: String? {
             guard let t = apartAfter[.text], let c = apartAfter[.cross], let f = apartAfter[.full] else { return nil }
+            // Nothing merged: nothing for a channel to have carried.
+            if apartBefore == seeds { return "no channel: the two were already apart in every seed before the remedy" }
             let gains = [("the text encoder", t - apartBefore), ("cross-attention", c - t), ("self-attention", f - c)]
             guard let best = gains.max(by: { $0.1 < $1.1 }), best.1 > 0 else {
                 return "no channel: closing them separates no more seeds than before"
