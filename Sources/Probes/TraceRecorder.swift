@@ -181,6 +181,13 @@ public final class TraceRecorder: GenerationObserver {
                 "guidance": s.guidance, "sampler": s.sampler.rawValue, "width": s.width, "height": s.height,
                 "rng": s.rng.rawValue, "clip_skip": s.clipSkip,
             ] as [String: Any]
+            if let changes = s.conditioningChanges(evaluations: evaluations) {
+                // Prompt editing, alternation or AND: which texts each evaluation was conditioned on.
+                run["conditioning"] = changes.map { c in
+                    ["from_evaluation": c.from, "prompts": c.prompts, "weights": c.weights.map { Double(String($0)) ?? 1 },
+                     "negative": c.negative] as [String: Any]
+                }
+            }
             if let sep = s.separation {
                 // The cross maps stay the probe's: the conditional item's unmasked base attention.
                 run["remedy"] = [

@@ -93,6 +93,10 @@ public final class TextToImagePipeline {
         try s.validate()
         let encoder = PromptEncoder(model: model.textEncoder, tokenizer: model.tokenizer, embeddings: embeddings, clipSkip: s.clipSkip)
         let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
+        var scheduled = ScheduledConditioning(settings: s)
+        if !scheduled.isPlain {
+            return try generateScheduled(s, conditioning: &scheduled, encoder: encoder, guided: guided, observer: observer, shouldStop: shouldStop)
+        }
         var (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
         var regional: RegionalAttention?
         if let separation = s.separation {
@@ -146,6 +150,56 @@ public final class TextToImagePipeline {
                 index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
                 predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: halves?[1],
                 epsUnconditional: halves?[0], seconds: seconds))
+        }
+        if releasesWeightsBetweenPhases {
+            model.releaseResidentWeights(.unet)
+            releaseCachedMemory()
+        }
+        let image = try model.vae.decodeUNetLatent(x)  // [1, 3, H, W]
+        return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
+    }
+
+    /// The run of a prompt that edits, alternates or composes: the same loop with the context of
+    /// each call picked from the schedule (`ScheduledConditioning`).
+    func generateScheduled(_ s: GenerationSettings, conditioning c: inout ScheduledConditioning, encoder: PromptEncoder,
+                           guided: Bool, observer: GenerationObserver?, shouldStop: () -> Bool) throws -> Output {
+        guard s.separation == nil else {
+            throw PipelineError(description: "--separate: not with prompt editing, alternation or AND (give the subjects' prompt plainly)")
+        }
+        guard guided || c.parts.count == 1 else {
+            throw PipelineError(description: "--guidance \(s.guidance): AND composes prompts through guidance; give a scale above 1")
+        }
+        try c.encode(with: encoder, negative: guided)
+        let empty = try encoder.encode(chunks: [PromptChunker.emptyChunk])  // [1, 77, D]
+        if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
+        var sampler = try makeSampler(s.sampler, steps: s.steps)
+        let timesteps = sampler.timesteps
+        // The trace's token rows: the first part's text at the last call (what the image ends on).
+        let last = c.texts(at: timesteps.count - 1)
+        let condInfo = c.info(last.prompts[0])!
+        let negInfo = guided ? c.info(last.negative) : nil
+        observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
+        var rng = s.rng.makeGenerator(seed: s.seed)
+        let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
+        var x = scale(rng.randn(latentShape), sampler.initNoiseSigma)  // [1, 4, h, w]
+        observer?.didStart(settings: s, evaluations: timesteps.count, timesteps: timesteps,
+                           sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
+        let batch = c.parts.count + (guided ? 1 : 0)
+        for i in timesteps.indices {
+            if shouldStop() { throw PipelineError(description: "interrupted after \(i) of \(timesteps.count) evaluations") }
+            observer?.willEvaluate(index: i)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let input = sampler.scaleModelInput(x, evaluation: i)
+            let context = try c.context(at: i, guided: guided, empty: empty)  // [batch, T, D]
+            let out = try model.unet(try concat(Array(repeating: input, count: batch), axis: 0), timesteps: [timesteps[i]], context: context)  // [batch, 4, h, w]
+            let eps = guided ? c.guide(out, scale: s.guidance) : out  // [1, 4, h, w]
+            let pieces = guided ? try split(out, axis: 0, sizes: Array(repeating: 1, count: batch)) : nil
+            x = sampler.step(eps: eps, evaluation: i, sample: x) { rng.randn(latentShape) }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            observer?.didEvaluate(EvaluationRecord(
+                index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
+                predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: pieces?[1],
+                epsUnconditional: pieces?[0], seconds: seconds))
         }
         if releasesWeightsBetweenPhases {
             model.releaseResidentWeights(.unet)
