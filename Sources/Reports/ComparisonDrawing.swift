@@ -54,8 +54,13 @@ extension ReportBuilder {
         return (files, lines)
     }
 
-    /// The page's own rules: the word diff's marks, a word's kind beside its heading.
-    static let comparisonStyle = "ins { background:#dafbe1; color:#1a7f37; text-decoration:none; font-weight:bold; } del { background:#ffebe9; color:#cf222e; } .diff { font-size:1.05rem; margin:.3em 0; } .diff b { color:var(--muted); margin-right:.6em; } .diff .same { color:var(--muted); font-style:italic; } h3 .kind, .diff .kind { color:var(--muted); font-weight:normal; font-size:.9rem; } .rowlabel { color:var(--muted); font-weight:bold; font-size:.9rem; margin:.5em 0 .2em; }"
+    /// The page's own rules: the word diff's marks, a word's kind beside its heading, a row's label.
+    static let comparisonStyle = """
+        ins { background:#dafbe1; color:#1a7f37; text-decoration:none; font-weight:bold; } del { background:#ffebe9; color:#cf222e; }
+        .diff { font-size:1.05rem; margin:.3em 0; } .diff b { color:var(--muted); margin-right:.6em; } .diff .same { color:var(--muted); font-style:italic; }
+        h3 .kind, .diff .kind { color:var(--muted); font-weight:normal; font-size:.9rem; }
+        .rowlabel { color:var(--muted); font-weight:bold; font-size:.9rem; margin:.5em 0 .2em; }
+        """
 
     /// A file of the report: its path in `dir` (folders made), listed in `files`.
     static func reportPath(_ name: String, in dir: URL, files: inout [String]) -> String {

@@ -17,8 +17,8 @@ func diffMarkup(_ words: [(text: String, change: Comparison.Change)], dark: Bool
 }
 
 /// Runs side by side: a row per prompt or remedy stage (its label and words above it, changes
-/// against the first row marked), a column per seed. Dark, it is a frame of the comparison's animation; light, the
-/// final images.
+/// against the first row marked), a column per seed. Dark, it is a frame of the comparison's
+/// animation; light, the final images.
 struct ComparisonGrid: Figure {
     struct Cell { let caption: String; let image: RGBImage }
     struct Row {

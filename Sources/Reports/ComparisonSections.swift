@@ -31,7 +31,6 @@ extension ReportBuilder {
             for p in cmp.prompts.indices {
                 guard let wi = word.index[p] else { continue }
                 if perRow { block += "<p class=\"rowlabel\">\(HTMLPage.escape(cmp.rowLabel(p)))</p><div class=\"grid\">" }
-                defer { if perRow { block += "</div>" } }
                 pdfRow.append([])
                 for case let i? in cmp.cells[p] {
                     let t = cmp.traces[i]
@@ -46,6 +45,7 @@ extension ReportBuilder {
                     pdfRow[pdfRow.count - 1].append(HeatMapFigure(label: label, weight: weight, overlay: overlay, scale: scale, panel: min(160, Double(t.width) * 2), note: note))
                     block += HTMLPage.figure(name, alt: "heat map of \(word.label), \(note) of the attention")
                 }
+                if perRow { block += "</div>" }
             }
             blocks.append(block + (perRow ? "" : "</div>"))
             // In the PDF a word's maps make one row, or a row per prompt (or remedy stage) when

@@ -55,16 +55,16 @@ public enum RemedyReport {
         }
     }
 
-    /// Seeds apart per row, and the sentence: "alex and cora end on separate regions in 1 of 4
-    /// seeds before, 4 of 4 after (text encoding alone: 2; + cross-attention: 3)".
-    static func counted(_ cmp: Comparison, _ timelines: [MergeTimeline], subjects: [String]) -> (apart: [Int], runs: [Int], sentence: String) {
+    /// The seeds apart per row, in words: "alex and cora end on separate regions in 1 of 4 seeds
+    /// before, 4 of 4 after (text encoding alone: 2; + cross-attention: 3)".
+    static func counted(_ cmp: Comparison, _ timelines: [MergeTimeline], subjects: [String]) -> String {
         let runs = cmp.cells.map { $0.compactMap { $0 } }
         let apart = runs.map { $0.filter { timelines[$0].mergedFrom == nil }.count }
         let last = cmp.prompts.count - 1
         var s = "\(subjects[0]) and \(subjects[1]) end on separate regions in \(apart[0]) of \(runs[0].count) seeds before, \(apart[last]) of \(runs[last].count) after"
         let middle = (1..<max(1, last)).map { "\(cmp.stages[$0] == "text" ? "text encoding alone" : cmp.stages[$0] == "cross" ? "+ cross-attention" : cmp.rowLabel($0)): \(apart[$0])" }
         if !middle.isEmpty { s += " (\(middle.joined(separator: "; ")))" }
-        return (apart, runs.map(\.count), s)
+        return s
     }
 
     /// Two decimals, "0.00" rather than "-0.00".
@@ -85,7 +85,12 @@ public enum RemedyReport {
         let pdf = try PDFDocument(path: dir.appendingPathComponent("report.pdf").path, title: "Pareidolia — the merge remedy on \(a) and \(b)")
         files.append("report.pdf")
         var page = HTMLPage(title: "Pareidolia — the merge remedy on \(a) and \(b)")
-        page.style = ReportBuilder.comparisonStyle + " .answer { background:var(--panel); padding:10px 14px; border-radius:6px; font-size:1.05rem; } .apart { color:#1a7f37; } .merged { color:#cf222e; font-weight:bold; } .charts { display:grid; grid-template-columns:repeat(auto-fill, minmax(420px, 1fr)); gap:12px; }"
+        page.style = ReportBuilder.comparisonStyle + """
+
+            .answer { background:var(--panel); padding:10px 14px; border-radius:6px; font-size:1.05rem; }
+            .apart { color:#1a7f37; } .merged { color:#cf222e; font-weight:bold; }
+            .charts { display:grid; grid-template-columns:repeat(auto-fill, minmax(420px, 1fr)); gap:12px; }
+            """
         page.raw("""
         <header><h1>The merge remedy on \(HTMLPage.escape(a)) and \(HTMLPage.escape(b))</h1>
         <p class="note">prompt: \(HTMLPage.escape(prompt))</p>
@@ -94,7 +99,7 @@ public enum RemedyReport {
 
         // The answer: the counts, the channel, every run's verdict.
         let counts = counted(cmp, timelines, subjects: request.subjects)
-        let sentence = request.sentence ?? counts.sentence + "."
+        let sentence = request.sentence ?? counts + "."
         let heads = cmp.prompts.indices.map { cmp.rowLabel($0) }
         let table = cmp.cells[0].indices.map { c -> (seed: UInt64, cells: [RemedySummary.Verdict?]) in
             let seed = cmp.cells.lazy.compactMap { $0[c] }.first.map { cmp.traces[$0].seed } ?? 0
@@ -119,7 +124,7 @@ public enum RemedyReport {
             }.joined() + "</tr>"
         }.joined() + "</table>"
         page.section("summary", "Do \(a) and \(b) end apart?",
-                     note: "The merge rule of pareidolia merge: two subjects share one region from the evaluation after which every later one has the IoU of their maps (each above 0.4 of its range) and their correlation both at least 0.5. The maps of a remedied run are the probe's unmasked attention, which the remedy's masks do not dictate.",
+                     note: "The merge rule of pareidolia merge: two subjects share one region when, from some evaluation to the last, the IoU of their maps (each above 0.4 of its range) and their correlation r are both at least 0.5. The maps of a remedied run are the probe's unmasked attention, which the remedy's masks do not dictate.",
                      html)
 
         let pictures = ReportBuilder.comparisonPictures(cmp, frames: frames, options: options)
@@ -143,10 +148,11 @@ public enum RemedyReport {
         try pdf.page(width: grid.width + 60, height: grid.height + 60) { try grid.draw($0, x: 30, y: 30) }
         page.section("subjects", "\(a) and \(b), side by side", note: "Each subject's DAAM map (its cross-attention summed over all evaluations and layers) over the run's final image, a row per run kind, a column per seed.",
                      HTMLPage.figure("subjects.png", alt: "\(a)'s and \(b)'s maps in every run, before and with the remedy"))
-        let charts = overlapCharts(cmp, timelines: timelines, subjects: request.subjects)
+        let (seeds, charts) = overlapCharts(cmp, timelines: timelines, subjects: request.subjects)
         var chartHTML = "<div class=\"charts\">"
         for (k, chart) in charts.enumerated() {
-            let name = "overlap-\(cmp.cells[0][k].flatMap { $0 }.map { cmp.traces[$0].seed } ?? UInt64(k)).png"
+            // Named by seed, or by column where a seed is in more than one.
+            let name = Set(seeds).count == seeds.count ? "overlap-\(seeds[k]).png" : "overlap-\(k + 1).png"
             try chart.writePNG(to: path(name))
             chartHTML += HTMLPage.figure(name, alt: "IoU of \(a) and \(b) at every evaluation, a line per run kind")
         }
@@ -169,7 +175,7 @@ public enum RemedyReport {
         try ReportBuilder.comparisonPrompts(cmp, page: &page, pdf: pdf)
         try ReportBuilder.finish(page: page, pdf: pdf, dir: dir)
         files.append("index.html")
-        return (files, [counts.sentence] + lines)
+        return (files, [counts] + lines)
     }
 
     /// Every run's two maps over its final image, with the last evaluation's IoU and verdict.
@@ -192,9 +198,11 @@ public enum RemedyReport {
         return RemedyPairGrid(subjects: subjects, rows: rows, side: side, scale: { colourMap($0) })
     }
 
-    /// Per seed: the IoU of the two subjects at every evaluation, a line per run kind.
-    static func overlapCharts(_ cmp: Comparison, timelines: [MergeTimeline], subjects: [String]) -> [LineChart] {
-        cmp.cells[0].indices.map { c in
+    /// Per column (seed): the IoU of the two subjects at every evaluation, a line per run kind;
+    /// and the columns' seeds.
+    static func overlapCharts(_ cmp: Comparison, timelines: [MergeTimeline], subjects: [String]) -> (seeds: [UInt64], charts: [LineChart]) {
+        let seeds = cmp.cells[0].indices.map { c in cmp.cells.lazy.compactMap { $0[c] }.first.map { cmp.traces[$0].seed } ?? 0 }
+        return (seeds, cmp.cells[0].indices.map { c in
             let runs = cmp.prompts.indices.compactMap { p in cmp.cells[p][c].map { (p, $0) } }
             let n = runs.map { timelines[$0.1].overlaps.count }.max() ?? 0
             let xs = (0..<n).map { Double($0 + 1) }
@@ -206,11 +214,10 @@ public enum RemedyReport {
                 return LineChart.Series(label: label, values: t.overlaps.map(\.iou), colour: colour(cmp.stages[p]))
             }
             series.append(.init(label: "IoU 0.5: the merge rule's cut", values: xs.map { _ in 0.5 }, dashed: true, colour: 3))
-            let seed = runs.first.map { String(cmp.traces[$0.1].seed) } ?? "?"
-            var chart = LineChart(title: "Seed \(seed): \(subjects[0]) and \(subjects[1]) overlap", xTitle: "evaluation", yTitle: "IoU", xs: xs, series: series)
+            var chart = LineChart(title: "Seed \(seeds[c]): \(subjects[0]) and \(subjects[1]) overlap", xTitle: "evaluation", yTitle: "IoU", xs: xs, series: series)
             chart.yRange = 0...1
             (chart.width, chart.height, chart.legendWidth) = (520, 260, 170)
             return chart
-        }
+        })
     }
 }
