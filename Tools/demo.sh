@@ -36,6 +36,9 @@ for name in lookalikes mixed-pair; do
     b=$([[ $name == lookalikes ]] && echo cora || echo koko)
     "$bin" merge "$out/$name/trace" --pair "alex,$b" | tee "$out/$name/merge.txt"
 done
+# From the diagnosis to a fix: the look-alikes re-run with the merge remedy and its ablation.
+rm -rf "${out:?}/remedy"
+"$bin" remedy "$out/lookalikes/trace" --pair alex,cora --ablate --out "$out/remedy" | tee "$out/remedy.txt"
 "$bin" embeddings --embedding alex --embedding cora --embedding koko person cat > "$out/embeddings.txt"
 # One page over the demo: links to each report, and the same-class pair's merge page beside the mixed pair's.
 cat > "$out/index.html" <<HTML
@@ -50,10 +53,13 @@ cat > "$out/index.html" <<HTML
 <li><a href="lookalikes/report/index.html">the look-alikes</a>: "alex and cora side by side" (two people of one class)</li>
 <li><a href="mixed-pair/report/index.html">a mixed pair</a>: "alex and koko side by side" (a person and a cat)</li>
 <li><a href="pair-token/report/index.html">the pair token</a>: "alexcora side by side" (the story's fix)</li>
+<li><a href="remedy/report/index.html">the merge remedy</a>: the look-alikes re-run with bounded regional attention (and each of its channels alone) — do alex and cora end apart, and which channel carried the merge</li>
 </ul>
 <h2>Why two subjects merge: the same-class pair beside the mixed pair</h2>
 <div class="pair"><figure><img src="lookalikes/report/merge-alex-cora.png" alt="merge page, alex and cora"><figcaption>alex and cora</figcaption></figure>
 <figure><img src="mixed-pair/report/merge-alex-koko.png" alt="merge page, alex and koko"><figcaption>alex and koko</figcaption></figure></div>
+<h2>From the diagnosis to a fix: the look-alikes with the merge remedy</h2>
+<pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/remedy.txt")</pre>
 <h2>Which parts of the prompt the picture kept (CLIP similarity of x̂₀ at every evaluation)</h2>
 <div class="pair"><figure><img src="two-objects/report/clip.png" alt="CLIP similarity per phrase, two objects"><figcaption>two objects (a blue circle: a phrase the prompt did not ask for)</figcaption></figure>
 <figure><img src="sweep/report/clip-1887838105.png" alt="CLIP similarity per phrase, sweep seed 1887838105"><figcaption>the sweep, seed 1887838105</figcaption></figure></div>
