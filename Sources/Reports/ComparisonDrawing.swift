@@ -119,8 +119,10 @@ extension ReportBuilder {
         }, panel: comparisonPanel(cmp), smooth: true, dark: false)
         try images.writePNG(to: path("images.png"))
         try pdf.page(width: images.width + 60, height: images.height + 60) { try images.draw($0, x: 30, y: 30) }
-        page.section("images", title, note: "A row per \(cmp.hasRemedy ? "run kind (before, each remedy stage)" : "prompt"), a column per seed: each run's final image.",
-                     HTMLPage.figure("images.png", alt: "the final images, a row per \(cmp.hasRemedy ? "run kind" : "prompt") and a column per seed"))
+        let kind = cmp.hasRemedy ? "run kind (before, each remedy stage)" : "prompt"
+        let layout = images.sideBySide ? "One seed: a column per \(kind), side by side" : "A row per \(kind), a column per seed"
+        page.section("images", title, note: "\(layout): each run's final image.",
+                     HTMLPage.figure("images.png", alt: "the final images, " + layout.lowercased()))
     }
 
     /// The animation with every run in step (frames, the GIF, a slider); the PDF shows half way.

@@ -43,14 +43,34 @@ struct ComparisonGrid: Figure {
         let img = rows.lazy.flatMap(\.cells).compactMap { $0?.image }.first
         return Double(img?.height ?? 1) / Double(max(1, img?.width ?? 1))
     }
-    var width: Double { max(380, Self.pad + Double(columns) * (panel + Self.pad)) }
-    var height: Double { Self.header + Double(rows.count) * (Self.rowTitle + Self.caption + panel * aspect + Self.pad) + Self.pad }
+    /// One seed: the rows side by side (a column each, its words above it), so that prompts that
+    /// differ in one phrase are compared at a glance instead of down a tall page.
+    var sideBySide: Bool { columns == 1 && rows.count > 1 }
+    static let columnTitle = 70.0
+    var width: Double {
+        sideBySide ? max(380, Self.pad + Double(rows.count) * (panel + Self.pad)) : max(380, Self.pad + Double(columns) * (panel + Self.pad))
+    }
+    var height: Double {
+        sideBySide ? Self.header + Self.columnTitle + Self.caption + panel * aspect + 2 * Self.pad
+            : Self.header + Double(rows.count) * (Self.rowTitle + Self.caption + panel * aspect + Self.pad) + Self.pad
+    }
 
     func draw(_ c: Canvas, x: Double, y: Double) throws {
         let ink = dark ? Colour(hex: 0xF0F3F6) : Colour.ink, dim = dark ? Colour(hex: 0x9DA7B3) : Colour.muted
         if dark { c.fill(x: x, y: y, w: width, h: height, Colour(hex: 0x161B22)) }
         c.text(title, x: x + Self.pad, y: y + 8, font: Font(size: 15, bold: true), colour: ink, maxWidth: width - 2 * Self.pad, oneLine: true)
         let ph = panel * aspect
+        if sideBySide {
+            for (k, row) in rows.enumerated() {
+                let cx = x + Self.pad + Double(k) * (panel + Self.pad), top = y + Self.header
+                c.text("<b>\(HTMLPage.escape(row.label))</b>  " + row.markup, x: cx, y: top, font: Font(size: 12), colour: ink,
+                       maxWidth: panel, maxLines: 4, markup: true)
+                guard let cell = row.cells.first ?? nil else { continue }
+                c.text(cell.caption, x: cx, y: top + Self.columnTitle, font: .small, colour: dim, maxWidth: panel, oneLine: true)
+                c.image(cell.image, x: cx, y: top + Self.columnTitle + Self.caption, w: panel, h: ph, smooth: smooth)
+            }
+            return
+        }
         var ry = y + Self.header
         for row in rows {
             c.text("<b>\(HTMLPage.escape(row.label))</b>  " + row.markup, x: x + Self.pad, y: ry, font: Font(size: 12.5), colour: ink,
