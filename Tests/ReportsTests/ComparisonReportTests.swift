@@ -88,7 +88,9 @@ struct ComparisonReportTests {
         #expect(gif.frameCount == trace.evaluations && gif.width == frame.width && gif.height == frame.height)
         _ = try ReportBuilder.build(traces: [a], output: s.path("single"), options: options)
         let single = try readPNG(s.path("single/frames/000.png"))
-        #expect(frame.height > single.height + 150, "the comparison frame (\(frame.height) px) holds one row per prompt")
+        // One seed: the two prompts' runs side by side, a column each.
+        #expect(frame.width > 2 * 256, "the comparison frame (\(frame.width) px wide) holds a 256-px column per prompt")
+        #expect(frame.width > single.width)
 
         try ReportBuilderTests.expectLinksResolve(s.path("report"))
         // Prompts, images, denoising, heat maps (8 words, a row each, 4 rows a page), where they part (two charts).
