@@ -176,11 +176,18 @@ public final class TraceRecorder: GenerationObserver {
         run["engine_version"] = engineVersion
         if let s = settings {
             run["seed"] = s.seed
-            run["settings"] = [
+            var settings: [String: Any] = [
                 "prompt": s.prompt, "negative_prompt": s.negativePrompt, "seed": s.seed, "steps": s.steps,
                 "guidance": s.guidance, "sampler": s.sampler.rawValue, "width": s.width, "height": s.height,
                 "rng": s.rng.rawValue, "clip_skip": s.clipSkip,
-            ] as [String: Any]
+            ]
+            if let a = s.a1111 {
+                // One of A1111's samplers, by A1111's name, with its schedule type and ENSD.
+                settings["sampler"] = a.sampler.rawValue
+                settings["schedule"] = a.schedule.rawValue
+                settings["ensd"] = a.ensd
+            }
+            run["settings"] = settings
             if let changes = s.conditioningChanges(evaluations: evaluations) {
                 // Prompt editing, alternation or AND: which texts each evaluation was conditioned on.
                 run["conditioning"] = changes.map { c in

@@ -177,7 +177,7 @@ public final class GenerationRun {
             if let recorder {
                 let chunks = max(1, (model.tokenizer.tokenize(item.prompt).count + 74) / 75)
                 try recorder.checkFreeSpace(needed: TraceRecorder.estimatedBytes(
-                    options: request.traceOptions, evaluations: settings.sampler.evaluations(steps: settings.steps),
+                    options: request.traceOptions, evaluations: settings.samplerChoice.evaluations(steps: settings.steps),
                     latentHeight: settings.height / 8, latentWidth: settings.width / 8, tokens: 77 * chunks,
                     crossAttentionLayers: model.unet.config.crossAttentionLayerCount))
             }

@@ -37,7 +37,13 @@ public struct RecordedRun {
         settings.width = width
         settings.height = height
         settings.guidance = guidance
-        do { settings.sampler = try SamplerKind(parsing: sampler) } catch { throw fail("sampler: \(error)") }
+        do {
+            settings.samplerChoice = try SamplerChoice.parse(sampler, schedule: s["schedule"] as? String)
+            if case var .a1111(a) = settings.samplerChoice, let ensd = (s["ensd"] as? NSNumber)?.uint64Value {
+                a.ensd = ensd
+                settings.a1111 = a
+            }
+        } catch { throw fail("sampler: \(error)") }
         settings.rng = RNGKind(rawValue: s["rng"] as? String ?? "cpu") ?? .cpu
         settings.clipSkip = (s["clip_skip"] as? NSNumber)?.intValue ?? 1
         guard let model = (run["model"] as? [String: Any])?["path"] as? String, !model.isEmpty else { throw fail("names no model") }

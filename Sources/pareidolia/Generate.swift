@@ -45,8 +45,14 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Classifier-free guidance scale (1 or less: no unconditional pass; default 7.5).")
     var guidance: Float?
 
-    @Option(name: .long, help: "Sampler: \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm).")
+    @Option(name: .long, help: "Sampler: diffusers' \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm), or A1111's \(A1111Sampler.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")) (k-diffusion as A1111 runs it; with --schedule).")
     var sampler: String?
+
+    @Option(name: .long, help: "With one of A1111's samplers: its schedule type — automatic (default: the sampler's own), uniform, karras, exponential, polyexponential, simple, normal.")
+    var schedule: String?
+
+    @Option(name: .long, help: "With one of A1111's samplers: its eta noise seed delta (the generator reseeded with seed + ENSD after the initial noise).")
+    var ensd: UInt64?
 
     @Option(name: .long, help: "Image width (a multiple of 8; default: the model's own, UNet sample_size × 8).")
     var width: Int?
@@ -107,11 +113,18 @@ struct Generate: ParsableCommand {
         let recipe: Infotext.Recipe?
         do { recipe = try infotext.map(InfotextFile.recipe) } catch { throw CLIError("\(error)") }
         var settings = recipe?.settings ?? GenerationSettings(prompt: "")
-        var samplerFlag: SamplerKind?
+        var samplerFlag: SamplerChoice?
         if let sampler {
-            do { samplerFlag = try SamplerKind(parsing: sampler) } catch { throw CLIError("--sampler: \(error)") }
+            do { samplerFlag = try SamplerChoice.parse(sampler, schedule: schedule) } catch { throw CLIError("--sampler \(sampler): \(error)") }
+        } else if let schedule, recipe == nil {
+            throw CLIError("--schedule \(schedule): give one of A1111's samplers with --sampler (\(A1111Sampler.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
-        do { settings.sampler = try recipe?.sampler(override: samplerFlag) ?? samplerFlag ?? .pndm } catch {
+        if let ensd {
+            guard case var .a1111(a)? = samplerFlag else { throw CLIError("--ensd \(ensd): goes with one of A1111's samplers (--sampler \"Euler a\", …)") }
+            a.ensd = ensd
+            samplerFlag = .a1111(a)
+        }
+        do { settings.samplerChoice = try recipe?.sampler(override: samplerFlag) ?? samplerFlag ?? .diffusers(.pndm) } catch {
             throw CLIError("--infotext \(infotext ?? ""): \(error)")
         }
         if let rng {

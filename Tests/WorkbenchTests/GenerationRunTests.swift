@@ -167,24 +167,35 @@ struct RunIndexTests {
 struct InfotextRoundTripTests {
     static let model = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
 
-    @Test("same bytes, every sampler", arguments: SamplerKind.allCases)
-    func sameImage(_ kind: SamplerKind) throws {
+    static let choices: [SamplerChoice] = SamplerKind.allCases.map { .diffusers($0) } + [
+        .a1111(A1111Sampling(sampler: .eulerAncestral, ensd: 31337)), .a1111(A1111Sampling(sampler: .dpmpp2m)),
+        .a1111(A1111Sampling(sampler: .heun, schedule: .exponential)), .a1111(A1111Sampling(sampler: .dpm2Ancestral, schedule: .uniform)),
+    ]
+
+    @Test("same bytes, every sampler", arguments: choices)
+    func sameImage(_ choice: SamplerChoice) throws {
         let model = try #require(Self.model)
-        let dir = try GenerationRunTests.folder("infotext-\(kind.rawValue)")
+        let dir = try GenerationRunTests.folder("infotext-\(choice)".filter { $0.isLetter || $0.isNumber || $0 == "-" })
         defer { try? FileManager.default.removeItem(at: dir) }
         var s = GenerationRunTests.settings()
-        s.sampler = kind
+        s.samplerChoice = choice
         s.negativePrompt = "blurry"
-        s.rng = kind == .euler_a ? .philox : .cpu
+        s.rng = choice.drawsNoise ? .philox : .cpu
         s.clipSkip = 2
         let first = dir.appendingPathComponent("first.png").path
         try GenerationRun(model: model, request: .init(prompts: ["a witch, (robot:1.2)"], seeds: [99], settings: s,
                                                        output: first, modelPath: Fixtures.path("tiny-sd"))).run()
         let text = try #require(try PNGFile.readText(first).first { $0.key == "parameters" }?.value)
         let recipe = try Infotext.recipe(Infotext.parse(text), base: GenerationSettings(prompt: ""))
+        var settings = recipe.settings
+        settings.samplerChoice = try recipe.sampler(override: nil)  // with the ENSD the infotext names
         let again = dir.appendingPathComponent("again.png").path
-        try GenerationRun(model: model, request: .init(prompts: [recipe.settings.prompt], seeds: [recipe.settings.seed],
-                                                       settings: recipe.settings, output: again, modelPath: Fixtures.path("tiny-sd"))).run()
+        try GenerationRun(model: model, request: .init(prompts: [settings.prompt], seeds: [settings.seed],
+                                                       settings: settings, output: again, modelPath: Fixtures.path("tiny-sd"))).run()
+        switch (settings.samplerChoice, choice) {
+        case let (.a1111(a), .a1111(b)): #expect(a.sampler == b.sampler && a.resolvedSchedule == b.resolvedSchedule && a.ensd == b.ensd)
+        default: #expect(settings.samplerChoice == choice)
+        }
         #expect(try Data(contentsOf: URL(fileURLWithPath: first)) == Data(contentsOf: URL(fileURLWithPath: again)))
         #expect(recipe.modelWarning(modelHash: ModelHash.shortHash(of: Fixtures.path("tiny-sd"))) == nil)
     }

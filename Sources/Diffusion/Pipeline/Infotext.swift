@@ -11,13 +11,20 @@ public enum Infotext {
     /// `embeddings`: (trigger, short hash) of the textual-inversion files used, as A1111's `TI hashes`.
     public static func make(settings s: GenerationSettings, modelName: String?, modelHash: String?,
                             embeddings: [(trigger: String, hash: String)] = []) -> String {
-        var pairs: [(String, String)] = [
-            ("Steps", "\(s.steps)"), ("Sampler", samplerName(s.sampler)), ("CFG scale", format(s.guidance)),
-            ("Seed", "\(s.seed)"), ("Size", "\(s.width)x\(s.height)"),
-        ]
+        var pairs: [(String, String)] = [("Steps", "\(s.steps)")]
+        switch s.samplerChoice {
+        case let .diffusers(k): pairs.append(("Sampler", samplerName(k)))
+        case let .a1111(a):
+            // As A1111: the resolved schedule's label, none for the model's own (uniform) one.
+            pairs.append(("Sampler", a.sampler.rawValue))
+            let resolved = a.schedule == .automatic ? a.sampler.automatic : a.schedule
+            if a.schedule != .automatic || a.sampler.automatic != .uniform { pairs.append(("Schedule type", resolved.label)) }
+        }
+        pairs += [("CFG scale", format(s.guidance)), ("Seed", "\(s.seed)"), ("Size", "\(s.width)x\(s.height)")]
         if let modelHash { pairs.append(("Model hash", modelHash)) }
         if let modelName { pairs.append(("Model", modelName)) }
         if s.clipSkip > 1 { pairs.append(("Clip skip", "\(s.clipSkip)")) }
+        if let a = s.a1111, a.ensd != 0 { pairs.append(("ENSD", "\(a.ensd)")) }
         if s.rng == .cpu { pairs.append(("RNG", "CPU")) }  // A1111 omits its default (GPU = philox)
         if !embeddings.isEmpty { pairs.append(("TI hashes", embeddings.map { "\($0.trigger): \($0.hash)" }.joined(separator: ", "))) }
         if let sep = s.separation { pairs.append(("Pareidolia remedy", sep.infotext)) }

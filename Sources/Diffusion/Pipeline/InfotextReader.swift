@@ -68,14 +68,18 @@ extension Infotext {
         public var ensd = 0
 
         /// The sampler to run: `override` (a flag) or the infotext's; throws the infotext's problem
-        /// when it is the one asked for, and refuses an ENSD the chosen sampler would need.
-        public func sampler(override: SamplerKind?) throws -> SamplerKind {
+        /// when it is the one asked for. ENSD goes to an A1111 sampler; a diffusers sampler that
+        /// draws noise cannot honour it (refused).
+        public func sampler(override: SamplerChoice?) throws -> SamplerChoice {
             if override == nil, let samplerProblem { throw ReadError(description: samplerProblem) }
-            let kind = override ?? settings.sampler
-            if ensd != 0 && kind.drawsNoiseEachStep {
-                throw ReadError(description: "infotext ENSD: \(ensd): \(kind.rawValue) draws noise at every step and the engine does not reseed it by ENSD")
+            var choice = override ?? settings.samplerChoice
+            if case var .a1111(a) = choice {
+                a.ensd = UInt64(max(0, ensd))
+                choice = .a1111(a)
+            } else if ensd != 0 && choice.drawsNoise {
+                throw ReadError(description: "infotext ENSD: \(ensd): diffusers' samplers draw their noise from the one generator; A1111's reseed it by ENSD (choose an A1111 sampler, e.g. --sampler \"Euler a\")")
             }
-            return kind
+            return choice
         }
     }
 
@@ -164,32 +168,21 @@ extension Infotext {
         if !r.given.contains("rng") { r.settings.rng = .philox; r.given.insert("rng") }
         if let sampler {
             do {
-                r.settings.sampler = try samplerKind(sampler, schedule: schedule)
+                r.settings.samplerChoice = try SamplerChoice.parse(sampler, schedule: schedule)
                 r.given.insert("sampler")
-            } catch { r.samplerProblem = "\(error)" }
+            } catch { r.samplerProblem = "infotext Sampler: \(sampler)\(schedule.map { ", schedule \($0)" } ?? ""): \(error)" }
         } else if schedule != nil {
             r.warnings.append("infotext Schedule type: given without a Sampler, ignored")
         }
         if let ensd, ensd != 0 {
             r.ensd = ensd
-            if !r.settings.sampler.drawsNoiseEachStep, r.samplerProblem == nil {
+            if !r.settings.samplerChoice.drawsNoise, r.samplerProblem == nil {
                 r.warnings.append("infotext ENSD: \(ensd): no effect, the sampler draws no noise after the first")
             }
         }
         return r
     }
 
-    /// A sampler as the infotext names it: Pareidolia's own "NAME (diffusers)" values; A1111's
-    /// names are refused in one line until its k-diffusion samplers are in the engine.
-    static func samplerKind(_ name: String, schedule: String?) throws -> SamplerKind {
-        let suffix = " (diffusers)"
-        if name.hasSuffix(suffix), let kind = SamplerKind(rawValue: String(name.dropLast(suffix.count))) {
-            if let schedule { throw ReadError(description: "infotext Schedule type: \(schedule): diffusers' \(kind.rawValue) has its own schedule") }
-            return kind
-        }
-        let asked = name + (schedule.map { ", schedule \($0)" } ?? "")
-        throw ReadError(description: "infotext Sampler: \(asked): A1111's (k-diffusion) samplers are not in the engine yet, which runs diffusers' schedulers (\(SamplerKind.validNames)); choose one with --sampler")
-    }
 }
 
 extension Infotext.Recipe {
@@ -212,11 +205,6 @@ extension Infotext.Recipe {
         guard let want = modelHash.flatMap({ _ in self.modelHash }), let have = modelHash, want != have else { return nil }
         return "infotext Model hash: the image was made with [\(want)]\(modelName.map { " (\($0))" } ?? ""), this model is [\(have)]"
     }
-}
-
-extension SamplerKind {
-    /// Ancestral samplers draw fresh noise at every step.
-    public var drawsNoiseEachStep: Bool { self == .euler_a }
 }
 
 extension Separation {

@@ -16,6 +16,8 @@ public struct GenerationSettings: Sendable {
     public var clipSkip = 1
     /// A merge remedy (bounded regional attention); nil runs the plain pipeline.
     public var separation: Separation?
+    /// One of A1111's samplers with its schedule type (then `sampler` is not used).
+    public var a1111: A1111Sampling?
 
     public init(prompt: String) { self.prompt = prompt }
 
@@ -95,6 +97,9 @@ public final class TextToImagePipeline {
         let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
         var scheduled = ScheduledConditioning(settings: s)
         if !scheduled.isPlain {
+            guard s.a1111 == nil else {
+                throw PipelineError(description: "--sampler \(s.a1111!.sampler.rawValue): A1111's samplers do not run prompt editing or AND yet; use a diffusers sampler")
+            }
             return try generateScheduled(s, conditioning: &scheduled, encoder: encoder, guided: guided, observer: observer, shouldStop: shouldStop)
         }
         var (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
@@ -120,6 +125,15 @@ public final class TextToImagePipeline {
 
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
+        if let k = s.a1111 {
+            guard regional == nil else { throw PipelineError(description: "--separate: not with A1111's samplers yet") }
+            let x = try generateA1111(s, k, context: context, guided: guided, observer: observer, shouldStop: shouldStop)
+            if releasesWeightsBetweenPhases {
+                model.releaseResidentWeights(.unet)
+                releaseCachedMemory()
+            }
+            return Output(image: try model.vae.decodeUNetLatent(x), latent: x, prompt: condInfo, negativePrompt: negInfo)
+        }
         var sampler = try makeSampler(s.sampler, steps: s.steps)
         var rng = s.rng.makeGenerator(seed: s.seed)
         let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]

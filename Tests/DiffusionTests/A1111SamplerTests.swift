@@ -1,0 +1,55 @@
+import Checkpoints
+import Foundation
+import Testing
+import TestSupport
+@testable import Diffusion
+import Models
+import Tensors
+
+/// A1111's samplers against k-diffusion driven as A1111 drives it
+/// (Tools/reference/make_a1111_sampler_fixtures.py): every sampler × schedule type with the CPU
+/// generator, every sampler with the GPU (philox) one, and ENSD on two ancestral samplers.
+@Suite("A1111's samplers and schedules", .serialized)
+struct A1111SamplerTests {
+    static let model = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+    static let cases: [String] = {
+        let dir = Fixtures.path("a1111")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
+    }()
+
+    @Test("final latents within 1e-4 × max of the oracle, sigma lists within 1e-6", arguments: cases)
+    func parity(_ file: String) throws {
+        let golden = try SafeTensorsFile(path: Fixtures.path("a1111/\(file)"))
+        let m = golden.metadata
+        let model = try #require(Self.model)
+        var s = GenerationSettings(prompt: m["prompt"]!)
+        s.negativePrompt = m["negative_prompt"]!
+        s.seed = UInt64(m["seed"]!)!
+        s.steps = Int(m["steps"]!)!
+        s.guidance = Float(m["guidance"]!)!
+        s.width = 64
+        s.height = 64
+        s.rng = RNGKind(rawValue: m["rng"]!)!
+        let sampler = try #require(try A1111Sampler.named(m["sampler"]!))
+        s.a1111 = A1111Sampling(sampler: sampler, schedule: try KSchedule(parsing: m["schedule"]!), ensd: UInt64(m["ensd"]!)!)
+        let sigmas = KDiscreteSchedule.sd15.sigmas(for: sampler, schedule: s.a1111!.schedule, steps: s.steps)
+        let ref = try golden.tensor("sigmas")
+        #expect(sigmas.count == ref.count)
+        let worstSigma = zip(sigmas, UnsafeBufferPointer(start: ref.pointer, count: ref.count)).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
+        #expect(worstSigma <= 1e-6, "\(file): sigmas off by \(worstSigma)")
+        let out = try TextToImagePipeline(model: model).generate(s)
+        let err = relativeError(out.latent, try golden.tensor("final"))
+        print("a1111 \(file): final latent relative error \(err)")
+        #expect(err <= 1e-4, "\(file): \(err)")
+    }
+
+    @Test("names and refusals")
+    func names() throws {
+        #expect(try A1111Sampler.named("DPM++ 2M") == .dpmpp2m)
+        #expect(try A1111Sampler.named("Nonsense") == nil)
+        #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM++ SDE") }
+        #expect(try KSchedule(parsing: "Karras") == .karras)
+        #expect(throws: SamplerError.self) { try KSchedule(parsing: "SGM Uniform") }
+        #expect(Self.cases.count >= 58)
+    }
+}

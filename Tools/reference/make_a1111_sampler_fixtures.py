@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Goldens for A1111's samplers on Tests/Fixtures/tiny-sd: k-diffusion driven the way AUTOMATIC1111 v1.10
+drives it, the oracle of Pareidolia's `--sampler "Euler a" --schedule karras` and the rest.
+
+Usage (from the repository root; needs `pip install --no-deps k-diffusion==0.0.16` (A1111's pin) and scipy,
+torchsde, torchdiffeq; torchvision is stubbed out, k-diffusion only imports it for image utilities):
+
+    /work/venv/bin/python Tools/reference/make_a1111_sampler_fixtures.py
+
+Writes Tests/Fixtures/a1111/{sampler}-{schedule}-{rng}.safetensors: `final` [1, 4, 8, 8] and `sigmas`.
+
+What A1111 does, reproduced here (its modules sd_samplers_kdiffusion, sd_schedulers, sd_samplers_cfg_denoiser,
+rng; k-diffusion's sampling and external):
+- the model's noise levels: LDM's linear schedule in float64 (sqrt(beta) linspace, squared, cumprod), stored
+  float32; sigmas = sqrt((1 - a) / a), k-diffusion's DiscreteEpsDDPMDenoiser (fractional t by log-sigma
+  interpolation, c_in = 1 / sqrt(sigma^2 + 1), denoised = x - sigma * eps);
+- the sigma list: the schedule type, or the sampler's automatic one (Karras for DPM2, DPM2 a, DPM++ 2S a,
+  DPM++ 2M; the model's own `get_sigmas` for Euler, Euler a, Heun), sigma_min/max the model's, rho 7 (Karras)
+  or 1 (polyexponential); DPM2 and DPM2 a compute steps + 1 and drop the next-to-last;
+- the start x = noise * sigma_0; CFG in one batch [cond, uncond], denoised = uncond + (cond - uncond) * scale;
+- noise: one generator per image seeded with the seed (CPU: torch's; GPU: A1111's philox, here its numpy port
+  from make_pipeline_fixtures.py); the first draw is the initial noise; with ENSD the generator is reseeded with
+  seed + ENSD right after it; every randn_like inside k-diffusion is the next draw.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+torch.set_num_threads(2)
+torch.use_deterministic_algorithms(True)
+
+from diffusers import StableDiffusionPipeline  # noqa: E402  (before torchvision is stubbed below)
+
+# k-diffusion's package __init__ imports training utilities (torchvision, clean-fid, ...): load the two
+# modules A1111 uses without it.
+for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
+    sys.modules.setdefault(name, types.ModuleType(name))
+spec = importlib.util.find_spec("k_diffusion")
+pkg = types.ModuleType("k_diffusion")
+pkg.__path__ = list(spec.submodule_search_locations)
+sys.modules["k_diffusion"] = pkg
+K = importlib.import_module("k_diffusion.sampling")
+KE = importlib.import_module("k_diffusion.external")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from f32_safetensors import to_np32, write_safetensors  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_SD = REPO / "Tests" / "Fixtures" / "tiny-sd"
+OUT = REPO / "Tests" / "Fixtures" / "a1111"
+PROMPT, NEGATIVE = "photo of a witch and a robot dancing", "blurry"
+SEED, STEPS, SCALE = 1887838105, 6, 7.5
+
+# A1111 name: (k-diffusion function, automatic schedule, discard penultimate sigma)
+SAMPLERS = {
+    "Euler": ("sample_euler", None, False), "Euler a": ("sample_euler_ancestral", None, False),
+    "Heun": ("sample_heun", None, False), "DPM2": ("sample_dpm_2", "karras", True),
+    "DPM2 a": ("sample_dpm_2_ancestral", "karras", True), "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", "karras", False),
+    "DPM++ 2M": ("sample_dpmpp_2m", "karras", False),
+}
+SCHEDULES = ["automatic", "uniform", "karras", "exponential", "polyexponential", "simple", "normal"]
+
+
+def philox_randn(seed: int, offset: int, shape) -> np.ndarray:
+    from make_pipeline_fixtures import philox_randn as p  # A1111's rng_philox.py, ported to numpy
+    return p(seed, tuple(shape), offset)
+
+
+class ImageRNG:
+    """A1111's per-image generator: first() the initial noise, next() every later draw; ENSD reseeds."""
+    def __init__(self, seed, source, ensd=0):
+        self.seed, self.source, self.ensd, self.first_done = seed, source, ensd, False
+        self.reseed(seed)
+
+    def reseed(self, seed):
+        self.current = seed
+        self.offset = 0
+        self.g = torch.Generator("cpu").manual_seed(seed) if self.source == "cpu" else None
+
+    def draw(self, shape):
+        if self.source == "cpu":
+            return torch.randn(shape, generator=self.g)
+        x = torch.from_numpy(philox_randn(self.current, self.offset, shape).astype(np.float32))
+        self.offset += 1
+        return x
+
+    def next(self, shape):
+        x = self.draw(shape)
+        if not self.first_done:
+            self.first_done = True
+            if self.ensd:
+                self.reseed(self.seed + self.ensd)
+        return x
+
+
+class Hijack:
+    def __init__(self, rng):
+        self.rng = rng
+
+    def __getattr__(self, item):
+        return getattr(torch, item)
+
+    def randn_like(self, x):
+        return self.rng.next(tuple(x.shape[1:])).unsqueeze(0)
+
+
+def ldm_alphas_cumprod():
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+
+
+def schedule_sigmas(model_wrap, name, n):
+    smin, smax = model_wrap.sigmas[0].item(), model_wrap.sigmas[-1].item()
+    if name in (None, "uniform"):
+        return model_wrap.get_sigmas(n)
+    if name == "karras":
+        return K.get_sigmas_karras(n=n, sigma_min=smin, sigma_max=smax, rho=7.0)
+    if name == "exponential":
+        return K.get_sigmas_exponential(n=n, sigma_min=smin, sigma_max=smax)
+    if name == "polyexponential":
+        return K.get_sigmas_polyexponential(n=n, sigma_min=smin, sigma_max=smax, rho=1.0)
+    if name == "simple":
+        ss = len(model_wrap.sigmas) / n
+        return torch.FloatTensor([float(model_wrap.sigmas[-(1 + int(x * ss))]) for x in range(n)] + [0.0])
+    if name == "normal":
+        start, end = model_wrap.sigma_to_t(torch.tensor(smax)), model_wrap.sigma_to_t(torch.tensor(smin))
+        return torch.FloatTensor([model_wrap.t_to_sigma(ts) for ts in torch.linspace(start, end, n)] + [0.0])
+    raise ValueError(name)
+
+
+@torch.no_grad()
+def main():
+    pipe = StableDiffusionPipeline.from_pretrained(str(TINY_SD), safety_checker=None, requires_safety_checker=False,
+                                                   local_files_only=True)
+    pipe.to(torch.float32)
+    tok, te, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
+
+    def enc(t):
+        return te(tok(t, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids)[0]
+
+    cond, uncond = enc(PROMPT), enc(NEGATIVE)
+
+    class UNetEps(torch.nn.Module):
+        def forward(self, x, t, cond):
+            return unet(x, t, encoder_hidden_states=cond).sample
+
+    model_wrap = KE.DiscreteEpsDDPMDenoiser(UNetEps(), ldm_alphas_cumprod(), quantize=False)
+
+    def cfg(x, sigma):
+        x_in = torch.cat([x, x])
+        s_in = torch.cat([sigma, sigma])
+        out = model_wrap(x_in, s_in, cond=torch.cat([cond, uncond]))   # [cond, uncond]
+        return out[1:] + (out[:1] - out[1:]) * SCALE
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    cases = [(s, sch, "cpu", 0) for s in SAMPLERS for sch in SCHEDULES]
+    cases += [(s, "automatic", "philox", 0) for s in SAMPLERS]
+    cases += [("Euler a", "automatic", "cpu", 31337), ("DPM++ 2S a", "karras", "philox", 31337)]
+    for sampler, schedule, source, ensd in cases:
+        func, automatic, discard = SAMPLERS[sampler]
+        n = STEPS + (1 if discard else 0)
+        sigmas = schedule_sigmas(model_wrap, automatic if schedule == "automatic" else schedule, n)
+        if discard:
+            sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+        rng = ImageRNG(SEED, source, ensd)
+        x = rng.next((4, 8, 8)).unsqueeze(0) * sigmas[0]
+        K.torch = Hijack(rng)
+        kwargs = {"eta": 1.0} if "ancestral" in func else {}
+        final = getattr(K, func)(cfg, x, sigmas, disable=True, **kwargs)
+        K.torch = torch
+        name = f"{sampler.replace(' ', '_').replace('+', 'p')}-{schedule}-{source}" + (f"-ensd{ensd}" if ensd else "")
+        meta = {"sampler": sampler, "schedule": schedule, "rng": source, "ensd": str(ensd), "prompt": PROMPT,
+                "negative_prompt": NEGATIVE, "seed": str(SEED), "steps": str(STEPS), "guidance": str(SCALE),
+                "width": "64", "height": "64", "generator": "Tools/reference/make_a1111_sampler_fixtures.py"}
+        write_safetensors(OUT / f"{name}.safetensors", {"final": to_np32(final), "sigmas": to_np32(sigmas)}, meta)
+        print(f"{name}: {len(sigmas) - 1} steps, sigmas {float(sigmas[0]):.3f}..{float(sigmas[-2]):.4f}, final max {float(final.abs().max()):.3f}")
+
+
+if __name__ == "__main__":
+    main()
