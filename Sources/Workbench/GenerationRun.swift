@@ -30,6 +30,9 @@ public final class GenerationRun {
         public var clip: ClipRequest?
         /// Where the model came from (infotext, run.json): a path, as given.
         public var modelPath: String
+        /// With `settings.separation`: find its boxes per run from a same-seed run of the class
+        /// words (`AutoRegions`; nil words: each embedding's nearest vocabulary word).
+        public var autoRegions: AutoRegionsRequest?
         /// How the weights are held and which kernels run (recorded in run.json).
         public var precision: Precision = .fp32
         public var fast: FastMath = .default
@@ -41,6 +44,11 @@ public final class GenerationRun {
             self.output = output
             self.modelPath = modelPath
         }
+    }
+
+    public struct AutoRegionsRequest: Sendable {
+        public var classes: [String]?
+        public init(classes: [String]? = nil) { self.classes = classes }
     }
 
     public struct ClipRequest {
@@ -169,6 +177,19 @@ public final class GenerationRun {
         var settings = request.settings
         settings.prompt = item.prompt
         settings.seed = item.seed
+        var regionSource: String?
+        if let auto = request.autoRegions, let sep = settings.separation {
+            // The class-word run goes beside the run's trace (or into a temporary folder).
+            let temporary = item.trace == nil ? FileManager.default.temporaryDirectory.appendingPathComponent("pareidolia-classes-\(getpid())").path : nil
+            defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
+            do {
+                let found = try AutoRegions.find(model: model, modelPath: request.modelPath, settings: settings, subjects: sep.subjects,
+                                                 classes: auto.classes, embeddingFiles: request.embeddingFiles,
+                                                 trace: temporary ?? item.trace! + "-classes", shouldStop: shouldStop)
+                settings.separation?.boxes = found.boxes
+                regionSource = found.source
+            } catch { throw fail("--regions auto: \(error)") }
+        }
         let recorder: TraceRecorder?
         do {
             recorder = try item.trace.map {
@@ -182,6 +203,7 @@ public final class GenerationRun {
                     crossAttentionLayers: model.unet.config.crossAttentionLayerCount))
             }
         } catch { throw fail("\(error)") }
+        if let regionSource { recorder?.set("remedy_regions", regionSource) }
         let observer = Observers([recorder as GenerationObserver?].compactMap { $0 } + observers)
         let output: TextToImagePipeline.Output
         do {

@@ -173,39 +173,12 @@ public final class MergeRemedy {
         case .halves: return (Separation.columns(2), "halves")
         case let .boxes(b): return (b, "given")
         case let .auto(given):
-            let model = try load(request.model ?? r.modelPath)
-            let classes = try given ?? classWords(r, model: model)
-            var prompt = r.settings.prompt
-            for (s, c) in zip(request.subjects, classes) {
-                prompt = prompt.replacingOccurrences(of: "(?i)(?<![\\p{L}\\p{N}_])\(NSRegularExpression.escapedPattern(for: s))(?![\\p{L}\\p{N}_])",
-                                                     with: c, options: .regularExpression)
-            }
-            var classRun = r
-            classRun.settings.prompt = prompt
-            let trace = folder.appendingPathComponent("classes").path
-            try generate(classRun, separation: nil, trace: trace, label: "seed \(r.settings.seed) classes", observers: observers, shouldStop: shouldStop)
-            let maps = try TraceWordMaps(directory: trace)
-            // Every occurrence of the class words, summed over evaluations (DAAM).
-            let wanted = Set(classes.map { $0.lowercased() })
-            var map = [Float](repeating: 0, count: maps.height * maps.width)
-            for (w, word) in maps.words.enumerated() where wanted.contains(word.label.lowercased()) {
-                for e in maps.maps[w] { for i in map.indices { map[i] += e[i] } }
-            }
-            guard let split = InstanceRegions.split(map, height: maps.height, width: maps.width, count: 2) else {
-                return (Separation.columns(2), "halves (the map of '\(classes.joined(separator: "', '"))' shows one instance)")
-            }
-            return (split.boxes, "auto (\(split.method) of '\(Array(wanted).sorted().joined(separator: "', '"))')")
-        }
-    }
-
-    /// Each subject's class word: an embedding's nearest vocabulary word, a plain word itself.
-    func classWords(_ r: RecordedRun, model: StableDiffusionModel) throws -> [String] {
-        let embeddings = try r.embeddingFiles.map { try EmbeddingLoader.load($0, tokenizer: model.tokenizer, width: model.textEncoder.config.hiddenSize) }
-        let study = try EmbeddingStudy(model: model, embeddings: embeddings, words: [], top: 5, prompt: nil, classes: [])
-        return request.subjects.map { s in
-            guard let v = study.vectors.first(where: { $0.group.lowercased() == s.lowercased() }) else { return s }
-            let word = v.nearest.map { $0.text.trimmingCharacters(in: .whitespaces) }.first { $0.count > 1 && $0.allSatisfy(\.isLetter) }
-            return word ?? s
+            let modelPath = request.model ?? r.modelPath
+            let found = try AutoRegions.find(model: try load(modelPath), modelPath: modelPath, settings: r.settings,
+                                             subjects: request.subjects, classes: given, embeddingFiles: r.embeddingFiles,
+                                             trace: folder.appendingPathComponent("classes").path,
+                                             observers: observers("seed \(r.settings.seed) classes"), shouldStop: shouldStop)
+            return (found.boxes, found.source)
         }
     }
 

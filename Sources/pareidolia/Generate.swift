@@ -93,7 +93,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Keep these subjects apart (a merge remedy: bounded regional attention, docs/REMEDY.md): two or more prompt words or embedding triggers, comma-separated, left to right.")
     var separate: String?
 
-    @Option(name: .long, help: "With --separate: halves (default: a column each, left to right) or boxes \"A=x0,y0,x1,y1;B=…\" (normalised, top-left origin).")
+    @Option(name: .long, help: "With --separate: halves (default: a column each, left to right), auto (from a run of the same seed with the subjects' class words, their map split into instances) or boxes \"A=x0,y0,x1,y1;B=…\" (normalised, top-left origin).")
     var regions = "halves"
 
     @Option(name: .long, help: "With --separate: the share of evaluations bounded, from the first (default 1: all).")
@@ -178,6 +178,7 @@ struct Generate: ParsableCommand {
         request.traceOptions.eps = traceEps
         request.embeddingFiles = try embeddingFiles(embedding, defaultModel: self.model == nil)
         request.clip = clipModel.map { GenerationRun.ClipRequest(folder: $0, every: clipEvery, phrases: ClipSimilarity.listedPhrases(clipPhrases)) }
+        if separate != nil && regions == "auto" { request.autoRegions = .init() }
         request.precision = weightPrecision
         request.fast = fastMath
         let run: GenerationRun
@@ -224,7 +225,7 @@ struct Generate: ParsableCommand {
         }
         let subjects = separate.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         var sep = Separation(subjects: subjects)
-        if regions != "halves" {
+        if regions != "halves" && regions != "auto" {
             do { sep.boxes = try Separation.parseBoxes(regions, subjects: subjects) } catch { throw CLIError("\(error)") }
         }
         sep.until = separateUntil

@@ -79,3 +79,30 @@ struct MergeRemedyTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
+
+/// `generate --separate A,B --regions auto`: each run's boxes come from its own class-word run.
+@Suite("Automatic regions in a run", .serialized)
+struct AutoRegionsRunTests {
+    @Test("the class-word run is made beside the trace and its regions recorded")
+    func auto() throws {
+        let dir = try GenerationRunTests.folder("auto")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = try StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
+        var s = GenerationRunTests.settings()
+        s.separation = Separation(subjects: ["witch", "robot"])
+        var r = GenerationRun.Request(prompts: ["a witch and a robot dancing"], seeds: [5, 6], settings: s,
+                                      output: dir.appendingPathComponent("o.png").path, modelPath: Fixtures.path("tiny-sd"))
+        r.trace = dir.appendingPathComponent("t").path
+        r.autoRegions = .init()
+        let results = try GenerationRun(model: model, request: r).run()
+        for item in results.map(\.item) {
+            let trace = try #require(item.trace)
+            #expect(FileManager.default.fileExists(atPath: trace + "-classes/run.json"))
+            let run = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trace + "/run.json"))) as! [String: Any]
+            let source = try #require(run["remedy_regions"] as? String)
+            #expect(source.hasPrefix("auto (") || source.hasPrefix("halves (the map"))
+            let boxes = try #require((run["remedy"] as? [String: Any])?["boxes"] as? [[Double]])
+            #expect(boxes.count == 2 && boxes.allSatisfy { $0.count == 4 && $0[0] < $0[2] && $0[1] < $0[3] })
+        }
+    }
+}
