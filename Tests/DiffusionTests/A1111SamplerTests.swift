@@ -50,6 +50,6 @@ struct A1111SamplerTests {
         #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM++ SDE") }
         #expect(try KSchedule(parsing: "Karras") == .karras)
         #expect(throws: SamplerError.self) { try KSchedule(parsing: "SGM Uniform") }
-        #expect(Self.cases.count >= 58)
+        #expect(Self.cases.count >= 66)
     }
 }

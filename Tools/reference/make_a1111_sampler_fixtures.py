@@ -15,7 +15,7 @@ rng; k-diffusion's sampling and external):
   float32; sigmas = sqrt((1 - a) / a), k-diffusion's DiscreteEpsDDPMDenoiser (fractional t by log-sigma
   interpolation, c_in = 1 / sqrt(sigma^2 + 1), denoised = x - sigma * eps);
 - the sigma list: the schedule type, or the sampler's automatic one (Karras for DPM2, DPM2 a, DPM++ 2S a,
-  DPM++ 2M; the model's own `get_sigmas` for Euler, Euler a, Heun), sigma_min/max the model's, rho 7 (Karras)
+  DPM++ 2M; the model's own `get_sigmas` for Euler, Euler a, Heun, LMS), sigma_min/max the model's, rho 7 (Karras)
   or 1 (polyexponential); DPM2 and DPM2 a compute steps + 1 and drop the next-to-last;
 - the start x = noise * sigma_0; CFG in one batch [cond, uncond], denoised = uncond + (cond - uncond) * scale;
 - noise: one generator per image seeded with the seed (CPU: torch's; GPU: A1111's philox, here its numpy port
@@ -63,7 +63,7 @@ SEED, STEPS, SCALE = 1887838105, 6, 7.5
 # A1111 name: (k-diffusion function, automatic schedule, discard penultimate sigma)
 SAMPLERS = {
     "Euler": ("sample_euler", None, False), "Euler a": ("sample_euler_ancestral", None, False),
-    "Heun": ("sample_heun", None, False), "DPM2": ("sample_dpm_2", "karras", True),
+    "Heun": ("sample_heun", None, False), "LMS": ("sample_lms", None, False), "DPM2": ("sample_dpm_2", "karras", True),
     "DPM2 a": ("sample_dpm_2_ancestral", "karras", True), "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", "karras", False),
     "DPM++ 2M": ("sample_dpmpp_2m", "karras", False),
 }

@@ -8,6 +8,7 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     case euler = "Euler"
     case eulerAncestral = "Euler a"
     case heun = "Heun"
+    case lms = "LMS"
     case dpm2 = "DPM2"
     case dpm2Ancestral = "DPM2 a"
     case dpmpp2sAncestral = "DPM++ 2S a"
@@ -15,7 +16,7 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
 
     /// A1111's names of the samplers it has that the engine does not run yet, with the reason.
     static let missing: [String: String] = [
-        "LMS": "its coefficients come from scipy's adaptive quadrature", "DPM++ SDE": "Brownian-tree noise (torchsde)",
+        "DPM++ SDE": "Brownian-tree noise (torchsde)",
         "DPM++ 2M SDE": "Brownian-tree noise (torchsde)", "DPM++ 2M SDE Heun": "Brownian-tree noise (torchsde)",
         "DPM++ 3M SDE": "Brownian-tree noise (torchsde)", "DDIM": "A1111's own timestep sampler", "UniPC": "A1111's own timestep sampler",
         "PLMS": "A1111's own timestep sampler", "DPM fast": "k-diffusion's adaptive solvers", "DPM adaptive": "k-diffusion's adaptive solvers",
@@ -33,7 +34,7 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     /// The schedule "Automatic" means for this sampler.
     var automatic: KSchedule {
         switch self {
-        case .euler, .eulerAncestral, .heun: return .uniform
+        case .euler, .eulerAncestral, .heun, .lms: return .uniform
         case .dpm2, .dpm2Ancestral, .dpmpp2sAncestral, .dpmpp2m: return .karras
         }
     }
