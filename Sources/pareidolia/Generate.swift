@@ -48,7 +48,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Sampler: diffusers' \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm), or A1111's \(A1111Sampler.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")) (k-diffusion as A1111 runs it; with --schedule).")
     var sampler: String?
 
-    @Option(name: .long, help: "With one of A1111's samplers: its schedule type — automatic (default: the sampler's own), uniform, karras, exponential, polyexponential, simple, normal.")
+    @Option(name: .long, help: "With one of A1111's samplers: its schedule type — automatic (default: the sampler's own), uniform, karras, exponential, polyexponential, sgm_uniform, simple, normal.")
     var schedule: String?
 
     @Option(name: .long, help: "With one of A1111's samplers: its eta noise seed delta (the generator reseeded with seed + ENSD after the initial noise).")

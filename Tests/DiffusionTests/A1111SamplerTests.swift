@@ -49,7 +49,8 @@ struct A1111SamplerTests {
         #expect(try A1111Sampler.named("Nonsense") == nil)
         #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM++ SDE") }
         #expect(try KSchedule(parsing: "Karras") == .karras)
-        #expect(throws: SamplerError.self) { try KSchedule(parsing: "SGM Uniform") }
-        #expect(Self.cases.count >= 66)
+        #expect(try KSchedule(parsing: "SGM Uniform") == .sgm_uniform)
+        #expect(throws: SamplerError.self) { try KSchedule(parsing: "KL Optimal") }
+        #expect(Self.cases.count >= 74)
     }
 }

@@ -67,7 +67,7 @@ SAMPLERS = {
     "DPM2 a": ("sample_dpm_2_ancestral", "karras", True), "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", "karras", False),
     "DPM++ 2M": ("sample_dpmpp_2m", "karras", False),
 }
-SCHEDULES = ["automatic", "uniform", "karras", "exponential", "polyexponential", "simple", "normal"]
+SCHEDULES = ["automatic", "uniform", "karras", "exponential", "polyexponential", "sgm_uniform", "simple", "normal"]
 
 
 def philox_randn(seed: int, offset: int, shape) -> np.ndarray:
@@ -131,6 +131,9 @@ def schedule_sigmas(model_wrap, name, n):
     if name == "simple":
         ss = len(model_wrap.sigmas) / n
         return torch.FloatTensor([float(model_wrap.sigmas[-(1 + int(x * ss))]) for x in range(n)] + [0.0])
+    if name == "sgm_uniform":
+        start, end = model_wrap.sigma_to_t(torch.tensor(smax)), model_wrap.sigma_to_t(torch.tensor(smin))
+        return torch.FloatTensor([model_wrap.t_to_sigma(ts) for ts in torch.linspace(start, end, n + 1)[:-1]] + [0.0])
     if name == "normal":
         start, end = model_wrap.sigma_to_t(torch.tensor(smax)), model_wrap.sigma_to_t(torch.tensor(smin))
         return torch.FloatTensor([model_wrap.t_to_sigma(ts) for ts in torch.linspace(start, end, n)] + [0.0])

@@ -51,19 +51,20 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
 
 /// A1111's schedule types (`Schedule type:` in its infotext; lower-case names as its options).
 public enum KSchedule: String, CaseIterable, Sendable {
-    case automatic, uniform, karras, exponential, polyexponential, simple, normal
+    case automatic, uniform, karras, exponential, polyexponential, sgm_uniform, simple, normal
 
     public init(parsing name: String) throws {
         let key = name.lowercased().replacingOccurrences(of: " ", with: "_")
         if let s = KSchedule(rawValue: key) { self = s; return }
-        if ["sgm_uniform", "sgmuniform", "kl_optimal", "align_your_steps", "beta", "ddim", "karras_exponential"].contains(key) {
+        if key == "sgmuniform" { self = .sgm_uniform; return }
+        if ["kl_optimal", "align_your_steps", "beta", "ddim", "karras_exponential"].contains(key) {
             throw SamplerError("schedule type '\(name)' is not in the engine yet; it has \(KSchedule.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         throw SamplerError("unknown schedule type '\(name)'; expected \(KSchedule.allCases.map(\.rawValue).joined(separator: ", "))")
     }
 
     /// The label A1111 writes (`Schedule type: Karras`).
-    public var label: String { self == .polyexponential ? "Polyexponential" : rawValue.prefix(1).uppercased() + rawValue.dropFirst() }
+    public var label: String { self == .sgm_uniform ? "SGM Uniform" : rawValue.prefix(1).uppercased() + rawValue.dropFirst() }
 }
 
 /// k-diffusion's `DiscreteSchedule` over LDM's linear β schedule (float64, stored float32):
@@ -129,6 +130,9 @@ public struct KDiscreteSchedule: Sendable {
             return (0..<n).map { sigmas[sigmas.count - 1 - Int(Double($0) * ss)] } + [0]
         case .normal:
             return NoiseSchedule.torchLinspace(sigmaToT(smax), sigmaToT(smin), n).map(tToSigma) + [0]
+        case .sgm_uniform:
+            // n + 1 timesteps from σ_max's to σ_min's, the last dropped (SGM's uniform spacing).
+            return NoiseSchedule.torchLinspace(sigmaToT(smax), sigmaToT(smin), n + 1).dropLast().map(tToSigma) + [0]
         }
     }
 
