@@ -8,8 +8,13 @@ func evaluationLabel(_ t: ReportTrace, _ e: Int, short: Bool = false) -> String 
     let ts = e < t.timesteps.count ? t.timesteps[e] : .nan
     let sigma = e < t.sigmas.count ? t.sigmas[e] : .nan
     let tsText = ts == ts.rounded() ? String(Int(ts)) : String(format: "%.1f", ts)
-    if short { return "\(e + 1) · t \(tsText)" }
+    if short { return "\(e + 1) · t \(tsText)" + (t.conditioning(at: e)?.changed == true ? " · prompt changed" : "") }
     return "\(head) · t = \(tsText) · σ = \(String(format: sigma < 10 ? "%.3f" : "%.2f", sigma))"
+}
+
+/// With prompt editing: the text evaluation e saw ("now: …" where it changed), for a frame's second line.
+func conditioningLine(_ t: ReportTrace, _ e: Int) -> String? {
+    t.conditioning(at: e).map { ($0.changed ? "now: “" : "“") + $0.text + "”" }
 }
 
 /// One frame of the denoising animation. One run: x̂₀ and x_t side by side; a sweep: a column per
@@ -25,18 +30,21 @@ public struct DenoisingFrame: Figure {
     /// A GIF frame: its own dark panel to the edge.
     public var margin: Double { 0 }
     public let label: String
+    /// A second line under the label (the prompt text, when the prompt edits during the run).
+    public var subtitle: String?
     /// Side of one picture, in pixels.
     public let panel: Double
     /// x̂₀ filtered when scaled (a VAE decode), or square pixels (a latent map).
     public let smoothX0: Bool
-    static let pad = 10.0, header = 34.0, caption = 20.0
+    static let pad = 10.0, caption = 20.0
+    var header: Double { subtitle == nil ? 34 : 54 }
 
     var single: Bool { columns.count == 1 }
     var aspect: Double { Double(columns[0].x0.height) / Double(max(1, columns[0].x0.width)) }
     public var width: Double { single ? 2 * panel + 3 * Self.pad : Double(columns.count) * (panel + Self.pad) + Self.pad + 34 }
     public var height: Double {
-        single ? Self.header + Self.caption + panel * aspect + Self.pad
-            : Self.header + Self.caption + 2 * panel * aspect + Self.caption + 2 * Self.pad
+        single ? header + Self.caption + panel * aspect + Self.pad
+            : header + Self.caption + 2 * panel * aspect + Self.caption + 2 * Self.pad
     }
 
     public init(columns: [Column], label: String, panel: Double, smoothX0: Bool) {
@@ -47,10 +55,14 @@ public struct DenoisingFrame: Figure {
         c.fill(x: x, y: y, w: width, h: height, Colour(hex: 0x161B22))
         let light = Colour(hex: 0xF0F3F6), dim = Colour(hex: 0x9DA7B3)
         c.text(label, x: x + Self.pad, y: y + 8, font: Font(size: 15, bold: true), colour: light, maxWidth: width - 2 * Self.pad, oneLine: true)
+        if let subtitle {
+            c.text(subtitle, x: x + Self.pad, y: y + 30, font: .small, colour: subtitle.hasPrefix("now:") ? Colour(hex: 0xF0B72F) : dim,
+                   maxWidth: width - 2 * Self.pad, oneLine: true)
+        }
         let ph = panel * aspect
         if single {
             let col = columns[0]
-            let top = y + Self.header
+            let top = y + header
             c.text("x̂₀ — the denoised estimate", x: x + Self.pad, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
             c.text("x_t — the noisy latent", x: x + 2 * Self.pad + panel, y: top, font: .small, colour: dim, maxWidth: panel, oneLine: true)
             c.image(col.x0, x: x + Self.pad, y: top + Self.caption, w: panel, h: ph, smooth: smoothX0)
@@ -60,12 +72,12 @@ public struct DenoisingFrame: Figure {
         let left = x + 34
         for (i, col) in columns.enumerated() {
             let cx = left + Double(i) * (panel + Self.pad)
-            c.text(col.title, x: cx, y: y + Self.header, font: .small, colour: dim, maxWidth: panel, oneLine: true)
-            c.image(col.x0, x: cx, y: y + Self.header + Self.caption, w: panel, h: ph, smooth: smoothX0)
-            c.image(col.xt, x: cx, y: y + Self.header + 2 * Self.caption + ph + Self.pad, w: panel, h: ph, smooth: false)
+            c.text(col.title, x: cx, y: y + header, font: .small, colour: dim, maxWidth: panel, oneLine: true)
+            c.image(col.x0, x: cx, y: y + header + Self.caption, w: panel, h: ph, smooth: smoothX0)
+            c.image(col.xt, x: cx, y: y + header + 2 * Self.caption + ph + Self.pad, w: panel, h: ph, smooth: false)
         }
-        c.rotatedText("x̂₀", x: x + 8, y: y + Self.header + Self.caption + ph / 2 + 10, angle: Double.pi / 2, font: .small, colour: dim)
-        c.rotatedText("x_t", x: x + 8, y: y + Self.header + 2 * Self.caption + ph * 1.5 + Self.pad + 10, angle: Double.pi / 2, font: .small, colour: dim)
+        c.rotatedText("x̂₀", x: x + 8, y: y + header + Self.caption + ph / 2 + 10, angle: Double.pi / 2, font: .small, colour: dim)
+        c.rotatedText("x_t", x: x + 8, y: y + header + 2 * Self.caption + ph * 1.5 + Self.pad + 10, angle: Double.pi / 2, font: .small, colour: dim)
     }
 }
 

@@ -50,7 +50,8 @@ extension ReportBuilder {
         for e in 0..<evaluations {
             let cols = zip(traces, frames).map { DenoisingFrame.Column(title: "seed \($0.seed)", x0: $1.x0[e], xt: $1.xt[e]) }
             let label = evaluationLabel(first, e)
-            let fig = DenoisingFrame(columns: cols, label: label, panel: panel, smoothX0: smooth)
+            var fig = DenoisingFrame(columns: cols, label: label, panel: panel, smoothX0: smooth)
+            fig.subtitle = conditioningLine(first, e)
             let img = try fig.render()
             let name = String(format: "frames/%03d.png", e)
             try PNGFile.write(img, to: path(name))
@@ -75,6 +76,14 @@ extension ReportBuilder {
             try sheet.writePNG(to: path(name))
             try pdf.page(width: sheet.width + 60, height: sheet.height + 60) { try sheet.draw($0, x: 30, y: 30) }
             denoising += HTMLPage.figure(name, alt: "x̂₀ at every evaluation, seed \(t.seed)")
+        }
+        // Prompt editing, alternation, AND: where the conditioning changed (a change late in the run
+        // that still moves the picture is what this shows).
+        let changes = traces[0].conditioning
+        if changes.count > 1 {
+            denoising = "<p class=\"note\">The prompt's conditioning changed during the run (A1111's prompt editing): " + changes.map { c in
+                "from evaluation \(c.from + 1), “\(HTMLPage.escape(c.prompts.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " AND ")))”"
+            }.joined(separator: "; ") + ". Each frame's label says which text it saw.</p>" + denoising
         }
         page.section("denoising", "How the noise became the picture",
                      note: "x̂₀ is the sampler's estimate of the finished image at each evaluation (\(options.previews == .full ? "decoded with the run's VAE" : "A1111's cheap latent map")); x_t is the noisy latent that evaluation was given (cheap latent map, scaled to unit variance). Drag the slider to scrub.",

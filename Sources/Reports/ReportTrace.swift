@@ -27,6 +27,22 @@ public struct ReportTrace {
     public let wordMaps: TraceWordMaps?
     /// The decoded image (image.png), nil if the run stopped before it.
     public let image: RGBImage?
+    /// Where the conditioning changed (run.json's `conditioning`: prompt editing, alternation, AND):
+    /// from which evaluation on, which texts; empty for a plain prompt.
+    public var conditioning: [(from: Int, prompts: [String], negative: String)] {
+        (run["conditioning"] as? [[String: Any]] ?? []).compactMap { c in
+            guard let from = (c["from_evaluation"] as? NSNumber)?.intValue, let prompts = c["prompts"] as? [String] else { return nil }
+            return (from, prompts, c["negative"] as? String ?? "")
+        }
+    }
+
+    /// The texts evaluation `e` was conditioned on, and whether they changed there.
+    public func conditioning(at e: Int) -> (text: String, changed: Bool)? {
+        let c = conditioning
+        guard let current = c.last(where: { $0.from <= e }) else { return nil }
+        return (current.prompts.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " AND "), current.from == e && e > 0)
+    }
+
     /// The merge remedy the run was made with (run.json's `remedy`), nil for a plain run.
     public let remedy: Remedy?
 

@@ -231,3 +231,29 @@ struct ComparisonReportTests {
         try ReportBuilderTests.expectLinksResolve(s.path("report"))
     }
 }
+
+/// A run whose prompt edits: the report says where the conditioning changed and each frame which
+/// text it saw.
+@Suite("Report of a run with prompt editing", .serialized)
+struct PromptEditingReportTests {
+    @Test("the change is named on the page and marked on its frame")
+    func marked() throws {
+        let s = try ReportBuilderTests.Scratch("editing")
+        defer { s.remove() }
+        let model = try ComparisonReportTests.tinySD()
+        let trace = try ComparisonReportTests.trace(model, at: s.path("t"), prompt: "a [witch:robot:2] dancing", seed: 3)
+        let plain = try ComparisonReportTests.trace(model, at: s.path("p"), prompt: "a witch dancing", seed: 3)
+        let t = try ReportTrace(directory: trace)
+        #expect(t.conditioning.map(\.from) == [0, 3])  // [2, 'a witch dancing'], [4, 'a robot dancing']: calls 0–2, then 3
+        #expect(t.conditioning(at: 3)?.changed == true && t.conditioning(at: 2)?.changed == false)
+        #expect(try ReportTrace(directory: plain).conditioning.isEmpty)
+        var options = ReportOptions()
+        options.previews = .cheap
+        _ = try ReportBuilder.build(traces: [trace], output: s.path("r"), options: options)
+        _ = try ReportBuilder.build(traces: [plain], output: s.path("rp"), options: options)
+        let html = try String(contentsOfFile: s.path("r/index.html"), encoding: .utf8)
+        #expect(html.contains("changed during the run") && html.contains("from evaluation 4, “a robot dancing”"))
+        // The frames carry a second line with the text (taller than a plain run's).
+        #expect(try readPNG(s.path("r/frames/003.png")).height > readPNG(s.path("rp/frames/003.png")).height)
+    }
+}
