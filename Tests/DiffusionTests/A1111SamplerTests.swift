@@ -43,6 +43,26 @@ struct A1111SamplerTests {
         #expect(err <= 1e-4, "\(file): \(err)")
     }
 
+    @Test("prompt editing with A1111's samplers: each model call on its own text")
+    func editing() throws {
+        let model = try #require(Self.model)
+        var s = GenerationSettings(prompt: "a witch dancing")
+        (s.seed, s.steps, s.width, s.height, s.guidance) = (9, 5, 64, 64, 50)  // the tiny model needs a strong pull to show its prompt
+        s.a1111 = A1111Sampling(sampler: .heun)  // two calls a step: the text is picked per call, as A1111
+        let plain = try TextToImagePipeline(model: model).generate(s).latent
+        // An edit to the same text is the same run, bit for bit.
+        var same = s
+        same.prompt = "a [witch:witch:2] dancing"
+        #expect(worstElement(try TextToImagePipeline(model: model).generate(same).latent, plain).error == 0)
+        var edited = s
+        edited.prompt = "a [witch:robot:2] dancing"
+        #expect(relativeError(try TextToImagePipeline(model: model).generate(edited).latent, plain) > 1e-3)
+        // One AND part of weight 1 is the plain prompt as well.
+        var and = s
+        and.prompt = "a witch dancing AND a witch dancing:0"
+        #expect(relativeError(try TextToImagePipeline(model: model).generate(and).latent, plain) < 1e-5)
+    }
+
     @Test("names and refusals")
     func names() throws {
         #expect(try A1111Sampler.named("DPM++ 2M") == .dpmpp2m)

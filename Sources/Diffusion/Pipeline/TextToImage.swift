@@ -97,9 +97,6 @@ public final class TextToImagePipeline {
         let guided = s.guidance > 1  // as diffusers: guidance ≤ 1 runs no unconditional pass
         var scheduled = ScheduledConditioning(settings: s)
         if !scheduled.isPlain {
-            guard s.a1111 == nil else {
-                throw PipelineError(description: "--sampler \(s.a1111!.sampler.rawValue): A1111's samplers do not run prompt editing or AND yet; use a diffusers sampler")
-            }
             return try generateScheduled(s, conditioning: &scheduled, encoder: encoder, guided: guided, observer: observer, shouldStop: shouldStop)
         }
         var (cond, condInfo) = try encoder.encode(s.prompt)  // [1, 77·n, D]
@@ -186,13 +183,22 @@ public final class TextToImagePipeline {
         try c.encode(with: encoder, negative: guided)
         let empty = try encoder.encode(chunks: [PromptChunker.emptyChunk])  // [1, 77, D]
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
+        let calls = s.a1111.map { $0.sampler.evaluations(steps: KDiscreteSchedule.sd15.sigmas(for: $0.sampler, schedule: $0.schedule, steps: s.steps).count - 1) }
         var sampler = try makeSampler(s.sampler, steps: s.steps)
         let timesteps = sampler.timesteps
         // The trace's token rows: the first part's text at the last call (what the image ends on).
-        let last = c.texts(at: timesteps.count - 1)
+        let last = c.texts(at: (calls ?? timesteps.count) - 1)
         let condInfo = c.info(last.prompts[0])!
         let negInfo = guided ? c.info(last.negative) : nil
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
+        if let k = s.a1111 {
+            let x = try generateA1111(s, k, context: empty, guided: guided, conditioning: c, empty: empty, observer: observer, shouldStop: shouldStop)
+            if releasesWeightsBetweenPhases {
+                model.releaseResidentWeights(.unet)
+                releaseCachedMemory()
+            }
+            return Output(image: try model.vae.decodeUNetLatent(x), latent: x, prompt: condInfo, negativePrompt: negInfo)
+        }
         var rng = s.rng.makeGenerator(seed: s.seed)
         let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
         var x = scale(rng.randn(latentShape), sampler.initNoiseSigma)  // [1, 4, h, w]
