@@ -75,6 +75,23 @@ struct RemedyTests {
         #expect(worstElement(before.latent, after.latent).error == 0)
     }
 
+    @Test("with an A1111 sampler too: the remedy changes the run, and a remedy of until 0.01 bounds only the first call")
+    func a1111() throws {
+        let model = try #require(Self.model)
+        var s = GenerationSettings(prompt: "photo of a witch and a robot dancing")
+        (s.seed, s.steps, s.width, s.height) = (4, 4, 64, 64)
+        s.a1111 = A1111Sampling(sampler: .dpmpp2m)
+        let plain = try TextToImagePipeline(model: model).generate(s).latent
+        var remedied = s
+        remedied.separation = Separation(subjects: ["witch", "robot"])
+        let full = try TextToImagePipeline(model: model).generate(remedied).latent
+        #expect(relativeError(full, plain) > 1e-3)
+        remedied.separation?.until = 0.01
+        let brief = try TextToImagePipeline(model: model).generate(remedied).latent
+        #expect(relativeError(brief, plain) > 0 && relativeError(brief, full) > 0)
+        #expect(model.unet.probes.regional == nil)
+    }
+
     @Test("region labels at every resolution, square and not")
     func labels() {
         // Halves at 8×8, 4×4 and a 3-wide map (odd: the middle column's centre is at 0.5 → right).

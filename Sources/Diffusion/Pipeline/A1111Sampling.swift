@@ -28,7 +28,7 @@ extension TextToImagePipeline {
     /// `conditioning`, when the prompt edits or composes: the context of each model call and the
     /// guidance over its [unconditional, part 1, …] batch (else `context` and plain guidance).
     func generateA1111(_ s: GenerationSettings, _ k: A1111Sampling, context: Tensor, guided: Bool,
-                       conditioning: ScheduledConditioning? = nil, empty: Tensor? = nil,
+                       conditioning: ScheduledConditioning? = nil, empty: Tensor? = nil, regional: RegionalAttention? = nil,
                        observer: GenerationObserver?, shouldStop: () -> Bool) throws -> Tensor {
         let schedule = KDiscreteSchedule.sd15
         let sigmas = schedule.sigmas(for: k.sampler, schedule: k.schedule, steps: s.steps)
@@ -43,9 +43,11 @@ extension TextToImagePipeline {
         observer?.didStart(settings: s, evaluations: calls, timesteps: callSigmas.map(schedule.sigmaToT),
                            sigmas: callSigmas + [0], initialLatent: x)
         var call = 0
+        let bounded = s.separation?.boundedEvaluations(of: calls) ?? 0
         func denoise(_ x: Tensor, _ sigma: Float) throws -> Tensor {  // [1, 4, h, w] → x̂₀
             if shouldStop() { throw PipelineError(description: "interrupted after \(call) of \(calls) evaluations") }
             observer?.willEvaluate(index: call)
+            regional?.active = call < bounded
             let t0 = DispatchTime.now().uptimeNanoseconds
             let input = scale(x, 1 / (sigma * sigma + 1).squareRoot())
             let t = schedule.sigmaToT(sigma)

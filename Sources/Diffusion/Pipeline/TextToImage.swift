@@ -123,8 +123,7 @@ public final class TextToImagePipeline {
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
         if let k = s.a1111 {
-            guard regional == nil else { throw PipelineError(description: "--separate: not with A1111's samplers yet") }
-            let x = try generateA1111(s, k, context: context, guided: guided, observer: observer, shouldStop: shouldStop)
+            let x = try generateA1111(s, k, context: context, guided: guided, regional: regional, observer: observer, shouldStop: shouldStop)
             if releasesWeightsBetweenPhases {
                 model.releaseResidentWeights(.unet)
                 releaseCachedMemory()
