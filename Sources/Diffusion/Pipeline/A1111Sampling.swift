@@ -25,10 +25,9 @@ extension TextToImagePipeline {
     /// computed here as x − σ·ε_guided, the same affine map. Every model call is an evaluation for
     /// the observers; the noise comes from one generator: the initial draw, then (reseeded by
     /// ENSD) one draw per ancestral step.
-    /// `conditioning`, when the prompt edits or composes: the context of each model call and the
-    /// guidance over its [unconditional, part 1, …] batch (else `context` and plain guidance).
-    func generateA1111(_ s: GenerationSettings, _ k: A1111Sampling, context: Tensor, guided: Bool,
-                       conditioning: ScheduledConditioning? = nil, empty: Tensor? = nil, regional: RegionalAttention? = nil,
+    /// `conditioning`: each model call's context and guidance (A1111's CFGDenoiser counts calls, so
+    /// a prompt that edits is picked per call).
+    func generateA1111(_ s: GenerationSettings, _ k: A1111Sampling, conditioning: CallConditioning, regional: RegionalAttention?,
                        observer: GenerationObserver?, shouldStop: () -> Bool) throws -> Tensor {
         let schedule = KDiscreteSchedule.sd15
         let sigmas = schedule.sigmas(for: k.sampler, schedule: k.schedule, steps: s.steps)
@@ -51,24 +50,10 @@ extension TextToImagePipeline {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let input = scale(x, 1 / (sigma * sigma + 1).squareRoot())
             let t = schedule.sigmaToT(sigma)
-            let eps: Tensor
-            var halves: [Tensor]?
-            if let c = conditioning, let empty {
-                // A1111's CFGDenoiser counts model calls: call k is conditioned on its texts.
-                let ctx = try c.context(at: call, guided: guided, empty: empty)  // [batch, T, D]
-                let out = try model.unet(try concat(Array(repeating: input, count: ctx.shape[0]), axis: 0), timesteps: [t], context: ctx)
-                eps = guided ? c.guide(out, scale: s.guidance) : out  // [1, 4, h, w]
-                if guided { halves = try split(out, axis: 0, sizes: Array(repeating: 1, count: ctx.shape[0])) }
-            } else if guided {
-                let out = try model.unet(try concat([input, input], axis: 0), timesteps: [t], context: context)  // [2, 4, h, w]
-                eps = try Self.guide(out, scale: s.guidance)
-                halves = try split(out, axis: 0, sizes: [1, 1])
-            } else {
-                eps = try model.unet(input, timesteps: [t], context: context)
-            }
+            let (eps, pieces) = try predict(input, timestep: t, call: call, conditioning)
             let denoised = try add(x, scale(eps, -sigma))  // x̂₀
             observer?.didEvaluate(EvaluationRecord(index: call, timestep: t, sigma: sigma, latent: x, predictedOriginal: denoised,
-                                                   eps: eps, epsConditional: halves?[1], epsUnconditional: halves?[0],
+                                                   eps: eps, epsConditional: pieces?[1], epsUnconditional: pieces?[0],
                                                    seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9))
             call += 1
             return denoised

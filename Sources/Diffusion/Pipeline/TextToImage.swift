@@ -122,14 +122,33 @@ public final class TextToImagePipeline {
 
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
-        if let k = s.a1111 {
-            let x = try generateA1111(s, k, context: context, guided: guided, regional: regional, observer: observer, shouldStop: shouldStop)
-            if releasesWeightsBetweenPhases {
-                model.releaseResidentWeights(.unet)
-                releaseCachedMemory()
-            }
-            return Output(image: try model.vae.decodeUNetLatent(x), latent: x, prompt: condInfo, negativePrompt: negInfo)
-        }
+        let calls = CallConditioning(batch: guided ? 2 : 1, context: { _ in context },
+                                     guide: { guided ? try Self.guide($0, scale: s.guidance) : $0 })
+        let x = try s.a1111.map { try generateA1111(s, $0, conditioning: calls, regional: regional, observer: observer, shouldStop: shouldStop) }
+            ?? diffusersLoop(s, conditioning: calls, regional: regional, observer: observer, shouldStop: shouldStop)
+        return try finish(x, prompt: condInfo, negative: negInfo)
+    }
+
+    /// What each model call is given: the UNet batch size, its context [batch, T, D] at call k,
+    /// and how the batch's noise predictions become one (guidance).
+    struct CallConditioning {
+        let batch: Int
+        let context: (Int) throws -> Tensor
+        let guide: (Tensor) throws -> Tensor
+    }
+
+    /// One model call's guided noise prediction, and the batch's pieces when it has several
+    /// (unconditional first) for the trace.
+    func predict(_ input: Tensor, timestep: Float, call: Int, _ c: CallConditioning) throws -> (eps: Tensor, pieces: [Tensor]?) {
+        let context = try c.context(call)  // [batch, T, D]
+        guard c.batch > 1 else { return (try model.unet(input, timesteps: [timestep], context: context), nil) }
+        let out = try model.unet(try concat(Array(repeating: input, count: c.batch), axis: 0), timesteps: [timestep], context: context)  // [batch, 4, h, w]
+        return (try c.guide(out), try split(out, axis: 0, sizes: Array(repeating: 1, count: c.batch)))  // [1, 4, h, w]
+    }
+
+    /// diffusers' scheduler loop: one model call an evaluation.
+    func diffusersLoop(_ s: GenerationSettings, conditioning c: CallConditioning, regional: RegionalAttention?,
+                       observer: GenerationObserver?, shouldStop: () -> Bool) throws -> Tensor {
         var sampler = try makeSampler(s.sampler, steps: s.steps)
         var rng = s.rng.makeGenerator(seed: s.seed)
         let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
@@ -138,35 +157,30 @@ public final class TextToImagePipeline {
         let bounded = s.separation?.boundedEvaluations(of: timesteps.count) ?? 0
         observer?.didStart(settings: s, evaluations: timesteps.count, timesteps: timesteps,
                            sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
-
         for i in timesteps.indices {
             if shouldStop() { throw PipelineError(description: "interrupted after \(i) of \(timesteps.count) evaluations") }
             observer?.willEvaluate(index: i)
             regional?.active = i < bounded
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let input = sampler.scaleModelInput(x, evaluation: i)
-            let eps: Tensor
-            var halves: [Tensor]?
-            if guided {
-                let out = try model.unet(try concat([input, input], axis: 0), timesteps: [timesteps[i]], context: context)  // [2, 4, h, w]
-                eps = try Self.guide(out, scale: s.guidance)  // [1, 4, h, w]
-                halves = try split(out, axis: 0, sizes: [1, 1])  // unconditional, conditional
-            } else {
-                eps = try model.unet(input, timesteps: [timesteps[i]], context: context)
-            }
+            let (eps, pieces) = try predict(sampler.scaleModelInput(x, evaluation: i), timestep: timesteps[i], call: i, c)
             x = sampler.step(eps: eps, evaluation: i, sample: x) { rng.randn(latentShape) }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             observer?.didEvaluate(EvaluationRecord(
                 index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
-                predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: halves?[1],
-                epsUnconditional: halves?[0], seconds: seconds))
+                predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: pieces?[1],
+                epsUnconditional: pieces?[0], seconds: seconds))
         }
+        return x
+    }
+
+    /// The UNet's weights given back, the last latent decoded.
+    func finish(_ x: Tensor, prompt: PromptChunker.Result, negative: PromptChunker.Result?) throws -> Output {
         if releasesWeightsBetweenPhases {
             model.releaseResidentWeights(.unet)
             releaseCachedMemory()
         }
         let image = try model.vae.decodeUNetLatent(x)  // [1, 3, H, W]
-        return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
+        return Output(image: image, latent: x, prompt: prompt, negativePrompt: negative)
     }
 
     /// The run of a prompt that edits, alternates or composes: the same loop with the context of
@@ -182,50 +196,20 @@ public final class TextToImagePipeline {
         try c.encode(with: encoder, negative: guided)
         let empty = try encoder.encode(chunks: [PromptChunker.emptyChunk])  // [1, 77, D]
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
-        let calls = s.a1111.map { $0.sampler.evaluations(steps: KDiscreteSchedule.sd15.sigmas(for: $0.sampler, schedule: $0.schedule, steps: s.steps).count - 1) }
-        var sampler = try makeSampler(s.sampler, steps: s.steps)
-        let timesteps = sampler.timesteps
+        let count = try s.a1111.map { $0.sampler.evaluations(steps: KDiscreteSchedule.sd15.sigmas(for: $0.sampler, schedule: $0.schedule, steps: s.steps).count - 1) }
+            ?? makeSampler(s.sampler, steps: s.steps).timesteps.count
         // The trace's token rows: the first part's text at the last call (what the image ends on).
-        let last = c.texts(at: (calls ?? timesteps.count) - 1)
+        let last = c.texts(at: count - 1)
         let condInfo = c.info(last.prompts[0])!
         let negInfo = guided ? c.info(last.negative) : nil
         observer?.didEncodePrompt(condInfo, negative: negInfo, tokenizer: model.tokenizer)
-        if let k = s.a1111 {
-            let x = try generateA1111(s, k, context: empty, guided: guided, conditioning: c, empty: empty, observer: observer, shouldStop: shouldStop)
-            if releasesWeightsBetweenPhases {
-                model.releaseResidentWeights(.unet)
-                releaseCachedMemory()
-            }
-            return Output(image: try model.vae.decodeUNetLatent(x), latent: x, prompt: condInfo, negativePrompt: negInfo)
-        }
-        var rng = s.rng.makeGenerator(seed: s.seed)
-        let latentShape = [1, model.unet.config.inChannels, s.height / 8, s.width / 8]
-        var x = scale(rng.randn(latentShape), sampler.initNoiseSigma)  // [1, 4, h, w]
-        observer?.didStart(settings: s, evaluations: timesteps.count, timesteps: timesteps,
-                           sigmas: (0...timesteps.count).map { sampler.sigma(evaluation: $0) }, initialLatent: x)
-        let batch = c.parts.count + (guided ? 1 : 0)
-        for i in timesteps.indices {
-            if shouldStop() { throw PipelineError(description: "interrupted after \(i) of \(timesteps.count) evaluations") }
-            observer?.willEvaluate(index: i)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let input = sampler.scaleModelInput(x, evaluation: i)
-            let context = try c.context(at: i, guided: guided, empty: empty)  // [batch, T, D]
-            let out = try model.unet(try concat(Array(repeating: input, count: batch), axis: 0), timesteps: [timesteps[i]], context: context)  // [batch, 4, h, w]
-            let eps = guided ? c.guide(out, scale: s.guidance) : out  // [1, 4, h, w]
-            let pieces = guided ? try split(out, axis: 0, sizes: Array(repeating: 1, count: batch)) : nil
-            x = sampler.step(eps: eps, evaluation: i, sample: x) { rng.randn(latentShape) }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-            observer?.didEvaluate(EvaluationRecord(
-                index: i, timestep: timesteps[i], sigma: sampler.sigma(evaluation: i), latent: x,
-                predictedOriginal: sampler.predictedOriginal, eps: eps, epsConditional: pieces?[1],
-                epsUnconditional: pieces?[0], seconds: seconds))
-        }
-        if releasesWeightsBetweenPhases {
-            model.releaseResidentWeights(.unet)
-            releaseCachedMemory()
-        }
-        let image = try model.vae.decodeUNetLatent(x)  // [1, 3, H, W]
-        return Output(image: image, latent: x, prompt: condInfo, negativePrompt: negInfo)
+        let scheduled = c
+        let calls = CallConditioning(batch: c.parts.count + (guided ? 1 : 0),
+                                     context: { try scheduled.context(at: $0, guided: guided, empty: empty) },
+                                     guide: { guided ? scheduled.guide($0, scale: s.guidance) : $0 })
+        let x = try s.a1111.map { try generateA1111(s, $0, conditioning: calls, regional: nil, observer: observer, shouldStop: shouldStop) }
+            ?? diffusersLoop(s, conditioning: calls, regional: nil, observer: observer, shouldStop: shouldStop)
+        return try finish(x, prompt: condInfo, negative: negInfo)
     }
 
     /// The remedy's conditioning: each subject's rows of the base context replaced by the same
