@@ -26,6 +26,21 @@ struct AttentionTuning: Sendable, Equatable {
     static var current: AttentionTuning { KernelTuning.current.attention }
 }
 
+/// Checks q [B, Nq, H·D], k and v [B, Nk, H·D] and the head split (loading BLAS first):
+/// (B, Nq, H·D, Nk, D).
+func attentionShapes(q: Tensor, k: Tensor, v: Tensor, heads: Int) throws -> (Int, Int, Int, Int, Int) {
+    try BLAS.load()
+    try requireRank(q, 3, "attention q", "[B, Nq, H·D]")
+    try requireRank(k, 3, "attention k", "[B, Nk, H·D]")
+    try requireShape(v, k.shape, "attention v")
+    let (B, Nq, HD) = (q.shape[0], q.shape[1], q.shape[2])
+    let Nk = k.shape[1]
+    guard k.shape[0] == B, k.shape[2] == HD else { throw TensorError("attention: k \(k.shape) does not match q \(q.shape)") }
+    guard heads >= 1, HD % heads == 0 else { throw TensorError("attention: \(HD) channels do not split into \(heads) heads") }
+    try requireInt32(Nq, Nk, HD, what: "attention")
+    return (B, Nq, HD, Nk, HD / heads)
+}
+
 /// Multi-head scaled dot-product attention with diffusers' head layout: q [B, Nq, H·D],
 /// k and v [B, Nk, H·D], head h = channels h·D..<(h+1)·D → [B, Nq, H·D].
 ///
@@ -39,17 +54,8 @@ public func attention(
     q: Tensor, k: Tensor, v: Tensor, heads: Int, causal: Bool = false, scale: Float? = nil,
     sliceRows: Int? = nil, probabilities: AttentionProbabilities? = nil
 ) throws -> Tensor {
-    try BLAS.load()
-    try requireRank(q, 3, "attention q", "[B, Nq, H·D]")
-    try requireRank(k, 3, "attention k", "[B, Nk, H·D]")
-    try requireShape(v, k.shape, "attention v")
-    let (B, Nq, HD) = (q.shape[0], q.shape[1], q.shape[2])
-    let Nk = k.shape[1]
-    guard k.shape[0] == B, k.shape[2] == HD else { throw TensorError("attention: k \(k.shape) does not match q \(q.shape)") }
-    guard heads >= 1, HD % heads == 0 else { throw TensorError("attention: \(HD) channels do not split into \(heads) heads") }
+    let (B, Nq, HD, Nk, D) = try attentionShapes(q: q, k: k, v: v, heads: heads)
     if let sliceRows, sliceRows < 1 { throw TensorError("attention: sliceRows must be ≥ 1, got \(sliceRows)") }
-    let D = HD / heads
-    try requireInt32(Nq, Nk, HD, what: "attention")
     let alpha = scale ?? 1 / Float(D).squareRoot()
 
     let y = Tensor(uninitializedShape: [B, Nq, HD])  // [B, Nq, H·D]

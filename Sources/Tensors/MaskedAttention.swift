@@ -62,14 +62,7 @@ public func maskedAttention(
     q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: AttentionLabelMask, scale: Float? = nil,
     probabilities: AttentionProbabilities? = nil, probeUnmasked: Bool = false
 ) throws -> Tensor {
-    try BLAS.load()
-    try requireRank(q, 3, "attention q", "[B, Nq, H·D]")
-    try requireRank(k, 3, "attention k", "[B, Nk, H·D]")
-    try requireShape(v, k.shape, "attention v")
-    let (B, Nq, HD) = (q.shape[0], q.shape[1], q.shape[2])
-    let Nk = k.shape[1]
-    guard k.shape[0] == B, k.shape[2] == HD else { throw TensorError("attention: k \(k.shape) does not match q \(q.shape)") }
-    guard heads >= 1, HD % heads == 0 else { throw TensorError("attention: \(HD) channels do not split into \(heads) heads") }
+    let (B, Nq, HD, Nk, D) = try attentionShapes(q: q, k: k, v: v, heads: heads)
     guard mask.queryLabels.count == Nq, mask.keyLabels.count == Nk else {
         throw TensorError("masked attention: \(mask.queryLabels.count) query and \(mask.keyLabels.count) key labels for \(Nq) queries and \(Nk) keys")
     }
@@ -78,8 +71,6 @@ public func maskedAttention(
     for label in Set(mask.queryLabels) where keySet.allSatisfy({ mask.blocked(query: label, key: $0) }) {
         throw TensorError("masked attention: queries labelled \(label) would see no key")
     }
-    try requireInt32(Nq, Nk, HD, what: "attention")
-    let D = HD / heads
     let alpha = scale ?? 1 / Float(D).squareRoot()
     let y = Tensor(uninitializedShape: [B, Nq, HD])  // [B, Nq, H·D]
     if y.count == 0 || Nk == 0 { y.pointer.update(repeating: 0, count: y.count); return y }
