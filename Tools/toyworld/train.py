@@ -461,6 +461,7 @@ def stage_vae(args) -> bool:
     cfg = common_config(args, "vae", batch=args.vae_batch, crop=args.vae_crop, full_from=args.vae_full_from,
                         full_batch=args.vae_full_batch, lr=args.vae_lr,
                         warmup=args.vae_warmup, kl_weight=args.kl_weight, edge_weight=args.edge_weight,
+                        object_weight=args.vae_object_weight,
                         model=vae_kwargs(args), scenes=args.scenes, scale_samples=args.scale_samples)
     run = open_stage(args, "vae", steps, cfg, {"data": f"train-n{args.scenes}-seed{args.world_seed}"})
     if run is None:
@@ -507,7 +508,13 @@ def stage_vae(args) -> bool:
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(dev)
             rec = vae.decode(z).sample.float()
         d = rec - x
-        l_rec = d.abs().mean() + (d ** 2).mean()
+        if args.vae_object_weight > 0:
+            # Objects are a small share of a scene's pixels: weigh the pixels that are none of the
+            # backgrounds' colours (objects, characters, their edges) more, where colours shifted.
+            w = 1 + args.vae_object_weight * object_pixels(x)
+            l_rec = (w * d.abs()).mean() + (w * d ** 2).mean()
+        else:
+            l_rec = d.abs().mean() + (d ** 2).mean()
         l_edge = ((rec[..., 1:] - rec[..., :-1]) - (x[..., 1:] - x[..., :-1])).abs().mean() + \
                  ((rec[..., 1:, :] - rec[..., :-1, :]) - (x[..., 1:, :] - x[..., :-1, :])).abs().mean()
         # LDM's ratio: KL summed over the latent vs reconstruction summed over pixels
@@ -543,6 +550,15 @@ def stage_vae(args) -> bool:
     return run.finish(step, objects, digest=tk.file_digest([final / "diffusion_pytorch_model.safetensors"]),
                       scaling_factor=sf, latent_std=std, latent_mean=float(z.mean()),
                       heldout_psnr=psnr, heldout_recognised=frac)
+
+
+def object_pixels(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W]: 1 where a pixel of x ([B, 3, H, W] in [-1, 1]) is more than ~38 levels from every
+    background colour of the world, else 0."""
+    from toyworld import palette
+    bg = torch.tensor([c for cols in palette.BACKGROUNDS.values() for c in cols], dtype=x.dtype, device=x.device) / 127.5 - 1  # [K, 3]
+    dist = (x[:, None] - bg[None, :, :, None, None]).norm(dim=2).min(dim=1, keepdim=True).values  # [B, 1, H, W]
+    return (dist > 0.3).to(x.dtype)
 
 
 def seed_from_weights(model, path: Path, run: tk.StageRun) -> int:
@@ -1135,6 +1151,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed-out", default=None, help="(seed command) where to write the VAE checkpoint's weights, fp16")
     g.add_argument("--vae-layers", type=int, default=1)
     g.add_argument("--kl-weight", type=float, default=1e-6)
+    g.add_argument("--vae-object-weight", type=float, default=0.0,
+                   help="extra weight of non-background pixels in the reconstruction loss (0: none)")
     g.add_argument("--edge-weight", type=float, default=0.5)
     g.add_argument("--scale-samples", type=int, default=512, help="scenes encoded to measure scaling_factor")
     g = c.add_argument_group("unet")
