@@ -127,6 +127,14 @@ struct Generate: ParsableCommand {
         do { settings.samplerChoice = try recipe?.sampler(override: samplerFlag) ?? samplerFlag ?? .diffusers(.pndm) } catch {
             throw CLIError("--infotext \(infotext ?? ""): \(error)")
         }
+        if sampler == nil, let schedule {
+            // --schedule alone re-schedules the infotext's A1111 sampler.
+            guard case var .a1111(a) = settings.samplerChoice else {
+                throw CLIError("--schedule \(schedule): the infotext's sampler is one of diffusers', which has its own schedule")
+            }
+            do { a.schedule = try KSchedule(parsing: schedule) } catch { throw CLIError("--schedule \(schedule): \(error)") }
+            settings.a1111 = a
+        }
         if let rng {
             guard let kind = RNGKind(rawValue: rng) else { throw CLIError("--rng \(rng): expected cpu or philox") }
             settings.rng = kind
