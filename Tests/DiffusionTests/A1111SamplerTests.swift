@@ -57,10 +57,14 @@ struct A1111SamplerTests {
         var edited = s
         edited.prompt = "a [witch:robot:2] dancing"
         #expect(relativeError(try TextToImagePipeline(model: model).generate(edited).latent, plain) > 1e-3)
-        // One AND part of weight 1 is the plain prompt as well.
+        // A part of weight 0 changes nothing, whatever it says (the same batch of three either way).
         var and = s
         and.prompt = "a witch dancing AND a witch dancing:0"
-        #expect(relativeError(try TextToImagePipeline(model: model).generate(and).latent, plain) < 1e-5)
+        let zero = try TextToImagePipeline(model: model).generate(and).latent
+        and.prompt = "a witch dancing AND a robot on the moon:0"
+        #expect(worstElement(try TextToImagePipeline(model: model).generate(and).latent, zero).error == 0)
+        and.prompt = "a witch dancing AND a robot on the moon:0.5"
+        #expect(relativeError(try TextToImagePipeline(model: model).generate(and).latent, zero) > 1e-3)
     }
 
     @Test("names and refusals")
