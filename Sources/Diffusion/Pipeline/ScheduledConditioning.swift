@@ -62,10 +62,10 @@ struct ScheduledConditioning {
             for r in 0..<last.shape[1] { (last.pointer + r * width).update(from: c.pointer + (c.shape[1] - 1) * width, count: width) }
             return try concat([c, last], axis: 1)  // [1, T, D]
         }
-        guard guided else { return try concat(conds, axis: 0) }
+        guard guided else { return try concat(conds, axis: 0) }  // [K, T, D]
         var uncond = encoded[neg]!.0  // [1, T_u, D]
-        while uncond.shape[1] < longest { uncond = try concat([uncond, empty], axis: 1) }
-        while conds[0].shape[1] < uncond.shape[1] { conds = try conds.map { try concat([$0, empty], axis: 1) } }
+        while uncond.shape[1] < longest { uncond = try concat([uncond, empty], axis: 1) }  // [1, T_u + 77, D]
+        while conds[0].shape[1] < uncond.shape[1] { conds = try conds.map { try concat([$0, empty], axis: 1) } }  // K × [1, T + 77, D]
         return try concat([uncond] + conds, axis: 0)  // [1+K, T, D]
     }
 
@@ -73,7 +73,7 @@ struct ScheduledConditioning {
     /// `combine_denoised`; the same in ε as in x̂₀, which is affine in ε).
     func guide(_ out: Tensor, scale g: Float) -> Tensor {  // [1+K, 4, h, w] → [1, 4, h, w]
         let n = out.count / (parts.count + 1)
-        let eps = Tensor(uninitializedShape: [1] + Array(out.shape.dropFirst()))
+        let eps = Tensor(uninitializedShape: [1] + Array(out.shape.dropFirst()))  // [1, 4, h, w]
         for i in 0..<n {
             let u = out.pointer[i]
             var e = u

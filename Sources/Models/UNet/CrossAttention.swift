@@ -77,7 +77,7 @@ extension CrossAttention {
         let ones = Array(repeating: 1, count: batch)
         let qs = try split(q(x), axis: 0, sizes: ones)             // B × [1, N, C]
         let ks = try split(k(context), axis: 0, sizes: ones)       // B × [1, T, C]
-        let vs = try split(v(context), axis: 0, sizes: ones)
+        let vs = try split(v(context), axis: 0, sizes: ones)       // B × [1, T, C]
         let keys = context.shape[1]
         defer { if probes?.attention?.wantsAttention(site: site, crossAttention: true) == true { probes?.attention?.attentionDone(site: site) } }
         var outs: [Tensor] = []
