@@ -41,6 +41,41 @@ func attentionShapes(q: Tensor, k: Tensor, v: Tensor, heads: Int) throws -> (Int
     return (B, Nq, HD, Nk, HD / heads)
 }
 
+/// The (batch, head, query-slice) items of an attention computed by sgemm, and the two products
+/// of each: scores = α·Q Kᵀ [rows, Nk], then out = P V into y (heads read in place through their
+/// row stride H·D). Shared by `attention`'s sgemm schedule and `maskedAttention`.
+struct AttentionSlices {
+    let q: Tensor, k: Tensor, v: Tensor, y: Tensor
+    let heads: Int, rowsPerSlice: Int, alpha: Float
+    var nq: Int { q.shape[1] }
+    var nk: Int { k.shape[1] }
+    var hd: Int { q.shape[2] }
+    var d: Int { hd / heads }
+    var slices: Int { (nq + rowsPerSlice - 1) / rowsPerSlice }
+    var count: Int { q.shape[0] * heads * slices }
+
+    struct Slice { let b: Int, h: Int, r0: Int, rows: Int }
+
+    func slice(_ item: Int) -> Slice {
+        let n = slices
+        let r0 = (item % n) * rowsPerSlice
+        return Slice(b: item / (n * heads), h: (item / n) % heads, r0: r0, rows: min(rowsPerSlice, nq - r0))
+    }
+
+    /// scores [rows, Nk] = α · Q Kᵀ for the slice.
+    func scores(_ s: Slice, into scores: UnsafeMutablePointer<Float>) {
+        let qh = q.pointer + (s.b * nq + s.r0) * hd + s.h * d  // rows × D, stride H·D
+        let kh = k.pointer + s.b * nk * hd + s.h * d           // Nk × D, stride H·D
+        BLAS.sgemm(transB: true, m: s.rows, n: nk, k: d, alpha: alpha, a: qh, lda: hd, b: kh, ldb: hd, c: scores, ldc: nk)
+    }
+
+    /// y[b, r0..<r0+rows, h·D..<(h+1)·D] = P V.
+    func output(_ s: Slice, from p: UnsafePointer<Float>) {
+        let vh = v.pointer + s.b * nk * hd + s.h * d
+        BLAS.sgemm(m: s.rows, n: d, k: nk, a: p, lda: nk, b: vh, ldb: hd, c: y.pointer + (s.b * nq + s.r0) * hd + s.h * d, ldc: hd)
+    }
+}
+
 /// Multi-head scaled dot-product attention with diffusers' head layout: q [B, Nq, H·D],
 /// k and v [B, Nk, H·D], head h = channels h·D..<(h+1)·D → [B, Nq, H·D].
 ///
@@ -68,25 +103,18 @@ public func attention(
     let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
     let callbackLock = NSLock()
 
+    let geometry = AttentionSlices(q: q, k: k, v: v, y: y, heads: heads, rowsPerSlice: rowsPerSlice, alpha: alpha)
     // sgemm schedule: one (batch, head, slice) item: scores, softmax, probabilities, output rows.
     func run(_ item: Int, scores: UnsafeMutablePointer<Float>) {
-        let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
-        let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
-        let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
-        let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
-        let vh = v.pointer + b * Nk * HD + h * D
-        // scores [rows, Nk] = alpha · Q Kᵀ
-        BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
-                   c: scores, ldc: Nk)
-        pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, causal ? 1 : 0, r0)
+        let s = geometry.slice(item)
+        geometry.scores(s, into: scores)
+        pd_softmax_rows(scores, Int32(Nk), Nk, 0, s.rows, causal ? 1 : 0, s.r0)
         if let probabilities {
             callbackLock.lock()
-            probabilities(b, h, r0, rows, scores)
+            probabilities(s.b, s.h, s.r0, s.rows, scores)
             callbackLock.unlock()
         }
-        // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
-        BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
-                   c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
+        geometry.output(s, from: scores)
     }
 
     let items = B * heads * slices

@@ -75,44 +75,36 @@ public func maskedAttention(
     let y = Tensor(uninitializedShape: [B, Nq, HD])  // [B, Nq, H·D]
     if y.count == 0 || Nk == 0 { y.pointer.update(repeating: 0, count: y.count); return y }
 
-    let rowsPerSlice = min(Nq, max(16, (1 << 20) / (4 * Nk)))
-    let slices = (Nq + rowsPerSlice - 1) / rowsPerSlice
+    let slices = AttentionSlices(q: q, k: k, v: v, y: y, heads: heads, rowsPerSlice: min(Nq, max(16, (1 << 20) / (4 * Nk))), alpha: alpha)
     let callbackLock = NSLock()
     let probe = probabilities != nil && probeUnmasked
     let runs = mask.blockedRuns()
+    let rowsPerSlice = slices.rowsPerSlice
     mask.queryLabels.withUnsafeBufferPointer { ql in
-        Parallel.forRanges(B * heads * slices) { range in
+        Parallel.forRanges(slices.count) { range in
             Scratch.withBuffer(rowsPerSlice * Nk * (probe ? 2 : 1)) { scores in
                 let copy = scores + rowsPerSlice * Nk
                 for item in range {
-                    let slice = item % slices, h = (item / slices) % heads, b = item / (slices * heads)
-                    let r0 = slice * rowsPerSlice, rows = min(rowsPerSlice, Nq - r0)
-                    let qh = q.pointer + (b * Nq + r0) * HD + h * D  // rows × D, stride H·D
-                    let kh = k.pointer + b * Nk * HD + h * D          // Nk × D, stride H·D
-                    let vh = v.pointer + b * Nk * HD + h * D
-                    // scores [rows, Nk] = alpha · Q Kᵀ
-                    BLAS.sgemm(transB: true, m: rows, n: Nk, k: D, alpha: alpha, a: qh, lda: HD, b: kh, ldb: HD,
-                               c: scores, ldc: Nk)
+                    let s = slices.slice(item)
+                    slices.scores(s, into: scores)
                     if probe, let probabilities {
-                        copy.update(from: scores, count: rows * Nk)
-                        pd_softmax_rows(copy, Int32(Nk), Nk, 0, rows, 0, r0)
+                        copy.update(from: scores, count: s.rows * Nk)
+                        pd_softmax_rows(copy, Int32(Nk), Nk, 0, s.rows, 0, s.r0)
                         callbackLock.lock()
-                        probabilities(b, h, r0, rows, copy)
+                        probabilities(s.b, s.h, s.r0, s.rows, copy)
                         callbackLock.unlock()
                     }
-                    for r in 0..<rows {
+                    for r in 0..<s.rows {
                         let row = scores + r * Nk
-                        for (start, count) in runs[ql[r0 + r]] ?? [] { (row + start).update(repeating: -.infinity, count: count) }
+                        for (start, count) in runs[ql[s.r0 + r]] ?? [] { (row + start).update(repeating: -.infinity, count: count) }
                     }
-                    pd_softmax_rows(scores, Int32(Nk), Nk, 0, rows, 0, r0)
+                    pd_softmax_rows(scores, Int32(Nk), Nk, 0, s.rows, 0, s.r0)
                     if !probe, let probabilities {
                         callbackLock.lock()
-                        probabilities(b, h, r0, rows, scores)
+                        probabilities(s.b, s.h, s.r0, s.rows, scores)
                         callbackLock.unlock()
                     }
-                    // out[b, r0..<r0+rows, h·D..<(h+1)·D] = P V
-                    BLAS.sgemm(m: rows, n: D, k: Nk, a: scores, lda: Nk, b: vh, ldb: HD,
-                               c: y.pointer + (b * Nq + r0) * HD + h * D, ldc: HD)
+                    slices.output(s, from: scores)
                 }
             }
         }
