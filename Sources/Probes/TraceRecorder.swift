@@ -103,6 +103,13 @@ public final class TraceRecorder: GenerationObserver {
         self.sigmas = sigmas
         latents = [initialLatent.copy()]
         extra["conditional_batch_index"] = settings.guidance > 1 ? 1 : 0
+        if let changes = settings.conditioningChanges(evaluations: evaluations) {
+            // Prompt editing, alternation or AND: which texts each evaluation was conditioned on.
+            extra["conditioning"] = changes.map { c in
+                ["from_evaluation": c.from, "prompts": c.prompts, "weights": c.weights.map { Double(String($0)) ?? 1 },
+                 "negative": c.negative] as [String: Any]
+            }
+        }
         if options.attention != .off {
             maps = CrossAttentionMaps(conditionalBatch: settings.guidance > 1 ? 1 : 0,
                                       latentHeight: initialLatent.shape[2], latentWidth: initialLatent.shape[3],
@@ -188,13 +195,6 @@ public final class TraceRecorder: GenerationObserver {
                 settings["ensd"] = a.ensd
             }
             run["settings"] = settings
-            if let changes = s.conditioningChanges(evaluations: evaluations) {
-                // Prompt editing, alternation or AND: which texts each evaluation was conditioned on.
-                run["conditioning"] = changes.map { c in
-                    ["from_evaluation": c.from, "prompts": c.prompts, "weights": c.weights.map { Double(String($0)) ?? 1 },
-                     "negative": c.negative] as [String: Any]
-                }
-            }
             if let sep = s.separation {
                 // The cross maps stay the probe's: the conditional item's unmasked base attention.
                 run["remedy"] = [

@@ -12,25 +12,19 @@ struct PromptScheduleTests {
         struct Case: Decodable {
             let prompt: String
             let steps: Int
-            let schedule: [[Entry]]
+            let schedule: [[Value]]
         }
-        enum Entry: Decodable {
-            case step(Int), text(String)
+        /// A JSON pair's member: a number (end step, weight) or a text.
+        enum Value: Decodable {
+            case number(Double), text(String)
             init(from decoder: Decoder) throws {
                 let c = try decoder.singleValueContainer()
-                if let i = try? c.decode(Int.self) { self = .step(i) } else { self = .text(try c.decode(String.self)) }
+                if let d = try? c.decode(Double.self) { self = .number(d) } else { self = .text(try c.decode(String.self)) }
             }
         }
         struct And: Decodable {
             let prompt: String
-            let parts: [[Part]]
-        }
-        enum Part: Decodable {
-            case text(String), weight(Double)
-            init(from decoder: Decoder) throws {
-                let c = try decoder.singleValueContainer()
-                if let d = try? c.decode(Double.self) { self = .weight(d) } else { self = .text(try c.decode(String.self)) }
-            }
+            let parts: [[Value]]
         }
         let schedules: [Case]
         let and: [And]
@@ -47,8 +41,8 @@ struct PromptScheduleTests {
         var wrong: [String] = []
         for c in golden.schedules {
             let expected: [PromptSchedule.Entry] = c.schedule.compactMap { pair in
-                guard case let .step(end) = pair[0], case let .text(text) = pair[1] else { return nil }
-                return PromptSchedule.Entry(end: end, text: text)
+                guard case let .number(end) = pair[0], case let .text(text) = pair[1] else { return nil }
+                return PromptSchedule.Entry(end: Int(end), text: text)
             }
             let got = PromptSchedule(c.prompt, steps: c.steps).entries
             if got != expected { wrong.append("\(c.prompt.debugDescription) @\(c.steps): \(got.map { "\($0.end):\($0.text.debugDescription)" }) vs \(expected.map { "\($0.end):\($0.text.debugDescription)" })") }
@@ -62,7 +56,7 @@ struct PromptScheduleTests {
         let golden = try #require(Self.golden)
         for c in golden.and {
             let expected = c.parts.compactMap { p -> ComposedPrompt.Part? in
-                guard case let .text(t) = p[0], case let .weight(w) = p[1] else { return nil }
+                guard case let .text(t) = p[0], case let .number(w) = p[1] else { return nil }
                 return ComposedPrompt.Part(text: t, weight: Float(w))
             }
             #expect(ComposedPrompt(c.prompt).parts == expected, "\(c.prompt.debugDescription)")

@@ -196,8 +196,7 @@ public final class TextToImagePipeline {
         try c.encode(with: encoder, negative: guided)
         let empty = try encoder.encode(chunks: [PromptChunker.emptyChunk])  // [1, 77, D]
         if releasesWeightsBetweenPhases { model.releaseResidentWeights(.textEncoder) }
-        let count = try s.a1111.map { $0.sampler.evaluations(steps: KDiscreteSchedule.sd15.sigmas(for: $0.sampler, schedule: $0.schedule, steps: s.steps).count - 1) }
-            ?? makeSampler(s.sampler, steps: s.steps).timesteps.count
+        let count = s.samplerChoice.evaluations(steps: s.steps)
         // The trace's token rows: the first part's text at the last call (what the image ends on).
         let last = c.texts(at: count - 1)
         let condInfo = c.info(last.prompts[0])!
