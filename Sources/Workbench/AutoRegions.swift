@@ -26,8 +26,7 @@ public enum AutoRegions {
         var s = settings
         s.separation = nil
         for (subject, word) in zip(subjects, classes) {
-            s.prompt = s.prompt.replacingOccurrences(of: "(?i)(?<![\\p{L}\\p{N}_])\(NSRegularExpression.escapedPattern(for: subject))(?![\\p{L}\\p{N}_])",
-                                                     with: word, options: .regularExpression)
+            s.prompt = Separation.replacingWord(subject, in: s.prompt, with: word)
         }
         var request = GenerationRun.Request(prompts: [s.prompt], seeds: [s.seed], settings: s, output: trace + ".png", modelPath: modelPath)
         request.trace = trace

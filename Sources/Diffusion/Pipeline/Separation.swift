@@ -80,11 +80,16 @@ public struct Separation: Sendable, Equatable {
     /// The prompt with every other subject's words removed: the prompt subject `i` is encoded in.
     public func ownPrompt(_ prompt: String, subject i: Int) -> String {
         var p = prompt
-        for (j, other) in subjects.enumerated() where j != i {
-            let word = NSRegularExpression.escapedPattern(for: other)
-            p = p.replacingOccurrences(of: "(?i)(?<![\\p{L}\\p{N}_])\(word)(?![\\p{L}\\p{N}_])", with: " ", options: .regularExpression)
-        }
+        for (j, other) in subjects.enumerated() where j != i { p = Self.replacingWord(other, in: p, with: " ") }
         return p.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// `text` with every whole-word `word` (case-insensitive; letters, digits and _ bound a word)
+    /// replaced by `replacement`.
+    public static func replacingWord(_ word: String, in text: String, with replacement: String) -> String {
+        let escaped = NSRegularExpression.escapedPattern(for: word)
+        let template = NSRegularExpression.escapedTemplate(for: replacement)
+        return text.replacingOccurrences(of: "(?i)(?<![\\p{L}\\p{N}_])\(escaped)(?![\\p{L}\\p{N}_])", with: template, options: .regularExpression)
     }
 
     /// Conditioning positions of `subject` in a chunked prompt: its words' tokens and the rows its
