@@ -124,3 +124,13 @@ let package = Package(
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.
     swiftLanguageModes: [.v5]
 )
+
+// Fuzz targets (Tools/fuzz.sh), declared only when PAREIDOLIA_FUZZ=1: they link libFuzzer
+// (-sanitize=fuzzer), so a plain build or test must never see them.
+if ProcessInfo.processInfo.environment["PAREIDOLIA_FUZZ"] == "1" {
+    package.products.append(.executable(name: "pareidolia-fuzz", targets: ["pareidolia-fuzz"]))
+    package.targets.append(.executableTarget(
+        name: "pareidolia-fuzz",
+        dependencies: ["Tensors", "Checkpoints", "Models", "Imaging", "Diffusion", "Probes", "Analysis", "Reports", "Workbench"]
+    ))
+}

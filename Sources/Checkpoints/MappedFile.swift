@@ -17,7 +17,8 @@ public final class MappedFile: PageReleasing, @unchecked Sendable {
     public let size: Int
     /// Start of the mapping (a valid, never-dereferenced address when `size == 0`).
     public let base: UnsafeRawPointer
-    private let mapped: Bool
+    private let storage: Storage
+    private enum Storage { case none, mapped, heap }
 
     public init(path: String) throws {
         self.path = path
@@ -40,7 +41,7 @@ public final class MappedFile: PageReleasing, @unchecked Sendable {
         if size == 0 {
             // mmap refuses zero lengths; an empty file is still a valid (if useless) input.
             self.base = UnsafeRawPointer(bitPattern: 0x1000)!
-            self.mapped = false
+            self.storage = .none
             return
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -48,17 +49,39 @@ public final class MappedFile: PageReleasing, @unchecked Sendable {
             throw CheckpointError(file: name, "cannot map \(size) bytes (\(String(cString: strerror(errno))))")
         }
         self.base = UnsafeRawPointer(p)
-        self.mapped = true
+        self.storage = .mapped
+    }
+
+    /// A private copy of `bytes` standing in for a file named `name` (fuzzing, tests): readers see
+    /// exactly these bytes, and a read past them is a heap overflow the address sanitizer reports
+    /// (past a mapping it would land in the rest of the page, unnoticed).
+    public init(copying bytes: UnsafeRawBufferPointer, name: String) {
+        self.path = name
+        self.name = name
+        self.size = bytes.count
+        guard let src = bytes.baseAddress, bytes.count > 0 else {
+            self.base = UnsafeRawPointer(bitPattern: 0x1000)!
+            self.storage = .none
+            return
+        }
+        let p = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 16)
+        p.copyMemory(from: src, byteCount: bytes.count)
+        self.base = UnsafeRawPointer(p)
+        self.storage = .heap
     }
 
     deinit {
-        if mapped { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        switch storage {
+        case .mapped: munmap(UnsafeMutableRawPointer(mutating: base), size)
+        case .heap: UnsafeMutableRawPointer(mutating: base).deallocate()
+        case .none: break
+        }
     }
 
     /// Drops the pages read so far from this process's resident set; the mapping is private and
     /// read-only, so they are only ever clean copies of the file and fault back in when touched.
     public func releaseResidentPages() {
-        if mapped { madvise(UnsafeMutableRawPointer(mutating: base), size, Int32(MADV_DONTNEED)) }
+        if storage == .mapped { madvise(UnsafeMutableRawPointer(mutating: base), size, Int32(MADV_DONTNEED)) }
     }
 
     public func releaseResidentPages(at pointer: UnsafeRawPointer, bytes: Int) {
@@ -68,7 +91,7 @@ public final class MappedFile: PageReleasing, @unchecked Sendable {
     /// As `releaseResidentPages`, for the whole pages inside `offset..<offset+count` only (a
     /// tensor just copied out; its neighbours' pages at either end stay).
     public func releaseResidentPages(offset: Int, count: Int) {
-        guard mapped, contains(offset: offset, count: count) else { return }
+        guard storage == .mapped, contains(offset: offset, count: count) else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = Int(bitPattern: base) + offset
         let first = (start + page - 1) / page * page, end = (start + count) / page * page

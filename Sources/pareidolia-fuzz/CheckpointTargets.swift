@@ -1,0 +1,83 @@
+@testable import Checkpoints
+import Diffusion
+import Foundation
+import Models
+import Tensors
+
+// Readers of the files people download: checkpoints, torch pickles, embeddings.
+
+let checkpointTargets: [FuzzTarget] = [
+    FuzzTarget(name: "safetensors", about: "safetensors header, offsets and tensor reads") { bytes in
+        let st = try SafeTensorsFile(file: MappedFile(copying: bytes, name: "fuzz.safetensors"))
+        for name in st.names { _ = try? st.tensors[name]?.float32() }
+    },
+    FuzzTarget(name: "pickle", about: "the safe pickle reader on one pickle, then flattening it") { bytes in
+        let file = MappedFile(copying: bytes, name: "fuzz.pkl")
+        // Every persistent id is a float storage over the whole input, so tensor views get checked.
+        let load: SafePickle.PersistentLoad = { _ in
+            .storage(PickleStorage(key: "0", dtype: .f32, declaredCount: nil,
+                                   location: StorageLocation(file: file, byteOffset: 0, byteCount: bytes.count / 4 * 4, bigEndian: false)))
+        }
+        let (root, _) = try SafePickle.load(file.allBytes, file: file.name, persistentLoad: load)
+        try readTensors(Checkpoint.flatten(root, file: file.name))
+    },
+    FuzzTarget(name: "zip", about: "the PyTorch zip archive (.pt, .ckpt, .bin) and its tensors") { bytes in
+        let file = MappedFile(copying: bytes, name: "fuzz.pt")
+        let zip = try ZipArchive(file: file)
+        for entry in zip.entries { _ = try? zip.bytes(of: entry) }
+        let torch = try TorchFile(file: file, container: .zip)
+        try readTensors(Checkpoint.flatten(torch.root, file: file.name))
+    },
+    FuzzTarget(name: "legacy", about: "legacy PyTorch .pt (pickles then raw storages) and plain pickles") { bytes in
+        let file = MappedFile(copying: bytes, name: "fuzz.pt")
+        let torch = try TorchFile(file: file, container: .legacy)
+        try readTensors(Checkpoint.flatten(torch.root, file: file.name))
+    },
+    FuzzTarget(name: "embedding", about: "textual-inversion files: A1111 .pt, diffusers .bin, kohya .safetensors") { bytes in
+        // The first byte picks the extension, which decides how a damaged header is reported.
+        guard let first = bytes.first else { return }
+        let ext = ["pt", "bin", "safetensors"][Int(first) % 3]
+        let path = writeScratch(UnsafeRawBufferPointer(rebasing: bytes.dropFirst()), "trigger.\(ext)")
+        let archive = try Checkpoint.open(path)
+        _ = ModelDetection(archive)
+        _ = try EmbeddingLoader.load("trigger=\(path)", tokenizer: sharedTokenizer, width: nil)
+    },
+    FuzzTarget(name: "bind", about: "model-kind detection and weight binding of a checkpoint whose shapes lie") { bytes in
+        // The input lists tensors, one per line: `DTYPE NAME DIM DIM …`; the file is built from it
+        // with zero data, so the fuzzer can change shapes without also having to fix offsets.
+        guard let data = syntheticCheckpoint(text(bytes)) else { return }
+        let path = writeScratch(UnsafeRawBufferPointer(start: (data as NSData).bytes, count: data.count), "model.safetensors")
+        let archive = try Checkpoint.open(path)
+        _ = ModelDetection(archive)
+        _ = try StableDiffusionModel.load(path, vaeEncoder: false, fast: [])
+    },
+]
+
+let sharedTokenizer = CLIPTokenizer()
+
+/// Reads every tensor as float32 (conversion, strides, byte order), ignoring refusals of one.
+func readTensors(_ tensors: [String: TensorEntry]) throws {
+    for (_, e) in tensors { _ = try? e.float32() }
+}
+
+/// A safetensors file holding the tensors `spec` lists (`F32 name 320 4 3 3` per line), their
+/// bytes zero; nil when the list is unreadable or the data would pass 64 MiB.
+func syntheticCheckpoint(_ spec: String) -> Data? {
+    var header = "{", offset = 0
+    for line in spec.split(separator: "\n") {
+        let f = line.split(separator: " ")
+        guard f.count >= 2, let dtype = DType(rawValue: String(f[0])) else { continue }
+        let dims = f.dropFirst(2).compactMap { Int($0) }.filter { $0 >= 0 }
+        guard let count = checkedProduct(dims), case (let bytes, false) = count.multipliedReportingOverflow(by: dtype.size),
+              bytes <= 64 << 20 - offset else { return nil }
+        let name = String(f[1]).replacingOccurrences(of: "\\", with: "").replacingOccurrences(of: "\"", with: "")
+        header += "\(header.count > 1 ? "," : "")\"\(name)\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(dims.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+        offset += bytes
+    }
+    header += "}"
+    var out = Data(count: 8)
+    out.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
+    out.append(Data(header.utf8))
+    out.append(Data(count: offset))
+    return out
+}
