@@ -193,6 +193,10 @@ public final class TraceRecorder: GenerationObserver {
                 settings["sampler"] = a.sampler.rawValue
                 settings["schedule"] = a.schedule.rawValue
                 settings["ensd"] = a.ensd
+                if a.sampler == .unipc {
+                    settings["unipc"] = ["variant": a.unipc.variant.rawValue, "skip_type": a.unipc.skipType.rawValue,
+                                         "order": a.unipc.order, "lower_order_final": a.unipc.lowerOrderFinal] as [String: Any]
+                }
             }
             run["settings"] = settings
             if let sep = s.separation {

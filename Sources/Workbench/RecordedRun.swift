@@ -39,8 +39,21 @@ public struct RecordedRun {
         settings.guidance = guidance
         do {
             settings.samplerChoice = try SamplerChoice.parse(sampler, schedule: s["schedule"] as? String)
-            if case var .a1111(a) = settings.samplerChoice, let ensd = (s["ensd"] as? NSNumber)?.uint64Value {
-                a.ensd = ensd
+            if case var .a1111(a) = settings.samplerChoice {
+                a.ensd = (s["ensd"] as? NSNumber)?.uint64Value ?? 0
+                if let u = s["unipc"] as? [String: Any] {
+                    // Absent keys keep A1111's defaults; a value the engine does not know is an error.
+                    if let v = u["variant"] as? String {
+                        guard let variant = UniPCOptions.Variant(rawValue: v) else { throw fail("unipc variant \(v): expected bh1 or bh2") }
+                        a.unipc.variant = variant
+                    }
+                    if let v = u["skip_type"] as? String {
+                        guard let skip = UniPCOptions.SkipType(rawValue: v) else { throw fail("unipc skip_type \(v): expected time_uniform, time_quadratic or logSNR") }
+                        a.unipc.skipType = skip
+                    }
+                    if let v = (u["order"] as? NSNumber)?.intValue { a.unipc.order = v }
+                    if let v = u["lower_order_final"] as? Bool { a.unipc.lowerOrderFinal = v }
+                }
                 settings.a1111 = a
             }
         } catch { throw fail("sampler: \(error)") }

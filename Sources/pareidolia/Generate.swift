@@ -45,7 +45,7 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "Classifier-free guidance scale (1 or less: no unconditional pass; default 7.5).")
     var guidance: Float?
 
-    @Option(name: .long, help: "Sampler: diffusers' \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm), or A1111's \(A1111Sampler.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")) (k-diffusion as A1111 runs it; with --schedule).")
+    @Option(name: .long, help: "Sampler: diffusers' \(SamplerKind.allCases.map(\.rawValue).joined(separator: ", ")) (default pndm), or A1111's \(A1111Sampler.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")) (k-diffusion as A1111 runs it, with --schedule; DDIM, PLMS and UniPC are A1111's own timestep samplers).")
     var sampler: String?
 
     @Option(name: .long, help: "With one of A1111's samplers: its schedule type — automatic (default: the sampler's own), uniform, karras, exponential, polyexponential, sgm_uniform, simple, normal.")
@@ -131,6 +131,9 @@ struct Generate: ParsableCommand {
             // --schedule alone re-schedules the infotext's A1111 sampler.
             guard case var .a1111(a) = settings.samplerChoice else {
                 throw CLIError("--schedule \(schedule): the infotext's sampler is one of diffusers', which has its own schedule")
+            }
+            guard !a.sampler.runsTimesteps else {
+                throw CLIError("--schedule \(schedule): the infotext's sampler, \(a.sampler.rawValue), runs A1111's own timesteps (schedule types go with its k-diffusion samplers)")
             }
             do { a.schedule = try KSchedule(parsing: schedule) } catch { throw CLIError("--schedule \(schedule): \(error)") }
             settings.a1111 = a

@@ -17,7 +17,7 @@ struct A1111SamplerTests {
         return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
     }()
 
-    @Test("final latents within 1e-4 × max of the oracle, sigma lists within 1e-6", arguments: cases)
+    @Test("final latents within 1e-4 × max of the oracle, sigma lists within 1e-6, timesteps within 1e-5", arguments: cases)
     func parity(_ file: String) throws {
         let golden = try SafeTensorsFile(path: Fixtures.path("a1111/\(file)"))
         let m = golden.metadata
@@ -32,15 +32,49 @@ struct A1111SamplerTests {
         s.rng = RNGKind(rawValue: m["rng"]!)!
         let sampler = try #require(try A1111Sampler.named(m["sampler"]!))
         s.a1111 = A1111Sampling(sampler: sampler, schedule: try KSchedule(parsing: m["schedule"]!), ensd: UInt64(m["ensd"]!)!)
-        let sigmas = KDiscreteSchedule.sd15.sigmas(for: sampler, schedule: s.a1111!.schedule, steps: s.steps)
-        let ref = try golden.tensor("sigmas")
-        #expect(sigmas.count == ref.count)
-        let worstSigma = zip(sigmas, UnsafeBufferPointer(start: ref.pointer, count: ref.count)).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
-        #expect(worstSigma <= 1e-6, "\(file): sigmas off by \(worstSigma)")
-        let out = try TextToImagePipeline(model: model).generate(s)
+        let calls = CallTimesteps()
+        if sampler.runsTimesteps {
+            s.a1111!.unipc = try Self.unipcOptions(m["unipc"] ?? "{}")
+        } else {
+            let sigmas = KDiscreteSchedule.sd15.sigmas(for: sampler, schedule: s.a1111!.schedule, steps: s.steps)
+            let ref = try golden.tensor("sigmas")
+            #expect(sigmas.count == ref.count)
+            let worstSigma = zip(sigmas, UnsafeBufferPointer(start: ref.pointer, count: ref.count)).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
+            #expect(worstSigma <= 1e-6, "\(file): sigmas off by \(worstSigma)")
+        }
+        let out = try TextToImagePipeline(model: model).generate(s, observer: calls)
+        if sampler.runsTimesteps {
+            // Every model call's timestep, as the oracle's UNet was given it.
+            let ref = try golden.tensor("timesteps")
+            let want = Array(UnsafeBufferPointer(start: ref.pointer, count: ref.count))
+            #expect(calls.timesteps.count == want.count, "\(file): \(calls.timesteps.count) model calls, the oracle made \(want.count)")
+            #expect(calls.timesteps.count == sampler.evaluations(steps: s.steps))
+            let worst = zip(calls.timesteps, want).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-5 * 1000, "\(file): timesteps off by \(worst)")
+        }
         let err = relativeError(out.latent, try golden.tensor("final"))
         print("a1111 \(file): final latent relative error \(err)")
         #expect(err <= 1e-4, "\(file): \(err)")
+    }
+
+    /// The oracle's UniPC keyword arguments (`{"order": 2, "skip": "logSNR"}`) as options.
+    static func unipcOptions(_ json: String) throws -> UniPCOptions {
+        let d = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        var o = UniPCOptions()
+        if let v = d["variant"] as? String { o.variant = try #require(UniPCOptions.Variant(rawValue: v)) }
+        if let v = d["skip"] as? String { o.skipType = try #require(UniPCOptions.SkipType(rawValue: v)) }
+        if let v = d["order"] as? Int { o.order = v }
+        if let v = d["lower_order_final"] as? Bool { o.lowerOrderFinal = v }
+        return o
+    }
+
+    /// Records the timestep of every model call.
+    final class CallTimesteps: GenerationObserver {
+        var timesteps: [Float] = []
+        func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {}
+        func didEncodePrompt(_ prompt: PromptChunker.Result, negative: PromptChunker.Result?, tokenizer: CLIPTokenizer) {}
+        func willEvaluate(index: Int) {}
+        func didEvaluate(_ record: EvaluationRecord) { timesteps.append(record.timestep) }
     }
 
     @Test("prompt editing with A1111's samplers: each model call on its own text")
@@ -72,9 +106,15 @@ struct A1111SamplerTests {
         #expect(try A1111Sampler.named("DPM++ 2M") == .dpmpp2m)
         #expect(try A1111Sampler.named("Nonsense") == nil)
         #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM++ SDE") }
+        #expect(try A1111Sampler.named("UniPC") == .unipc)
+        #expect(throws: SamplerError.self) { try SamplerChoice.parse("DDIM", schedule: "Karras") }
+        // A1111's timesteps: 1000 // steps apart, + 1; 30 steps are 31 timesteps.
+        #expect(A1111Timesteps.timesteps(steps: 20) == Array(stride(from: 1, through: 951, by: 50)))
+        #expect(A1111Timesteps.timesteps(steps: 30).count == 31)
+        #expect(A1111Sampler.ddim.evaluations(steps: 20) == 19 && A1111Sampler.plms.evaluations(steps: 20) == 20)
         #expect(try KSchedule(parsing: "Karras") == .karras)
         #expect(try KSchedule(parsing: "SGM Uniform") == .sgm_uniform)
         #expect(throws: SamplerError.self) { try KSchedule(parsing: "KL Optimal") }
-        #expect(Self.cases.count >= 74)
+        #expect(Self.cases.count >= 89)
     }
 }

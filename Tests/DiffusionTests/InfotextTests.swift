@@ -122,6 +122,10 @@ struct InfotextReaderTests {
         #expect(outcome(base + ", Emphasis: No norm").hasPrefix("infotext Emphasis"))
         #expect(outcome(base + ", Fancy thing: 3") == "ok infotext Fancy thing: unknown to the engine, ignored")
         #expect(outcome(base + ", ENSD: 31337").contains("ENSD: 31337: no effect"))
+        #expect(outcome("Sampler: DDIM, Schedule type: Karras, Seed: 1, Steps: 20") == "ok infotext Schedule type: Karras: DDIM runs A1111's own timesteps, ignored")
+        #expect(outcome("Sampler: UniPC, UniPC variant: vary_coeff, Seed: 1, Steps: 20").hasPrefix("infotext UniPC variant: vary_coeff"))
+        #expect(outcome("Sampler: UniPC, UniPC order: 0, Seed: 1, Steps: 20").hasPrefix("infotext UniPC order"))
+        #expect(outcome("Sampler: Euler, UniPC order: 2, Seed: 1, Steps: 20").contains("the sampler is not UniPC, ignored"))
         #expect(outcome("Sampler: euler_a (diffusers), Seed: 1, Steps: 20, ENSD: 31337").hasPrefix("infotext ENSD"))
         #expect(outcome(base + ", Pareidolia remedy: \"alex; boxes 0,0,1,1; until 1; stage full\"").hasPrefix("infotext Pareidolia remedy"))
     }

@@ -170,6 +170,8 @@ struct InfotextRoundTripTests {
     static let choices: [SamplerChoice] = SamplerKind.allCases.map { .diffusers($0) } + [
         .a1111(A1111Sampling(sampler: .eulerAncestral, ensd: 31337)), .a1111(A1111Sampling(sampler: .dpmpp2m)),
         .a1111(A1111Sampling(sampler: .heun, schedule: .exponential)), .a1111(A1111Sampling(sampler: .dpm2Ancestral, schedule: .uniform)),
+        .a1111(A1111Sampling(sampler: .ddim)), .a1111(A1111Sampling(sampler: .plms)), .a1111(A1111Sampling(sampler: .unipc)),
+        .a1111(A1111Sampling(sampler: .unipc, unipc: { var o = UniPCOptions(); o.order = 2; o.variant = .bh2; o.skipType = .logSNR; return o }())),
     ]
 
     @Test("same bytes, every sampler", arguments: choices)
@@ -193,7 +195,7 @@ struct InfotextRoundTripTests {
         try GenerationRun(model: model, request: .init(prompts: [settings.prompt], seeds: [settings.seed],
                                                        settings: settings, output: again, modelPath: Fixtures.path("tiny-sd"))).run()
         switch (settings.samplerChoice, choice) {
-        case let (.a1111(a), .a1111(b)): #expect(a.sampler == b.sampler && a.resolvedSchedule == b.resolvedSchedule && a.ensd == b.ensd)
+        case let (.a1111(a), .a1111(b)): #expect(a.sampler == b.sampler && a.resolvedSchedule == b.resolvedSchedule && a.ensd == b.ensd && a.unipc == b.unipc)
         default: #expect(settings.samplerChoice == choice)
         }
         #expect(try Data(contentsOf: URL(fileURLWithPath: first)) == Data(contentsOf: URL(fileURLWithPath: again)))

@@ -5,9 +5,14 @@ drives it, the oracle of Pareidolia's `--sampler "Euler a" --schedule karras` an
 Usage (from the repository root; needs `pip install --no-deps k-diffusion==0.0.16` (A1111's pin) and scipy,
 torchsde, torchdiffeq; torchvision is stubbed out, k-diffusion only imports it for image utilities):
 
-    /work/venv/bin/python Tools/reference/make_a1111_sampler_fixtures.py
+    /work/venv/bin/python Tools/reference/make_a1111_sampler_fixtures.py --unipc PATH/uni_pc.py
 
-Writes Tests/Fixtures/a1111/{sampler}-{schedule}-{rng}.safetensors: `final` [1, 4, 8, 8] and `sigmas`.
+`--unipc`: UniPC's own implementation, the file A1111 vendors as modules/models/diffusion/uni_pc/uni_pc.py
+(the same algorithm as github.com/wl-zhao/UniPC, example/stable-diffusion/ldm/models/diffusion/uni_pc/uni_pc.py;
+A1111's copy adds only hooks). Not in this repository; without it the UniPC goldens are left as they are.
+
+Writes Tests/Fixtures/a1111/{sampler}-{schedule}-{rng}.safetensors: `final` [1, 4, 8, 8] and `sigmas`; for
+A1111's timestep samplers (DDIM, PLMS, UniPC) `timesteps`, the timestep of every model call, instead of `sigmas`.
 
 What A1111 does, reproduced here (its modules sd_samplers_kdiffusion, sd_schedulers, sd_samplers_cfg_denoiser,
 rng; k-diffusion's sampling and external):
@@ -21,11 +26,19 @@ rng; k-diffusion's sampling and external):
 - noise: one generator per image seeded with the seed (CPU: torch's; GPU: A1111's philox, here its numpy port
   from make_pipeline_fixtures.py); the first draw is the initial noise; with ENSD the generator is reseeded with
   seed + ENSD right after it; every randn_like inside k-diffusion is the next draw.
+
+And its timestep samplers (modules sd_samplers_timesteps, sd_samplers_timesteps_impl): timesteps
+range(0, 1000, 1000 // steps) + 1; the start x is the noise itself; the CFG denoiser guides the UNet's eps;
+DDIM (eta 0) and PLMS are restated below from A1111's functions; UniPC is UniPC's own code (--unipc) on
+NoiseScheduleVP('discrete', alphas_cumprod), predicting x0, multistep, the model at (t - 1/N) * 1000.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import importlib.util
+import io
 import json
 import math
 import sys
@@ -140,8 +153,69 @@ def schedule_sigmas(model_wrap, name, n):
     raise ValueError(name)
 
 
+def a1111_timesteps(steps):
+    """CompVisSampler.get_timesteps (no discarded sigma)."""
+    return torch.clip(torch.asarray(list(range(0, 1000, 1000 // steps))) + 1, 0, 999)
+
+
+def ddim_or_plms(eps, x, ts, ac, plms):
+    """A1111's ddim (eta 0: its noise term is 0 * randn) and plms: from the last timestep down to the second,
+    each step to the previous timestep's noise level, float32 arithmetic on .item() scalars as A1111 does."""
+    alphas = ac[ts]
+    alphas_prev = ac[torch.nn.functional.pad(ts[:-1], pad=(1, 0))].to(torch.float64)
+    sqrt_one_minus = torch.sqrt(1 - alphas)
+    s_in = x.new_ones([x.shape[0]])
+
+    def step(x, e, index):
+        a_t, a_prev = alphas[index].item() * s_in, alphas_prev[index].item() * s_in
+        pred_x0 = (x - sqrt_one_minus[index].item() * s_in * e) / a_t.sqrt()
+        return a_prev.sqrt() * pred_x0 + (1. - a_prev).sqrt() * e
+
+    old = []
+    for i in range(len(ts) - 1):
+        index = len(ts) - 1 - i
+        e = eps(x, ts[index].item() * s_in)
+        if not plms:
+            x = step(x, e, index)
+            continue
+        if not old:       # pseudo improved Euler
+            e_next = eps(step(x, e, index), ts[max(index - 1, 0)].item() * s_in)
+            prime = (e + e_next) / 2
+        elif len(old) == 1:
+            prime = (3 * e - old[-1]) / 2
+        elif len(old) == 2:
+            prime = (23 * e - 16 * old[-1] + 5 * old[-2]) / 12
+        else:
+            prime = (55 * e - 59 * old[-1] + 37 * old[-2] - 9 * old[-3]) / 24
+        x = step(x, prime, index)
+        old.append(e)
+        if len(old) >= 4:
+            old.pop(0)
+    return x
+
+
+def load_unipc(path):
+    spec = importlib.util.spec_from_file_location("uni_pc_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def unipc(U, eps, x, ts, ac, variant="bh1", skip="time_uniform", order=3, lower_order_final=True):
+    """A1111's unipc(): UniPC on the discrete schedule, its model the CFG denoiser at (t - 1/N) * 1000."""
+    ns = U.NoiseScheduleVP("discrete", alphas_cumprod=ac)
+    sampler = U.UniPC(lambda x, t: eps(x, (t - 1. / ns.total_N) * 1000.), ns, predict_x0=True, thresholding=False,
+                      variant=variant)
+    with contextlib.redirect_stdout(io.StringIO()):   # UniPC prints every step
+        return sampler.sample(x, steps=len(ts), skip_type=skip, method="multistep", order=order,
+                              lower_order_final=lower_order_final)
+
+
 @torch.no_grad()
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--unipc", help="UniPC's uni_pc.py (see the module's docstring)")
+    args = ap.parse_args()
     pipe = StableDiffusionPipeline.from_pretrained(str(TINY_SD), safety_checker=None, requires_safety_checker=False,
                                                    local_files_only=True)
     pipe.to(torch.float32)
@@ -186,6 +260,42 @@ def main():
                 "width": "64", "height": "64", "generator": "Tools/reference/make_a1111_sampler_fixtures.py"}
         write_safetensors(OUT / f"{name}.safetensors", {"final": to_np32(final), "sigmas": to_np32(sigmas)}, meta)
         print(f"{name}: {len(sigmas) - 1} steps, sigmas {float(sigmas[0]):.3f}..{float(sigmas[-2]):.4f}, final max {float(final.abs().max()):.3f}")
+
+    # A1111's timestep samplers: the CFG denoiser on eps, every call's timestep recorded.
+    calls = []
+
+    def eps(x, t):
+        calls.append(float(t[0]))
+        out = UNetEps()(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))   # [cond, uncond]
+        return out[1:] + (out[:1] - out[1:]) * SCALE
+
+    U = load_unipc(args.unipc) if args.unipc else None
+    ac = ldm_alphas_cumprod()
+    # (sampler, steps, rng, UniPC options): 6 steps (6 timesteps), 30 (31 timesteps: 1000 // 30 = 33), 7 with
+    # philox; UniPC's variants, skip types and orders.
+    cases = [("DDIM", 6, "cpu", {}), ("DDIM", 30, "cpu", {}), ("DDIM", 7, "philox", {}), ("PLMS", 6, "cpu", {}),
+             ("PLMS", 30, "cpu", {}), ("PLMS", 7, "philox", {}), ("UniPC", 6, "cpu", {}), ("UniPC", 30, "cpu", {}),
+             ("UniPC", 7, "philox", {}), ("UniPC", 6, "cpu", {"variant": "bh2"}),
+             ("UniPC", 6, "cpu", {"skip": "time_quadratic"}), ("UniPC", 6, "cpu", {"skip": "logSNR"}),
+             ("UniPC", 6, "cpu", {"order": 2}), ("UniPC", 6, "cpu", {"order": 1}),
+             ("UniPC", 6, "cpu", {"order": 4, "lower_order_final": False})]
+    for sampler, steps, source, opts in cases:
+        if sampler == "UniPC" and U is None:
+            continue
+        ts = a1111_timesteps(steps)
+        rng = ImageRNG(SEED, source)
+        x = rng.next((4, 8, 8)).unsqueeze(0)
+        calls.clear()
+        final = unipc(U, eps, x, ts, ac, **opts) if sampler == "UniPC" else ddim_or_plms(eps, x, ts, ac, sampler == "PLMS")
+        tag = "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
+        name = f"{sampler}-{steps}steps-{source}{tag}"
+        meta = {"sampler": sampler, "schedule": "automatic", "rng": source, "ensd": "0", "prompt": PROMPT,
+                "negative_prompt": NEGATIVE, "seed": str(SEED), "steps": str(steps), "guidance": str(SCALE),
+                "width": "64", "height": "64", "generator": "Tools/reference/make_a1111_sampler_fixtures.py",
+                "unipc": json.dumps(opts)}
+        write_safetensors(OUT / f"{name}.safetensors",
+                          {"final": to_np32(final), "timesteps": np.asarray(calls, dtype=np.float32)}, meta)
+        print(f"{name}: {len(calls)} model calls at t {calls[0]:.2f}..{calls[-1]:.2f}, final max {float(final.abs().max()):.3f}")
 
 
 if __name__ == "__main__":

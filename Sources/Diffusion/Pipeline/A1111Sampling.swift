@@ -8,11 +8,14 @@ public struct A1111Sampling: Sendable, Equatable {
     public var schedule: KSchedule = .automatic
     /// A1111's eta noise seed delta: the generator is reseeded with seed + ENSD after the initial noise.
     public var ensd: UInt64 = 0
+    /// A1111's UniPC settings (used by UniPC only).
+    public var unipc = UniPCOptions()
 
-    public init(sampler: A1111Sampler, schedule: KSchedule = .automatic, ensd: UInt64 = 0) {
+    public init(sampler: A1111Sampler, schedule: KSchedule = .automatic, ensd: UInt64 = 0, unipc: UniPCOptions = UniPCOptions()) {
         self.sampler = sampler
         self.schedule = schedule
         self.ensd = ensd
+        self.unipc = unipc
     }
 
     /// The schedule actually run (`automatic` resolved to the sampler's own).
@@ -29,6 +32,9 @@ extension TextToImagePipeline {
     /// a prompt that edits is picked per call).
     func generateA1111(_ s: GenerationSettings, _ k: A1111Sampling, conditioning: CallConditioning, regional: RegionalAttention?,
                        observer: GenerationObserver?, shouldStop: () -> Bool) throws -> Tensor {
+        if k.sampler.runsTimesteps {
+            return try generateA1111Timesteps(s, k, conditioning: conditioning, regional: regional, observer: observer, shouldStop: shouldStop)
+        }
         let schedule = KDiscreteSchedule.sd15
         let sigmas = schedule.sigmas(for: k.sampler, schedule: k.schedule, steps: s.steps)
         let calls = k.sampler.evaluations(steps: sigmas.count - 1)
@@ -140,6 +146,8 @@ extension TextToImagePipeline {
                 }
                 x = try minus(scale(x, Foundation.exp(-tNext) / Foundation.exp(-t)), scale(blended, Foundation.expm1(-h)))
                 old = den
+            case .ddim, .plms, .unipc:
+                break  // run by generateA1111Timesteps (above)
             }
         }
         return x
@@ -189,5 +197,17 @@ extension TextToImagePipeline {
     static func logMidpoint(_ a: Float, _ b: Float) -> Float {
         let la = Foundation.log(a), lb = Foundation.log(b)
         return Foundation.exp(la + 0.5 * (lb - la))
+    }
+}
+
+extension A1111Sampling: CustomStringConvertible {
+    /// `Euler a, automatic, ENSD 31337` — short enough for a test's name or a file name.
+    public var description: String {
+        var parts = [sampler.rawValue, schedule.rawValue]
+        if ensd != 0 { parts.append("ENSD \(ensd)") }
+        if sampler == .unipc, !unipc.isDefault {
+            parts.append("\(unipc.variant.rawValue) \(unipc.skipType.rawValue) order \(unipc.order)\(unipc.lowerOrderFinal ? "" : " no lower final")")
+        }
+        return parts.joined(separator: ", ")
     }
 }

@@ -25,6 +25,11 @@ public enum Infotext {
         if let modelName { pairs.append(("Model", modelName)) }
         if s.clipSkip > 1 { pairs.append(("Clip skip", "\(s.clipSkip)")) }
         if let a = s.a1111, a.ensd != 0 { pairs.append(("ENSD", "\(a.ensd)")) }
+        if let a = s.a1111, a.sampler == .unipc, !a.unipc.isDefault {
+            let u = a.unipc
+            pairs += [("UniPC variant", u.variant.rawValue), ("UniPC skip type", u.skipType.rawValue),
+                      ("UniPC order", "\(u.order)"), ("UniPC lower order final", u.lowerOrderFinal ? "True" : "False")]
+        }
         if s.rng == .cpu { pairs.append(("RNG", "CPU")) }  // A1111 omits its default (GPU = philox)
         if !embeddings.isEmpty { pairs.append(("TI hashes", embeddings.map { "\($0.trigger): \($0.hash)" }.joined(separator: ", "))) }
         if let sep = s.separation { pairs.append(("Pareidolia remedy", sep.infotext)) }

@@ -66,6 +66,8 @@ extension Infotext {
         public var samplerProblem: String?
         /// A1111's eta noise seed delta (0: none).
         public var ensd = 0
+        /// A1111's UniPC settings ("UniPC order" and the rest), for a UniPC run.
+        public var unipc = UniPCOptions()
 
         /// The sampler to run: `override` (a flag) or the infotext's; throws the infotext's problem
         /// when it is the one asked for. ENSD goes to an A1111 sampler; a diffusers sampler that
@@ -75,6 +77,7 @@ extension Infotext {
             var choice = override ?? settings.samplerChoice
             if case var .a1111(a) = choice {
                 a.ensd = UInt64(max(0, ensd))
+                if a.sampler == .unipc { a.unipc = unipc }
                 choice = .a1111(a)
             } else if ensd != 0 && choice.drawsNoise {
                 throw ReadError(description: "infotext ENSD: \(ensd): diffusers' samplers draw their noise from the one generator; A1111's reseed it by ENSD (choose an A1111 sampler, e.g. --sampler \"Euler a\")")
@@ -109,6 +112,7 @@ extension Infotext {
             ReadError(description: "infotext \(key): \"\(value)\": expected \(expected)")
         }
         var sampler: String?, schedule: String?, ensd: Int?
+        var unipcKeys: [String] = []
         for p in parsed.pairs {
             switch p.key {
             case "Steps":
@@ -155,6 +159,21 @@ extension Infotext {
             case "Pareidolia remedy":
                 r.settings.separation = try Separation(infotext: p.value)
                 r.given.insert("separation")
+            case "UniPC variant":
+                guard let v = UniPCOptions.Variant(rawValue: p.value) else {
+                    if p.value == "vary_coeff" { throw ReadError(description: "infotext UniPC variant: vary_coeff is not in the engine (it runs bh1 and bh2)") }
+                    throw bad(p.key, p.value, "bh1 or bh2")
+                }
+                r.unipc.variant = v; unipcKeys.append(p.key)
+            case "UniPC skip type":
+                guard let v = UniPCOptions.SkipType(rawValue: p.value) else { throw bad(p.key, p.value, "time_uniform, time_quadratic or logSNR") }
+                r.unipc.skipType = v; unipcKeys.append(p.key)
+            case "UniPC order":
+                guard let v = Int(p.value), (1...50).contains(v) else { throw bad(p.key, p.value, "a whole number 1…50") }
+                r.unipc.order = v; unipcKeys.append(p.key)
+            case "UniPC lower order final":
+                guard let v = Bool(p.value.lowercased()) else { throw bad(p.key, p.value, "True or False") }
+                r.unipc.lowerOrderFinal = v; unipcKeys.append(p.key)
             case "VAE", "VAE hash":
                 r.warnings.append("infotext \(p.key): \(p.value): the engine decodes with the model's own VAE")
             default:
@@ -166,6 +185,14 @@ extension Infotext {
         }
         // A1111 writes no RNG key for its default, the GPU generator.
         if !r.given.contains("rng") { r.settings.rng = .philox; r.given.insert("rng") }
+        if let sampler, let s = try? A1111Sampler.named(sampler), s.runsTimesteps, let given = schedule {
+            // A1111 ignores the schedule type for its timestep samplers and writes none.
+            r.warnings.append("infotext Schedule type: \(given): \(sampler) runs A1111's own timesteps, ignored")
+            schedule = nil
+        }
+        if !unipcKeys.isEmpty, sampler != A1111Sampler.unipc.rawValue {
+            r.warnings.append("infotext \(unipcKeys.joined(separator: ", ")): the sampler is not UniPC, ignored")
+        }
         if let sampler {
             do {
                 r.settings.samplerChoice = try SamplerChoice.parse(sampler, schedule: schedule)

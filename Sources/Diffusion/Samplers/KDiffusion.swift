@@ -13,13 +13,16 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     case dpm2Ancestral = "DPM2 a"
     case dpmpp2sAncestral = "DPM++ 2S a"
     case dpmpp2m = "DPM++ 2M"
+    // A1111's own timestep samplers (not k-diffusion's): `A1111Timesteps`.
+    case ddim = "DDIM"
+    case plms = "PLMS"
+    case unipc = "UniPC"
 
     /// A1111's names of the samplers it has that the engine does not run yet, with the reason.
     static let missing: [String: String] = [
         "DPM++ SDE": "Brownian-tree noise (torchsde)",
         "DPM++ 2M SDE": "Brownian-tree noise (torchsde)", "DPM++ 2M SDE Heun": "Brownian-tree noise (torchsde)",
-        "DPM++ 3M SDE": "Brownian-tree noise (torchsde)", "DDIM": "A1111's own timestep sampler", "UniPC": "A1111's own timestep sampler",
-        "PLMS": "A1111's own timestep sampler", "DPM fast": "k-diffusion's adaptive solvers", "DPM adaptive": "k-diffusion's adaptive solvers",
+        "DPM++ 3M SDE": "Brownian-tree noise (torchsde)", "DPM fast": "k-diffusion's adaptive solvers", "DPM adaptive": "k-diffusion's adaptive solvers",
         "Restart": "A1111's own sampler", "LCM": "A1111's own sampler", "DDIM CFG++": "A1111's own timestep sampler", "Euler CFG++": "CFG++",
     ]
 
@@ -36,8 +39,12 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
         switch self {
         case .euler, .eulerAncestral, .heun, .lms: return .uniform
         case .dpm2, .dpm2Ancestral, .dpmpp2sAncestral, .dpmpp2m: return .karras
+        case .ddim, .plms, .unipc: return .uniform  // unused: they run A1111's timesteps
         }
     }
+
+    /// DDIM, PLMS and UniPC: A1111's timestep samplers, which take no schedule type.
+    public var runsTimesteps: Bool { self == .ddim || self == .plms || self == .unipc }
 
     /// DPM2 and DPM2 a compute one sigma more and drop the next-to-last.
     var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2Ancestral }
@@ -45,8 +52,11 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     public var drawsNoise: Bool { self == .eulerAncestral || self == .dpm2Ancestral || self == .dpmpp2sAncestral }
     var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2Ancestral || self == .dpmpp2sAncestral }
 
-    /// Model calls for a sigma list of `n` steps (second-order samplers call twice but on the last step).
-    public func evaluations(steps n: Int) -> Int { secondOrder ? 2 * n - 1 : n }
+    /// Model calls for `n` steps (second-order samplers call twice but on the last step; the
+    /// timestep samplers as `A1111Timesteps.evaluations`).
+    public func evaluations(steps n: Int) -> Int {
+        runsTimesteps ? A1111Timesteps.evaluations(self, steps: n) : secondOrder ? 2 * n - 1 : n
+    }
 }
 
 /// A1111's schedule types (`Schedule type:` in its infotext; lower-case names as its options).
@@ -72,22 +82,25 @@ public enum KSchedule: String, CaseIterable, Sendable {
 public struct KDiscreteSchedule: Sendable {
     public let sigmas: [Float]
     let logSigmas: [Float]
+    /// ᾱ_t as LDM stores it (float32), which A1111's timestep samplers read directly.
+    public let alphasCumprod: [Float]
 
     public static let sd15 = KDiscreteSchedule(betaStart: 0.00085, betaEnd: 0.012, trainSteps: 1000)
 
     public init(betaStart: Double, betaEnd: Double, trainSteps n: Int) {
         let a = betaStart.squareRoot(), b = betaEnd.squareRoot()
         var acc = 1.0
-        var s: [Float] = []
+        var s: [Float] = [], ac: [Float] = []
         for i in 0..<n {
             // torch.linspace in float64: start + i·step below the middle, end − (n−1−i)·step from it.
             let step = (b - a) / Double(n - 1)
             let r = i < n / 2 ? a + step * Double(i) : b - step * Double(n - 1 - i)
             acc *= 1 - r * r
-            let ac = Float(acc)
-            s.append(((1 - ac) / ac).squareRoot())
+            ac.append(Float(acc))
+            s.append(((1 - ac[i]) / ac[i]).squareRoot())
         }
         sigmas = s
+        alphasCumprod = ac
         logSigmas = s.map { Foundation.log($0) }
     }
 
@@ -170,7 +183,12 @@ public enum SamplerChoice: Equatable, Sendable {
                 return .a1111(A1111Sampling(sampler: s, schedule: sched))
             }
         }
-        if let s = try A1111Sampler.named(name) { return .a1111(A1111Sampling(sampler: s, schedule: sched)) }
+        if let s = try A1111Sampler.named(name) {
+            if s.runsTimesteps && sched != .automatic {
+                throw SamplerError("schedule type '\(schedule ?? "")': \(name) runs A1111's own timesteps (schedule types go with its k-diffusion samplers)")
+            }
+            return .a1111(A1111Sampling(sampler: s, schedule: sched))
+        }
         throw SamplerError("unknown sampler '\(name)'; diffusers' schedulers: \(SamplerKind.validNames); A1111's: \(A1111Sampler.allCases.map(\.rawValue).joined(separator: ", "))")
     }
 
