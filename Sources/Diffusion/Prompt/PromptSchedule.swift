@@ -48,7 +48,8 @@ public struct PromptSchedule: Equatable, Sendable {
     static func step(_ number: String, steps: Int) -> Int {
         let v = Double(number) ?? 0
         let s = number.contains(".") ? v * Double(steps) : v
-        guard s.isFinite else { return s > 0 ? steps : Int.min / 2 }
+        // Past ±2^62 (1e308, inf) only the sign matters, and Int(s) would trap.
+        guard s.isFinite, abs(s) < 0x1p62 else { return s > 0 ? steps : Int.min / 2 }
         return min(steps, Int(s.rounded(.towardZero)))
     }
 

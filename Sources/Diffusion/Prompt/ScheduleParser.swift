@@ -9,6 +9,8 @@
 ///
 /// A bracket that fits no rule is literal text at the top level (never inside another bracket);
 /// a top-level `|` or a lone trailing `\` means the grammar cannot read the prompt (nil).
+/// Brackets nested deeper than `maxDepth` fit no rule either: the recursion (and the rendering
+/// of its items) stays shallow however many brackets a prompt opens.
 /// Checked against A1111's own parser on its documented examples and on random prompts
 /// (Tests/Fixtures/prompt_schedules.json).
 struct ScheduleParser {
@@ -23,6 +25,7 @@ struct ScheduleParser {
     }
 
     let chars: [Character]
+    static let maxDepth = 32
     init(_ text: String) { chars = Array(text) }
 
     /// The items of the whole prompt, or nil when the grammar cannot read it.
@@ -44,15 +47,15 @@ struct ScheduleParser {
 
     /// A `prompt` starting at `i`: its items and the index after it (it may be empty unless
     /// `nonEmpty`). Stops at the first character no item can start with.
-    func prompt(from start: Int, nonEmpty: Bool = false) -> ([Item], Int)? {
+    func prompt(from start: Int, nonEmpty: Bool = false, depth: Int = 0) -> ([Item], Int)? {
         var i = start, items: [Item] = []
         while i < chars.count {
             let c = chars[i]
             if c == "(" {
-                guard let (item, next) = emphasized(at: i) else { break }
+                guard depth < Self.maxDepth, let (item, next) = emphasized(at: i, depth: depth + 1) else { break }
                 items.append(item); i = next
             } else if c == "[" {
-                guard let (item, next) = bracket(at: i) else { break }
+                guard depth < Self.maxDepth, let (item, next) = bracket(at: i, depth: depth + 1) else { break }
                 items.append(item); i = next
             } else if let next = plain(from: i) {
                 items.append(.text(String(chars[i..<next]))); i = next
@@ -81,23 +84,23 @@ struct ScheduleParser {
         return i > start ? i : nil
     }
 
-    func emphasized(at i: Int) -> (Item, Int)? {
-        guard let (first, j) = prompt(from: i + 1), j < chars.count else { return nil }
+    func emphasized(at i: Int, depth: Int) -> (Item, Int)? {
+        guard let (first, j) = prompt(from: i + 1, depth: depth), j < chars.count else { return nil }
         if chars[j] == ")" { return (.emphasis(first, nil), j + 1) }
-        guard chars[j] == ":", let (second, k) = prompt(from: j + 1), k < chars.count, chars[k] == ")" else { return nil }
+        guard chars[j] == ":", let (second, k) = prompt(from: j + 1, depth: depth), k < chars.count, chars[k] == ")" else { return nil }
         return (.emphasis(first, second), k + 1)
     }
 
     /// `[` … `]`: scheduled (with or without a first prompt), alternate, or emphasized.
-    func bracket(at i: Int) -> (Item, Int)? {
-        guard let (first, j) = prompt(from: i + 1), j < chars.count else { return nil }
+    func bracket(at i: Int, depth: Int) -> (Item, Int)? {
+        guard let (first, j) = prompt(from: i + 1, depth: depth), j < chars.count else { return nil }
         switch chars[j] {
         case "]":
             return (.group("[", first, "]"), j + 1)
         case "|":
             var options = [first], k = j
             while k < chars.count, chars[k] == "|" {
-                guard let (next, after) = prompt(from: k + 1) else { return nil }
+                guard let (next, after) = prompt(from: k + 1, depth: depth) else { return nil }
                 options.append(next); k = after
             }
             guard k < chars.count, chars[k] == "]" else { return nil }
@@ -106,7 +109,7 @@ struct ScheduleParser {
             // [to:when]: a number and the closing bracket right after the colon.
             if let (number, end) = numberAndClose(from: j + 1) { return (.scheduled(before: nil, after: first, number: number), end) }
             // [from:to:when]
-            guard let (second, k) = prompt(from: j + 1), k < chars.count, chars[k] == ":",
+            guard let (second, k) = prompt(from: j + 1, depth: depth), k < chars.count, chars[k] == ":",
                   let (number, end) = numberAndClose(from: k + 1) else { return nil }
             return (.scheduled(before: first, after: second, number: number), end)
         default:
@@ -153,15 +156,19 @@ struct ScheduleParser {
     }
 
     /// Adjacent text items joined (the renderer does not care; tests read better).
+    /// The run of text is gathered apart and joined once: replacing the last item with `prev + t`
+    /// copies the run each time, quadratic in a prompt of many literal brackets.
     func merged(_ items: [Item]) -> [Item] {
-        var out: [Item] = []
+        var out: [Item] = [], run: String?
         for item in items {
-            if case let .text(t) = item, case let .text(prev)? = out.last {
-                out[out.count - 1] = .text(prev + t)
+            if case let .text(t) = item {
+                if run == nil { run = t } else { run! += t }  // in place
             } else {
+                if let r = run { out.append(.text(r)); run = nil }
                 out.append(item)
             }
         }
+        if let r = run { out.append(.text(r)) }
         return out
     }
 }

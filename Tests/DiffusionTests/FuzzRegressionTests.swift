@@ -1,0 +1,33 @@
+@testable import Diffusion
+import Testing
+
+/// Inputs the fuzz targets (Tools/fuzz.sh) found crashing or stalling the prompt readers, kept
+/// so the fixes stay fixed.
+@Suite("Fuzz regressions: prompts")
+struct PromptFuzzRegressionTests {
+    @Test("a step far past Int's range is clamped, not converted (schedule target: \\t[a:1e308])")
+    func hugeStep() {
+        #expect(PromptSchedule("[a:1e308]", steps: 10).texts == [""])
+        #expect(PromptSchedule("[a:-1e308]", steps: 10).texts == ["a"])
+        #expect(PromptSchedule("[a:b:9223372036854775807]", steps: 10).texts == ["a"])
+    }
+
+    @Test("100 000 nested brackets: no stack overflow, the deep part read as text")
+    func deepBrackets() {
+        let n = 100_000
+        let square = String(repeating: "[", count: n) + "a" + String(repeating: "]", count: n)
+        #expect(PromptSchedule(square, steps: 10).texts.count == 1)
+        // Only the innermost edits, within the limit, still read as edits.
+        let edits = String(repeating: "[a:", count: 5_000) + "b" + String(repeating: ":1]", count: 5_000)
+        #expect(PromptSchedule(edits, steps: 10).texts.count == 2)
+        // Within the limit the grammar still reads nested edits.
+        let shallow = String(repeating: "[", count: 20) + "[a:b:5]" + String(repeating: "]", count: 20)
+        #expect(PromptSchedule(shallow, steps: 10).texts.count == 2)
+    }
+
+    @Test("many literal brackets join into one text item in linear time")
+    func manyLiteralBrackets() {
+        let prompt = String(repeating: "]", count: 200_000)
+        #expect(ScheduleParser(prompt).parse() == [.text(prompt)])
+    }
+}
