@@ -103,6 +103,17 @@ extension PNGFile {
         return try readText(data, source: path)
     }
 
+    /// Refuses a PNG whose header or chunks claim more than is plausible (over `maxSide` pixels a
+    /// side or `maxPixels` in all) or more than the file holds, before a decoder allocates for it.
+    /// Every chunk to IEND is checked: decoders read the chunks after the image data too.
+    public static func check(_ data: Data, source: String, maxSide: Int = 16384, maxPixels: Int = 1 << 26) throws {
+        var error = [CChar](repeating: 0, count: 256)
+        let status = data.withUnsafeBytes { raw in
+            pd_png_check(raw.bindMemory(to: UInt8.self).baseAddress, raw.count, UInt(maxSide), UInt(maxPixels), 1, &error)
+        }
+        guard status == 0 else { throw ReadError(description: "\(source): \(String(cString: error))") }
+    }
+
     public static func readText(_ data: Data, source: String) throws -> [(key: String, value: String)] {
         final class Found { var entries: [(key: String, value: String)] = [] }
         let found = Found()

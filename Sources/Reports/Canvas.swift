@@ -256,6 +256,9 @@ public final class Canvas {
 
 /// Reads a PNG (8-bit RGB or RGBA) with Cairo: the trace's image and previews.
 public func readPNG(_ path: String) throws -> RGBImage {
+    // Cairo decodes whatever size the header claims; a stranger's PNG is checked first.
+    guard let data = FileManager.default.contents(atPath: path) else { throw ReportError("\(path): cannot be read") }
+    do { try PNGFile.check(data, source: path) } catch { throw ReportError("\(error)") }
     let s = cairo_image_surface_create_from_png(path)!
     defer { cairo_surface_destroy(s) }
     guard cairo_surface_status(s) == CAIRO_STATUS_SUCCESS else {

@@ -11,4 +11,12 @@ typedef void (*pd_png_text_fn)(void *ctx, const char *key, const char *text, siz
 /// chunks, or -1 with a one-line reason in `error` (256 bytes).
 int pd_png_text(const unsigned char *data, size_t size, void *ctx, pd_png_text_fn fn, char *error);
 
+/// Checks what a PNG claims before any decoder trusts it: the signature, an IHDR of at most
+/// `max_side` pixels a side and `max_pixels` in all, and chunks that fit in the file — a chunk
+/// claiming gigabytes would otherwise be allocated before it is found missing. Chunks are checked
+/// up to the image data (what a text reader sees), or to IEND when `whole` (what a decoder sees).
+/// Returns 0, or -1 with a one-line reason in `error` (256 bytes).
+int pd_png_check(const unsigned char *data, size_t size, unsigned long max_side, unsigned long max_pixels, int whole,
+                 char *error);
+
 #endif
