@@ -136,6 +136,19 @@ public final class WeightBinder {
 
     private func join(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
 
+    /// Stands in for a missing, wrong-shape or unreadable weight until `finish()` reports it:
+    /// zeros mapped read-only, which take no memory however large the expected shape (a file with
+    /// none of SD 1.5's keys would otherwise allocate its 3.4 GB of zeros before failing).
+    /// Weights are never written to (borrowed ones live in read-only mappings too).
+    static func placeholder(_ shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        guard let pages = ZeroPages(floats: n),
+              let t = try? Tensor(shape: shape, storage: TensorStorage(borrowing: pages.pointer, count: n, owner: pages)) else {
+            return Tensor(zeros: shape)
+        }
+        return t
+    }
+
     /// The tensor at `key` with `shape`. Problems are recorded and a zero tensor of the expected
     /// shape is returned so binding can go on; `finish()` turns them into one error.
     /// `alternatives` are other layouts of the same weight (a 1×1 conv stored for a linear, say):
@@ -144,12 +157,12 @@ public final class WeightBinder {
         let name = join(key)
         guard let stored = source.shape(of: name) else {
             state.missing.append(name)
-            return Tensor(zeros: shape)
+            return Self.placeholder(shape)
         }
         state.used.insert(name)
         guard stored == shape || alternatives.contains(stored) else {
             state.wrongShape.append("\(name) is \(stored), expected \(shape)")
-            return Tensor(zeros: shape)
+            return Self.placeholder(shape)
         }
         do {
             let t = try source.float32(name)
@@ -157,7 +170,7 @@ public final class WeightBinder {
             return stored == shape ? t : try t.reshaped(shape)
         } catch {
             state.unreadable.append("\(error)")
-            return Tensor(zeros: shape)
+            return Self.placeholder(shape)
         }
     }
 
@@ -171,12 +184,12 @@ public final class WeightBinder {
         let name = join(key)
         guard let stored = source.shape(of: name) else {
             state.missing.append(name)
-            return .float(Tensor(zeros: shape))
+            return .float(Self.placeholder(shape))
         }
         state.used.insert(name)
         guard stored == shape || alternatives.contains(stored) else {
             state.wrongShape.append("\(name) is \(stored), expected \(shape)")
-            return .float(Tensor(zeros: shape))
+            return .float(Self.placeholder(shape))
         }
         do {
             let h = try source.half(name, format: format)
@@ -184,7 +197,7 @@ public final class WeightBinder {
             return .half(stored == shape ? h : try h.reshaped(shape))
         } catch {
             state.unreadable.append("\(error)")
-            return .float(Tensor(zeros: shape))
+            return .float(Self.placeholder(shape))
         }
     }
 
@@ -205,6 +218,8 @@ public final class WeightBinder {
         // A layer no fast form applies to is held as any other weight (16 bits at fp16 precision).
         guard winograd || fast.contains(.bf16) else { return .plain(weight(key, shape: shape, acceptingReshapeOf: alternatives)) }
         let t = tensor(key, shape: shape, acceptingReshapeOf: alternatives)  // float32 (borrowed when it can be)
+        // A stand-in for a weight that failed to bind: the load fails at finish(), so no fast form.
+        if t.storage.owner is ZeroPages { return .plain(.float(t)) }
         // The mapped fp32 bytes were only read to build the fast form: give their pages back at
         // once, or loading holds the whole fp32 file and every transformed copy at the same time.
         func released(_ kernel: FastKernel) -> FastKernel {
@@ -270,4 +285,21 @@ public struct DictionaryWeights: WeightSource {
         guard let t = tensors[name] else { throw WeightLoadError(description: "\(label): no tensor \(name)") }
         return t
     }
+}
+
+/// An anonymous read-only mapping: zeros that use no memory until read, and then only the
+/// kernel's shared zero page.
+final class ZeroPages {
+    let pointer: UnsafeMutablePointer<Float>
+    private let bytes: Int
+
+    init?(floats: Int) {
+        guard floats >= 0, case (let bytes, false) = max(floats, 1).multipliedReportingOverflow(by: 4) else { return nil }
+        let p = mmap(nil, bytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        self.pointer = p.bindMemory(to: Float.self, capacity: max(floats, 1))
+        self.bytes = bytes
+    }
+
+    deinit { munmap(pointer, bytes) }
 }

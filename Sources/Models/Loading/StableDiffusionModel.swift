@@ -149,11 +149,22 @@ public final class StableDiffusionModel {
         var unetConfig = configs?.unet ?? .sd15
         let unetPrefix = "model.diffusion_model."
         // Without a given config, read the few sizes that fine-tunes may change off the weights.
-        if configs == nil, let conv = archive[unetPrefix + "input_blocks.0.0.weight"]?.shape, conv.count == 4 {
+        // They size the networks, so a file's word is checked first: a shape may lie (a billion
+        // channels in zero bytes), and must fail here rather than in an allocation or an overflow.
+        func implausible(_ key: String, _ shape: [Int], _ expected: String) -> WeightLoadError {
+            WeightLoadError(description: "\(archive.name): \(key) is \(shape), implausible for SD 1.x (\(expected))")
+        }
+        let convKey = unetPrefix + "input_blocks.0.0.weight"
+        if configs == nil, let conv = archive[convKey]?.shape, conv.count == 4 {
+            guard (1...1280).contains(conv[0]), (1...16).contains(conv[1]) else {
+                throw implausible(convKey, conv, "320 output channels, 4 input channels")
+            }
             unetConfig.inChannels = conv[1]
             unetConfig.blockOutChannels = unetConfig.blockOutChannels.map { $0 * conv[0] / 320 }
         }
-        if configs == nil, let k = archive[unetPrefix + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"]?.shape, k.count == 2 {
+        let keyKey = unetPrefix + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+        if configs == nil, let k = archive[keyKey]?.shape, k.count == 2 {
+            guard (1...4096).contains(k[1]) else { throw implausible(keyKey, k, "a context of 768") }
             unetConfig.crossAttentionDim = k[1]
         }
         var textConfig = configs?.text ?? .sd15
@@ -162,7 +173,12 @@ public final class StableDiffusionModel {
             guard name.hasPrefix(textPrefix), let r = name.range(of: "encoder.layers.") else { return nil }
             return Int(name[r.upperBound...].prefix { $0.isNumber })
         }
-        if configs == nil, let last = layerIndices.max() { textConfig.layers = last + 1 }
+        if configs == nil, let last = layerIndices.max() {
+            guard (0..<64).contains(last) else {
+                throw WeightLoadError(description: "\(archive.name): text encoder layer \(last) named, implausible for SD 1.x (12 layers)")
+            }
+            textConfig.layers = last + 1
+        }
         let vaeConfig = configs?.vae ?? .sd15
         let l = unetConfig.layersPerBlock, levels = vaeConfig.blockOutChannels.count
         let unetW = WeightBinder(source: ArchiveWeights(archive, prefix: unetPrefix) { KeyLayouts.unet(ldm: $0, layersPerBlock: l) },

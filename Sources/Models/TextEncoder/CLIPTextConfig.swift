@@ -36,8 +36,12 @@ public struct CLIPTextConfig: Sendable, Equatable {
         guard ["quick_gelu", "gelu"].contains(hiddenAct) else {
             throw WeightLoadError(description: "\(source): hidden_act '\(hiddenAct)' is not supported (expected quick_gelu or gelu)")
         }
-        guard hiddenSize % heads == 0 else {
-            throw WeightLoadError(description: "\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads \(heads)")
-        }
+        try requireSize(vocabSize, "vocab_size", 1...262_144, source: source)
+        try requireSize(hiddenSize, "hidden_size", 1...8192, source: source)
+        try requireSize(intermediateSize, "intermediate_size", 1...32_768, source: source)
+        try requireSize(layers, "num_hidden_layers", 1...64, source: source)
+        try requireSize(heads, "num_attention_heads", 1...128, source: source)
+        try requireSize(maxPositions, "max_position_embeddings", 1...1024, source: source)
+        try requireDivisible(hiddenSize, "hidden_size", by: heads, "num_attention_heads", source: source)
     }
 }

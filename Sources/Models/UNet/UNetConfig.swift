@@ -72,5 +72,18 @@ public struct UNetConfig: Sendable, Equatable {
         if c["use_linear_projection"] as? Bool == true {
             throw WeightLoadError(description: "\(source): linear projections in attention blocks (SD 2.x), not SD 1.x")
         }
+        try requireSize(inChannels, "in_channels", 1...16, source: source)
+        try requireSize(outChannels, "out_channels", 1...16, source: source)
+        try requireSize(n, "the number of blocks", 1...8, source: source)
+        try requireSize(layersPerBlock, "layers_per_block", 1...8, source: source)
+        try requireSize(crossAttentionDim, "cross_attention_dim", 1...4096, source: source)
+        try requireSize(normGroups, "norm_num_groups", 1...128, source: source)
+        try requireSize(sampleSize, "sample_size", 1...1024, source: source)
+        for (channels, h) in zip(blockOutChannels, heads) {
+            try requireSize(channels, "block_out_channels", 1...4096, source: source)
+            try requireSize(h, "attention heads", 1...64, source: source)
+            try requireDivisible(channels, "block_out_channels", by: normGroups, "norm_num_groups", source: source)
+            try requireDivisible(channels, "block_out_channels", by: h, "attention heads", source: source)
+        }
     }
 }

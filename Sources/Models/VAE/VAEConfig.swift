@@ -35,5 +35,15 @@ public struct VAEConfig: Sendable, Equatable {
                 throw WeightLoadError(description: "\(source): VAE block type '\(t)' is not supported (expected DownEncoderBlock2D/UpDecoderBlock2D)")
             }
         }
+        try requireSize(inChannels, "in_channels", 1...16, source: source)
+        try requireSize(outChannels, "out_channels", 1...16, source: source)
+        try requireSize(blockOutChannels.count, "the number of blocks", 1...8, source: source)
+        try requireSize(layersPerBlock, "layers_per_block", 1...8, source: source)
+        try requireSize(latentChannels, "latent_channels", 1...64, source: source)
+        try requireSize(normGroups, "norm_num_groups", 1...128, source: source)
+        for channels in blockOutChannels {
+            try requireSize(channels, "block_out_channels", 1...4096, source: source)
+            try requireDivisible(channels, "block_out_channels", by: normGroups, "norm_num_groups", source: source)
+        }
     }
 }
