@@ -99,6 +99,10 @@ summary=()
 work="$scratch/fuzz-work"
 rm -rf "$work"
 mkdir -p "$work"
+# Targets whose readers take paths write each input there: memory when the machine has it.
+tmp="$work"
+if [[ -d /dev/shm && -w /dev/shm ]]; then tmp="$(mktemp -d /dev/shm/pareidolia-fuzz.XXXXXX)"; fi
+trap 'rm -rf "$probe"; [[ "$tmp" == /dev/shm/* ]] && rm -rf "$tmp"' EXIT
 for t in "${run[@]}"; do
     kept="$scratch/corpus/$t" findings="$scratch/findings/$t" seeds="$work/seeds-$t"
     mkdir -p "$kept" "$findings" "$seeds"
@@ -109,8 +113,9 @@ for t in "${run[@]}"; do
     log="$work/$t.log"
     echo "== fuzz: $t for ${seconds}s"
     # Leaks are not checked: a pickle may build a cycle (a list appended to itself), which
-    # reference counting never frees; the reader stays bounded by the input's size.
-    if PAREIDOLIA_FUZZ_TARGET="$t" PAREIDOLIA_FUZZ_TMP="$work" ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=0" \
+    # reference counting never frees; the reader stays bounded by the input's size. Swift's own
+    # crash handler is off so that ASan and libFuzzer report the crash and keep its input.
+    if PAREIDOLIA_FUZZ_TARGET="$t" PAREIDOLIA_FUZZ_TMP="$tmp" ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=0" SWIFT_BACKTRACE=enable=no \
         "$bin" "${corpora[@]}" -dict="$(dict "$t")" -max_len="$(max_len "$t")" -timeout=1 \
         -rss_limit_mb=2048 -malloc_limit_mb=512 -max_total_time="$seconds" -print_final_stats=1 \
         -artifact_prefix="$findings/" ${PAREIDOLIA_FUZZ_JOBS:+-fork="$PAREIDOLIA_FUZZ_JOBS"} >"$log" 2>&1; then

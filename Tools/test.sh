@@ -5,8 +5,9 @@
 # a trace the freshly built CLI writes from the tiny fixture model.
 #
 # Arguments go to `swift test` (e.g. --filter PromptParser); with arguments the notebook step and
-# the capped run are skipped, PAREIDOLIA_SKIP_NOTEBOOK=1 skips the notebook (it needs PyPI) and
-# PAREIDOLIA_SKIP_BROWSER=1 the report's headless-Chromium check.
+# the capped run are skipped, PAREIDOLIA_SKIP_NOTEBOOK=1 skips the notebook (it needs PyPI),
+# PAREIDOLIA_SKIP_BROWSER=1 the report's headless-Chromium check, and PAREIDOLIA_SKIP_FUZZ=1 the
+# short fuzz run of every file reader (PAREIDOLIA_FUZZ_SECONDS each, default 8; Tools/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/install-deps.sh
@@ -29,6 +30,12 @@ if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
     fi
 else
     echo "== no AVX2 on this CPU: the AVX2-capped run is skipped (the suite above ran the baseline paths)"
+fi
+
+# Every reader of outside files under libFuzzer for a few seconds, so a regression in one is
+# caught here (Tools/fuzz.sh skips with a message where the toolchain has no libFuzzer).
+if [[ "${PAREIDOLIA_SKIP_FUZZ:-0}" != 1 ]]; then
+    bash Tools/fuzz.sh all "${PAREIDOLIA_FUZZ_SECONDS:-8}"
 fi
 
 if [[ "${PAREIDOLIA_SKIP_NOTEBOOK:-0}" != 1 ]]; then

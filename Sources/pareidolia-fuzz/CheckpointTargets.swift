@@ -46,7 +46,7 @@ let checkpointTargets: [FuzzTarget] = [
         // The input lists tensors, one per line: `DTYPE NAME DIM DIM …`; the file is built from it
         // with zero data, so the fuzzer can change shapes without also having to fix offsets.
         guard let data = syntheticCheckpoint(text(bytes)) else { return }
-        let path = writeScratch(UnsafeRawBufferPointer(start: (data as NSData).bytes, count: data.count), "model.safetensors")
+        let path = writeScratch(data, "model.safetensors")
         let archive = try Checkpoint.open(path)
         _ = ModelDetection(archive)
         _ = try StableDiffusionModel.load(path, vaeEncoder: false, fast: [])

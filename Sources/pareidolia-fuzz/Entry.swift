@@ -54,10 +54,28 @@ let scratch: String = {
 /// Writes `bytes` to `name` inside the scratch folder (or a subfolder) and returns its path.
 @discardableResult
 func writeScratch(_ bytes: UnsafeRawBufferPointer, _ name: String, folder: String = "") -> String {
+    writeScratch(Data(bytes), name, folder: folder)
+}
+
+@discardableResult
+func writeScratch(_ data: Data, _ name: String, folder: String = "") -> String {
     let dir = folder.isEmpty ? scratch : "\(scratch)/\(folder)"
     if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     let path = "\(dir)/\(name)"
-    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    // Plain write(2): Foundation's createFile writes atomically (a temporary and a rename), which
+    // costs more than most readers under test.
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    if fd >= 0 {
+        data.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(fd, raw.baseAddress! + done, raw.count - done)
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        close(fd)
+    }
     return path
 }
 
