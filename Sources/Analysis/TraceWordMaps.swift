@@ -36,13 +36,20 @@ public struct TraceWordMaps {
         } catch {
             throw Failure(description: "\(attentionPath): no cross-attention maps (was the run traced with --trace-attention off?): \(error)")
         }
-        guard cross.rank == 4 else { throw Failure(description: "\(attentionPath): cross is \(cross.shape), expected [E, T, h, w]") }
+        // No zero size: [10^18, 77, 0, 0] holds no bytes, yet the loops below would run 10^18 times.
+        guard cross.rank == 4, !cross.shape.contains(0) else {
+            throw Failure(description: "\(attentionPath): cross is \(cross.shape), expected [E, T, h, w] with no zero size")
+        }
         let (e, t, h, w) = (cross.shape[0], cross.shape[1], cross.shape[2], cross.shape[3])
 
         // Group content positions into words: by word index, or by the trigger for embedding rows.
         var order: [String] = [], positions: [String: [Int]] = [:], labels: [String: String] = [:]
+        // A run.json from elsewhere is checked against the maps: each position inside them and in
+        // one word only (rows naming one position many times would multiply the maps' memory).
+        var taken = Set<Int>()
         for row in tokens {
-            guard let p = row["position"] as? Int, let piece = row["piece"] as? Int, piece >= 0, p < t else { continue }
+            guard let p = row["position"] as? Int, let piece = row["piece"] as? Int, piece >= 0, (0..<t).contains(p),
+                  taken.insert(p).inserted else { continue }
             let key: String, label: String
             if let wi = row["word_index"] as? Int, let word = row["word"] as? String {
                 (key, label) = ("w\(wi)", word)
@@ -68,7 +75,7 @@ public struct TraceWordMaps {
         let start = tokens.first { ($0["id"] as? Int) == 49406 }?["position"] as? Int
         let end = tokens.first { ($0["id"] as? Int) == 49407 }?["position"] as? Int
         specialMaps = [("start token", start), ("end token", end)].compactMap { label, p in
-            guard let p, p < t else { return nil }
+            guard let p, (0..<t).contains(p) else { return nil }
             return (label, (0..<e).map { ev in Array(UnsafeBufferPointer(start: cross.pointer + (ev * t + p) * h * w, count: h * w)) })
         }
     }

@@ -17,7 +17,7 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public var description: String { CheckpointError.oneLine("\(file): \(message)") }
 
     /// Escapes control characters so the text stays on one line.
-    static func oneLine(_ s: String) -> String {
+    public static func oneLine(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.utf8.count)
         for scalar in s.unicodeScalars {

@@ -95,7 +95,8 @@ public struct ReportTrace {
             latents = try l.float32()
             x0 = try x.float32()
         } catch { throw ReportError("\(latentsPath): \(error)") }
-        guard x0.rank == 4, latents.rank == 4, latents.shape[0] == x0.shape[0] + 1 else {
+        // No zero size: a huge evaluation count in zero bytes would drive every loop of the report.
+        guard x0.rank == 4, latents.rank == 4, latents.shape[0] == x0.shape[0] + 1, !(x0.shape + latents.shape).contains(0) else {
             throw ReportError("\(latentsPath): latents \(latents.shape) and x0 \(x0.shape) do not fit [E+1, 4, h, w] and [E, 4, h, w]")
         }
         let stored = x0.shape[0]

@@ -31,3 +31,17 @@ struct PromptFuzzRegressionTests {
         #expect(ScheduleParser(prompt).parse() == [.text(prompt)])
     }
 }
+
+@Suite("Fuzz regressions: infotext")
+struct InfotextFuzzRegressionTests {
+    @Test("a value holding a carriage return is quoted on one line (infotext target)")
+    func carriageReturnInValue() {
+        let text = "a witch\nSteps: 4, Sampler: euler_a, CFG scale: 7.5, Seed: 1, Size: 64x96, Pareidolia remedy: \"alex,cora; boxes 0,0,0.5,1; unti\\r1; stage full\""
+        let parsed = Infotext.parse(text)
+        #expect(parsed.value("Pareidolia remedy")?.contains("\r") == true)
+        do { _ = try Separation(infotext: parsed.value("Pareidolia remedy") ?? "") } catch {
+            #expect(!"\(error)".contains("\r") && "\(error)".contains("\\r"))
+        }
+        #expect(!Infotext.ReadError(description: "a\nb\rc").description.contains("\n"))
+    }
+}

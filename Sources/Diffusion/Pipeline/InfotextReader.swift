@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 
 /// Reading A1111's generation-parameters text back: the prompt lines, the `Negative prompt:`
@@ -17,7 +18,11 @@ extension Infotext {
         public func value(_ key: String) -> String? { pairs.first { $0.key == key }?.value }
     }
 
-    public struct ReadError: Error, CustomStringConvertible, Sendable { public let description: String }
+    public struct ReadError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+        /// Messages quote the infotext's own values, which may hold a carriage return or worse.
+        public init(description: String) { self.description = CheckpointError.oneLine(description) }
+    }
 
     // A1111's re_param: a key of word characters, spaces, '-' and '/', then a quoted or plain value.
     private static let parameter = try! NSRegularExpression(pattern: #"\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"#)
