@@ -8,7 +8,8 @@ import Tensors
 
 /// A1111's samplers against k-diffusion driven as A1111 drives it
 /// (Tools/reference/make_a1111_sampler_fixtures.py): every sampler × schedule type with the CPU
-/// generator, every sampler with the GPU (philox) one, and ENSD on two ancestral samplers.
+/// generator, every sampler with the GPU (philox) one, the SDE samplers (Brownian-tree noise) with
+/// philox on every schedule type too, and ENSD on two ancestral samplers and DPM++ SDE.
 @Suite("A1111's samplers and schedules", .serialized)
 struct A1111SamplerTests {
     static let model = try? StableDiffusionModel.load(Fixtures.path("tiny-sd"), vaeEncoder: false)
@@ -33,6 +34,7 @@ struct A1111SamplerTests {
         let sampler = try #require(try A1111Sampler.named(m["sampler"]!))
         s.a1111 = A1111Sampling(sampler: sampler, schedule: try KSchedule(parsing: m["schedule"]!), ensd: UInt64(m["ensd"]!)!)
         let calls = CallTimesteps()
+        var timesApart: [(Float, Float)] = []
         if sampler.runsTimesteps {
             s.a1111!.unipc = try Self.unipcOptions(m["unipc"] ?? "{}")
         } else {
@@ -41,6 +43,18 @@ struct A1111SamplerTests {
             #expect(sigmas.count == ref.count)
             let worstSigma = zip(sigmas, UnsafeBufferPointer(start: ref.pointer, count: ref.count)).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0
             #expect(worstSigma <= 1e-6, "\(file): sigmas off by \(worstSigma)")
+            if sampler.brownianNoise {
+                // The times the Brownian tree was asked for: the same once rounded to its 6 decimals.
+                let ref = try golden.tensor("noise_times")
+                let want = Array(UnsafeBufferPointer(start: ref.pointer, count: ref.count))
+                let got = TextToImagePipeline.sdeNoiseTimes(sampler, sigmas).flatMap { [$0.0, $0.1] }
+                #expect(got.count == want.count, "\(file): \(got.count / 2) noise draws, the oracle made \(want.count / 2)")
+                // Within a few ulps (exp and log of another library); a wrong formula would be far off.
+                let worstTime = zip(got, want).map { abs($0 - $1) / $1 }.max() ?? 0
+                #expect(worstTime <= 1e-6, "\(file): noise times off by \(worstTime)")
+                timesApart = zip(got, want).filter { BrownianTree.round6(Double($0)) != BrownianTree.round6(Double($1)) }
+                if m["times"] != nil { #expect(timesApart.isEmpty, "\(file): noise times \(timesApart) round apart") }
+            }
         }
         let out = try TextToImagePipeline(model: model).generate(s, observer: calls)
         if sampler.runsTimesteps {
@@ -54,7 +68,17 @@ struct A1111SamplerTests {
         }
         let err = relativeError(out.latent, try golden.tensor("final"))
         print("a1111 \(file): final latent relative error \(err)")
-        #expect(err <= 1e-4, "\(file): \(err)")
+        if timesApart.isEmpty {
+            #expect(err <= 1e-4, "\(file): \(err)")
+        } else {
+            // DPM++ SDE on the CPU oracle: torch's exp and log of 0-d tensors are MKL's, at times an ulp from
+            // the correctly rounded ones the engine takes, and the Brownian tree rounds times to 6 decimals, so
+            // a time can land on the next point of the tree. The `-crexp` golden is the same oracle run with
+            // the correctly rounded times, held to 1e-4.
+            withKnownIssue("noise times \(timesApart) round to other 6-decimal points than the oracle's (MKL's exp/log)", isIntermittent: true) {
+                #expect(err <= 1e-4, "\(file): \(err)")
+            }
+        }
     }
 
     /// The oracle's UniPC keyword arguments (`{"order": 2, "skip": "logSNR"}`) as options.
@@ -105,7 +129,14 @@ struct A1111SamplerTests {
     func names() throws {
         #expect(try A1111Sampler.named("DPM++ 2M") == .dpmpp2m)
         #expect(try A1111Sampler.named("Nonsense") == nil)
-        #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM++ SDE") }
+        #expect(try A1111Sampler.named("DPM++ SDE") == .dpmppSDE)
+        #expect(try A1111Sampler.named("DPM++ 2M SDE Heun") == .dpmpp2mSDEHeun)
+        #expect(throws: SamplerError.self) { try A1111Sampler.named("DPM adaptive") }
+        // A1111's automatic schedules: Karras for DPM++ SDE, Exponential for the multistep SDE samplers.
+        #expect(A1111Sampling(sampler: .dpmppSDE).resolvedSchedule == .karras)
+        #expect(A1111Sampling(sampler: .dpmpp3mSDE).resolvedSchedule == .exponential)
+        #expect(try SamplerChoice.parse("DPM++ 2M SDE Karras", schedule: nil) == .a1111(A1111Sampling(sampler: .dpmpp2mSDE, schedule: .karras)))
+        #expect(A1111Sampler.dpmppSDE.evaluations(steps: 10) == 19 && A1111Sampler.dpmpp3mSDE.evaluations(steps: 10) == 10)
         #expect(try A1111Sampler.named("UniPC") == .unipc)
         #expect(throws: SamplerError.self) { try SamplerChoice.parse("DDIM", schedule: "Karras") }
         // A1111's timesteps: 1000 // steps apart, + 1; 30 steps are 31 timesteps.
@@ -115,6 +146,6 @@ struct A1111SamplerTests {
         #expect(try KSchedule(parsing: "Karras") == .karras)
         #expect(try KSchedule(parsing: "SGM Uniform") == .sgm_uniform)
         #expect(throws: SamplerError.self) { try KSchedule(parsing: "KL Optimal") }
-        #expect(Self.cases.count >= 89)
+        #expect(Self.cases.count >= 156)
     }
 }

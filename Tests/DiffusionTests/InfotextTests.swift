@@ -81,11 +81,14 @@ struct InfotextReaderTests {
         #expect(try a.sampler(override: nil) == .a1111(A1111Sampling(sampler: .dpmpp2m, schedule: .karras)))
         #expect(try a.sampler(override: .diffusers(.ddim)) == .diffusers(.ddim))  // a flag stands in
         // A1111 samplers the engine lacks are refused in one line; before v1.9 the schedule was in the name.
+        var adaptive = p
+        adaptive.pairs = p.pairs.map { $0.key == "Sampler" ? .init(key: "Sampler", value: "DPM adaptive") : $0 }
+        do { _ = try Infotext.recipe(adaptive, base: GenerationSettings(prompt: "")).sampler(override: nil); Issue.record("DPM adaptive ran") } catch {
+            #expect("\(error)".hasPrefix("infotext Sampler: DPM adaptive, schedule Karras: A1111's sampler 'DPM adaptive' is not in the engine yet"))
+        }
         var sde = p
         sde.pairs = p.pairs.map { $0.key == "Sampler" ? .init(key: "Sampler", value: "DPM++ SDE") : $0 }
-        do { _ = try Infotext.recipe(sde, base: GenerationSettings(prompt: "")).sampler(override: nil); Issue.record("DPM++ SDE ran") } catch {
-            #expect("\(error)".hasPrefix("infotext Sampler: DPM++ SDE, schedule Karras: A1111's sampler 'DPM++ SDE' is not in the engine yet"))
-        }
+        #expect(try Infotext.recipe(sde, base: GenerationSettings(prompt: "")).sampler(override: nil) == .a1111(A1111Sampling(sampler: .dpmppSDE, schedule: .karras)))
         #expect(try SamplerChoice.parse("DPM++ 2M Karras", schedule: nil) == .a1111(A1111Sampling(sampler: .dpmpp2m, schedule: .karras)))
         #expect(try SamplerChoice.parse("Euler a", schedule: nil) == .a1111(A1111Sampling(sampler: .eulerAncestral)))
         #expect(throws: SamplerError.self) { try SamplerChoice.parse("euler_a", schedule: "karras") }

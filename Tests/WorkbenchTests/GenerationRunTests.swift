@@ -171,6 +171,7 @@ struct InfotextRoundTripTests {
         .a1111(A1111Sampling(sampler: .eulerAncestral, ensd: 31337)), .a1111(A1111Sampling(sampler: .dpmpp2m)),
         .a1111(A1111Sampling(sampler: .heun, schedule: .exponential)), .a1111(A1111Sampling(sampler: .dpm2Ancestral, schedule: .uniform)),
         .a1111(A1111Sampling(sampler: .ddim)), .a1111(A1111Sampling(sampler: .plms)), .a1111(A1111Sampling(sampler: .unipc)),
+        .a1111(A1111Sampling(sampler: .dpmpp2mSDE, schedule: .karras)),
         .a1111(A1111Sampling(sampler: .unipc, unipc: { var o = UniPCOptions(); o.order = 2; o.variant = .bh2; o.skipType = .logSNR; return o }())),
     ]
 

@@ -5,7 +5,9 @@ drives it, the oracle of Pareidolia's `--sampler "Euler a" --schedule karras` an
 Usage (from the repository root; needs `pip install --no-deps k-diffusion==0.0.16` (A1111's pin) and scipy,
 torchsde, torchdiffeq; torchvision is stubbed out, k-diffusion only imports it for image utilities):
 
-    /work/venv/bin/python Tools/reference/make_a1111_sampler_fixtures.py --unipc PATH/uni_pc.py
+    /work/venv/bin/python Tools/reference/make_a1111_sampler_fixtures.py --unipc PATH/uni_pc.py [--only SUBSTRING]
+
+`--only`: write only the goldens whose file name contains SUBSTRING (e.g. `SDE`), leaving the others as they are.
 
 `--unipc`: UniPC's own implementation, the file A1111 vendors as modules/models/diffusion/uni_pc/uni_pc.py
 (the same algorithm as github.com/wl-zhao/UniPC, example/stable-diffusion/ldm/models/diffusion/uni_pc/uni_pc.py;
@@ -20,12 +22,23 @@ rng; k-diffusion's sampling and external):
   float32; sigmas = sqrt((1 - a) / a), k-diffusion's DiscreteEpsDDPMDenoiser (fractional t by log-sigma
   interpolation, c_in = 1 / sqrt(sigma^2 + 1), denoised = x - sigma * eps);
 - the sigma list: the schedule type, or the sampler's automatic one (Karras for DPM2, DPM2 a, DPM++ 2S a,
-  DPM++ 2M; the model's own `get_sigmas` for Euler, Euler a, Heun, LMS), sigma_min/max the model's, rho 7 (Karras)
-  or 1 (polyexponential); DPM2 and DPM2 a compute steps + 1 and drop the next-to-last;
+  DPM++ 2M, DPM++ SDE; Exponential for DPM++ 2M SDE (and Heun) and DPM++ 3M SDE; the model's own `get_sigmas` for
+  Euler, Euler a, Heun, LMS), sigma_min/max the model's, rho 7 (Karras) or 1 (polyexponential); DPM2, DPM2 a and
+  DPM++ 3M SDE compute steps + 1 and drop the next-to-last;
 - the start x = noise * sigma_0; CFG in one batch [cond, uncond], denoised = uncond + (cond - uncond) * scale;
 - noise: one generator per image seeded with the seed (CPU: torch's; GPU: A1111's philox, here its numpy port
   from make_pipeline_fixtures.py); the first draw is the initial noise; with ENSD the generator is reseeded with
-  seed + ENSD right after it; every randn_like inside k-diffusion is the next draw.
+  seed + ENSD right after it; every randn_like inside k-diffusion is the next draw;
+- the SDE samplers (eta 1): A1111's create_noise_sampler, BrownianTreeNoiseSampler(x, sigma_min, sigma_max,
+  seed=[seed]) over the sigma list (sigma_min its smallest above 0), torchsde's _randn replaced by A1111's
+  randn_local (a fresh generator of the RNG source seeded with each node's seed); "DPM++ 2M SDE Heun" is
+  sample_dpmpp_2m_sde with solver_type 'heun'. The (sigma, sigma_next) of every noise-sampler call is written
+  as `noise_times` [calls, 2].
+  DPM++ SDE asks its noise sampler for exp(-t) and exp(-(t + h/2)), t = -log(sigma), computed on 0-d tensors: on
+  the CPU torch takes exp and log from MKL, whose last bit is at times not the correctly rounded one (glibc's,
+  the engine's; CUDA has its own), and the tree rounds times to 6 decimals, so an ulp can move a time to the next
+  point of the tree. Where a time of this oracle rounds apart from the correctly rounded one, a second golden
+  `{name}-crexp` is the same run with the correctly rounded times (metadata `times`).
 
 And its timestep samplers (modules sd_samplers_timesteps, sd_samplers_timesteps_impl): timesteps
 range(0, 1000, 1000 // steps) + 1; the start x is the noise itself; the CFG denoiser guides the UNet's eps;
@@ -43,10 +56,12 @@ import json
 import math
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchsde
 
 torch.set_num_threads(2)
 torch.use_deterministic_algorithms(True)
@@ -78,8 +93,12 @@ SAMPLERS = {
     "Euler": ("sample_euler", None, False), "Euler a": ("sample_euler_ancestral", None, False),
     "Heun": ("sample_heun", None, False), "LMS": ("sample_lms", None, False), "DPM2": ("sample_dpm_2", "karras", True),
     "DPM2 a": ("sample_dpm_2_ancestral", "karras", True), "DPM++ 2S a": ("sample_dpmpp_2s_ancestral", "karras", False),
-    "DPM++ 2M": ("sample_dpmpp_2m", "karras", False),
+    "DPM++ 2M": ("sample_dpmpp_2m", "karras", False), "DPM++ SDE": ("sample_dpmpp_sde", "karras", False),
+    "DPM++ 2M SDE": ("sample_dpmpp_2m_sde", "exponential", False),
+    "DPM++ 2M SDE Heun": ("sample_dpmpp_2m_sde", "exponential", False),
+    "DPM++ 3M SDE": ("sample_dpmpp_3m_sde", "exponential", True),
 }
+SDE = {"DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"}
 SCHEDULES = ["automatic", "uniform", "karras", "exponential", "polyexponential", "sgm_uniform", "simple", "normal"]
 
 
@@ -124,6 +143,51 @@ class Hijack:
 
     def randn_like(self, x):
         return self.rng.next(tuple(x.shape[1:])).unsqueeze(0)
+
+
+def use_randn_local(source):
+    """A1111's sd_samplers_common.torchsde_randn: torchsde's node noise from randn_local(seed, size)."""
+    def randn(size, dtype, device, seed):
+        if source == "cpu":
+            return torch.randn(size, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=dtype)
+        return torch.from_numpy(philox_randn(int(seed), 0, tuple(size)).astype(np.float32))
+    torchsde._brownian.brownian_interval._randn = randn
+
+
+def dpmpp_sde_times_correctly_rounded(sigmas):
+    """DPM++ SDE's noise-sampler times with float32 exp and log correctly rounded (via float64)."""
+    f = np.float32
+    out = []
+    for si, sn in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        if sn == 0:
+            continue
+        t, tn = -f(math.log(f(si))), -f(math.log(f(sn)))
+        s = f(t + f(f(tn - t) * f(0.5)))
+        e = lambda v: f(math.exp(-float(v)))
+        out += [(e(t), e(s)), (e(t), e(tn))]
+    return out
+
+
+class ReplacedTimesNoiseSampler:
+    """The same noise sampler asked for given times instead of the ones the sampler computed."""
+    def __init__(self, x, sigmas, seed, times):
+        self.inner = K.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=[seed])
+        self.times = iter(times)
+
+    def __call__(self, sigma, sigma_next):
+        a, b = next(self.times)
+        return self.inner(torch.tensor(a), torch.tensor(b))
+
+
+class RecordingNoiseSampler:
+    """A1111's create_noise_sampler for one image, recording every call's (sigma, sigma_next)."""
+    def __init__(self, x, sigmas, seed):
+        self.inner = K.BrownianTreeNoiseSampler(x, sigmas[sigmas > 0].min(), sigmas.max(), seed=[seed])
+        self.calls = []
+
+    def __call__(self, sigma, sigma_next):
+        self.calls.append((float(sigma), float(sigma_next)))
+        return self.inner(sigma, sigma_next)
 
 
 def ldm_alphas_cumprod():
@@ -215,6 +279,7 @@ def unipc(U, eps, x, ts, ac, variant="bh1", skip="time_uniform", order=3, lower_
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unipc", help="UniPC's uni_pc.py (see the module's docstring)")
+    ap.add_argument("--only", default="", help="write only the goldens whose name contains this")
     args = ap.parse_args()
     pipe = StableDiffusionPipeline.from_pretrained(str(TINY_SD), safety_checker=None, requires_safety_checker=False,
                                                    local_files_only=True)
@@ -242,7 +307,12 @@ def main():
     cases = [(s, sch, "cpu", 0) for s in SAMPLERS for sch in SCHEDULES]
     cases += [(s, "automatic", "philox", 0) for s in SAMPLERS]
     cases += [("Euler a", "automatic", "cpu", 31337), ("DPM++ 2S a", "karras", "philox", 31337)]
+    cases += [(s, sch, "philox", 0) for s in sorted(SDE) for sch in SCHEDULES if sch != "automatic"]
+    cases += [("DPM++ SDE", "karras", "cpu", 31337)]   # ENSD reseeds the image generator, not the tree
     for sampler, schedule, source, ensd in cases:
+        name = f"{sampler.replace(' ', '_').replace('+', 'p')}-{schedule}-{source}" + (f"-ensd{ensd}" if ensd else "")
+        if args.only not in name:
+            continue
         func, automatic, discard = SAMPLERS[sampler]
         n = STEPS + (1 if discard else 0)
         sigmas = schedule_sigmas(model_wrap, automatic if schedule == "automatic" else schedule, n)
@@ -251,14 +321,34 @@ def main():
         rng = ImageRNG(SEED, source, ensd)
         x = rng.next((4, 8, 8)).unsqueeze(0) * sigmas[0]
         K.torch = Hijack(rng)
-        kwargs = {"eta": 1.0} if "ancestral" in func else {}
-        final = getattr(K, func)(cfg, x, sigmas, disable=True, **kwargs)
+        kwargs = {"eta": 1.0} if "ancestral" in func or sampler in SDE else {}
+        tensors = {"sigmas": sigmas}
+        if sampler in SDE:
+            use_randn_local(source)
+            kwargs["noise_sampler"] = RecordingNoiseSampler(x, sigmas, SEED)
+            if sampler == "DPM++ 2M SDE Heun":
+                kwargs["solver_type"] = "heun"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # torchsde warns of the query times it clamps to [sigma_min, sigma_max]
+            final = getattr(K, func)(cfg, x, sigmas, disable=True, **kwargs)
         K.torch = torch
-        name = f"{sampler.replace(' ', '_').replace('+', 'p')}-{schedule}-{source}" + (f"-ensd{ensd}" if ensd else "")
+        if sampler in SDE:
+            tensors["noise_times"] = np.asarray(kwargs["noise_sampler"].calls, dtype=np.float32).reshape(-1, 2)
         meta = {"sampler": sampler, "schedule": schedule, "rng": source, "ensd": str(ensd), "prompt": PROMPT,
                 "negative_prompt": NEGATIVE, "seed": str(SEED), "steps": str(STEPS), "guidance": str(SCALE),
                 "width": "64", "height": "64", "generator": "Tools/reference/make_a1111_sampler_fixtures.py"}
-        write_safetensors(OUT / f"{name}.safetensors", {"final": to_np32(final), "sigmas": to_np32(sigmas)}, meta)
+        write_safetensors(OUT / f"{name}.safetensors", {"final": to_np32(final), **{k: to_np32(v) for k, v in tensors.items()}}, meta)
+        if sampler == "DPM++ SDE":
+            times = dpmpp_sde_times_correctly_rounded(sigmas)
+            if any(round(float(a), 6) != round(float(b), 6) for p, q in zip(kwargs["noise_sampler"].calls, times) for a, b in zip(p, q)):
+                kwargs["noise_sampler"] = ReplacedTimesNoiseSampler(x, sigmas, SEED, times)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    final2 = getattr(K, func)(cfg, x, sigmas, disable=True, **kwargs)
+                tensors["noise_times"] = np.asarray(times, dtype=np.float32).reshape(-1, 2)
+                write_safetensors(OUT / f"{name}-crexp.safetensors", {"final": to_np32(final2), **{k: to_np32(v) for k, v in tensors.items()}},
+                                  {**meta, "times": "exp and log correctly rounded"})
+                print(f"{name}-crexp: its noise times with correctly rounded exp and log, final max {float(final2.abs().max()):.3f}")
         print(f"{name}: {len(sigmas) - 1} steps, sigmas {float(sigmas[0]):.3f}..{float(sigmas[-2]):.4f}, final max {float(final.abs().max()):.3f}")
 
     # A1111's timestep samplers: the CFG denoiser on eps, every call's timestep recorded.
@@ -280,15 +370,15 @@ def main():
              ("UniPC", 6, "cpu", {"order": 2}), ("UniPC", 6, "cpu", {"order": 1}),
              ("UniPC", 6, "cpu", {"order": 4, "lower_order_final": False})]
     for sampler, steps, source, opts in cases:
-        if sampler == "UniPC" and U is None:
+        tag = "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
+        name = f"{sampler}-{steps}steps-{source}{tag}"
+        if (sampler == "UniPC" and U is None) or args.only not in name:
             continue
         ts = a1111_timesteps(steps)
         rng = ImageRNG(SEED, source)
         x = rng.next((4, 8, 8)).unsqueeze(0)
         calls.clear()
         final = unipc(U, eps, x, ts, ac, **opts) if sampler == "UniPC" else ddim_or_plms(eps, x, ts, ac, sampler == "PLMS")
-        tag = "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
-        name = f"{sampler}-{steps}steps-{source}{tag}"
         meta = {"sampler": sampler, "schedule": "automatic", "rng": source, "ensd": "0", "prompt": PROMPT,
                 "negative_prompt": NEGATIVE, "seed": str(SEED), "steps": str(steps), "guidance": str(SCALE),
                 "width": "64", "height": "64", "generator": "Tools/reference/make_a1111_sampler_fixtures.py",

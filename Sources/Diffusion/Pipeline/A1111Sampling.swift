@@ -71,6 +71,9 @@ extension TextToImagePipeline {
         }
         var old: Tensor?
         var derivatives: [Tensor] = []
+        // A1111's noise sampler for the SDE samplers: a Brownian tree per image seed over the sigma list.
+        let brownian = k.sampler.brownianNoise ? BrownianTreeNoiseSampler(sigmas: sigmas, seed: s.seed, rng: s.rng, shape: shape) : nil
+        var history = SDEHistory()
         for i in 0..<(sigmas.count - 1) {
             let (si, sn) = (sigmas[i], sigmas[i + 1])
             switch k.sampler {
@@ -146,6 +149,9 @@ extension TextToImagePipeline {
                 }
                 x = try minus(scale(x, Foundation.exp(-tNext) / Foundation.exp(-t)), scale(blended, Foundation.expm1(-h)))
                 old = den
+            case .dpmppSDE, .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE:
+                guard let brownian else { throw SamplerError("\(k.sampler.rawValue) without its Brownian tree") }
+                x = try sdeStep(k.sampler, i, sigmas, x, &history, brownian, denoise)
             case .ddim, .plms, .unipc:
                 break  // run by generateA1111Timesteps (above)
             }
@@ -168,6 +174,7 @@ extension TextToImagePipeline {
             case .dpmpp2sAncestral where down != 0:
                 let t = -Foundation.log(si), h = -Foundation.log(down) - t
                 out.append(Foundation.exp(-(t + h / 2)))
+            case .dpmppSDE where sn != 0: out.append(sdeLevels(si, sn).mid)
             default: break
             }
         }

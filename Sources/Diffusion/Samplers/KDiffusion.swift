@@ -13,6 +13,11 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     case dpm2Ancestral = "DPM2 a"
     case dpmpp2sAncestral = "DPM++ 2S a"
     case dpmpp2m = "DPM++ 2M"
+    // k-diffusion's SDE samplers, their noise from A1111's Brownian tree (`BrownianTreeNoiseSampler`).
+    case dpmppSDE = "DPM++ SDE"
+    case dpmpp2mSDE = "DPM++ 2M SDE"
+    case dpmpp2mSDEHeun = "DPM++ 2M SDE Heun"
+    case dpmpp3mSDE = "DPM++ 3M SDE"
     // A1111's own timestep samplers (not k-diffusion's): `A1111Timesteps`.
     case ddim = "DDIM"
     case plms = "PLMS"
@@ -20,9 +25,7 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
 
     /// A1111's names of the samplers it has that the engine does not run yet, with the reason.
     static let missing: [String: String] = [
-        "DPM++ SDE": "Brownian-tree noise (torchsde)",
-        "DPM++ 2M SDE": "Brownian-tree noise (torchsde)", "DPM++ 2M SDE Heun": "Brownian-tree noise (torchsde)",
-        "DPM++ 3M SDE": "Brownian-tree noise (torchsde)", "DPM fast": "k-diffusion's adaptive solvers", "DPM adaptive": "k-diffusion's adaptive solvers",
+        "DPM fast": "k-diffusion's adaptive solvers", "DPM adaptive": "k-diffusion's adaptive solvers",
         "Restart": "A1111's own sampler", "LCM": "A1111's own sampler", "DDIM CFG++": "A1111's own timestep sampler", "Euler CFG++": "CFG++",
     ]
 
@@ -38,7 +41,8 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     var automatic: KSchedule {
         switch self {
         case .euler, .eulerAncestral, .heun, .lms: return .uniform
-        case .dpm2, .dpm2Ancestral, .dpmpp2sAncestral, .dpmpp2m: return .karras
+        case .dpm2, .dpm2Ancestral, .dpmpp2sAncestral, .dpmpp2m, .dpmppSDE: return .karras
+        case .dpmpp2mSDE, .dpmpp2mSDEHeun, .dpmpp3mSDE: return .exponential
         case .ddim, .plms, .unipc: return .uniform  // unused: they run A1111's timesteps
         }
     }
@@ -47,10 +51,12 @@ public enum A1111Sampler: String, CaseIterable, Sendable {
     public var runsTimesteps: Bool { self == .ddim || self == .plms || self == .unipc }
 
     /// DPM2 and DPM2 a compute one sigma more and drop the next-to-last.
-    var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2Ancestral }
-    /// Draws noise after the first (so ENSD matters).
+    var discardsPenultimateSigma: Bool { self == .dpm2 || self == .dpm2Ancestral || self == .dpmpp3mSDE }
+    /// Draws noise after the first from the image's generator (so ENSD matters).
     public var drawsNoise: Bool { self == .eulerAncestral || self == .dpm2Ancestral || self == .dpmpp2sAncestral }
-    var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2Ancestral || self == .dpmpp2sAncestral }
+    /// Draws its noise from a Brownian tree seeded by the image's seed (ENSD does not touch it).
+    public var brownianNoise: Bool { self == .dpmppSDE || self == .dpmpp2mSDE || self == .dpmpp2mSDEHeun || self == .dpmpp3mSDE }
+    var secondOrder: Bool { self == .heun || self == .dpm2 || self == .dpm2Ancestral || self == .dpmpp2sAncestral || self == .dpmppSDE }
 
     /// Model calls for `n` steps (second-order samplers call twice but on the last step; the
     /// timestep samplers as `A1111Timesteps.evaluations`).
