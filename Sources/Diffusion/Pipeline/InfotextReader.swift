@@ -209,7 +209,7 @@ extension Infotext {
         if let ensd, ensd != 0 {
             r.ensd = ensd
             if !r.settings.samplerChoice.drawsNoise, r.samplerProblem == nil {
-                r.warnings.append("infotext ENSD: \(ensd): no effect, the sampler draws no noise after the first")
+                r.warnings.append("infotext ENSD: \(ensd): no effect, the sampler draws no noise from the image's generator after the first")
             }
         }
         return r
