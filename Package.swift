@@ -16,6 +16,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().pa
 //   Analysis     — reading traces and embeddings: word maps, overlaps, nearest tokens
 //   Reports      — figures drawn with Cairo/Pango, GIF animations, HTML and PDF reports
 //   Workbench    — orchestration: a run of prompts × seeds (image, trace, CLIP), as commands use it
+//   Server       — the live workbench in the browser (`pareidolia serve`): routes, a WebSocket, a run queue
 //   pareidolia   — the command-line tool (thin)
 let package = Package(
     name: "Pareidolia",
@@ -30,6 +31,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
     ],
     targets: [
         // OpenBLAS is opened with dlopen, not linked: its core type (kernel family) is fixed by a
@@ -95,10 +98,17 @@ let package = Package(
                                                 "CCairo", "CPango", "CGif"]),
         // Orchestration a command, a notebook or a server shares: a run of prompts × seeds.
         .target(name: "Workbench", dependencies: ["Tensors", "Models", "Imaging", "Diffusion", "Probes", "Analysis", "Reports"]),
+        // The live workbench: Hummingbird routes and one WebSocket in front of a queue of Workbench runs;
+        // the page (Assets/serve) is embedded in the binary by CAssets.
+        .target(name: "Server", dependencies: [
+            "Tensors", "Checkpoints", "Models", "Imaging", "Diffusion", "Probes", "Analysis", "Workbench", "CAssets",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+        ]),
         .executableTarget(
             name: "pareidolia",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis", "Reports", "Workbench",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Imaging", "Probes", "Analysis", "Reports", "Workbench", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -119,6 +129,10 @@ let package = Package(
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Checkpoints", "Diffusion", "Models", "Tensors", "TestSupport"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Analysis", "Imaging", "Checkpoints", "Tensors", "Models", "Diffusion", "Probes", "TestSupport", "CGif", "CCairo"]),
         .testTarget(name: "WorkbenchTests", dependencies: ["Workbench", "Probes", "Diffusion", "Models", "Imaging", "Checkpoints", "Tensors", "TestSupport"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Workbench", "Diffusion", "Models", "TestSupport",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "ProbesTests", dependencies: ["Probes", "Diffusion", "Models", "Checkpoints", "Tensors", "TestSupport"]),
     ],
     // Kernels hand raw pointers to worker threads; Swift 5 mode keeps that free of Sendable noise.

@@ -7,7 +7,7 @@ struct Pareidolia: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pareidolia",
         abstract: "Look inside Stable Diffusion 1.x: generate with a recorded trace, inspect checkpoints, tokenize prompts.",
-        subcommands: [Generate.self, Report.self, Clip.self, Inspect.self, Tokenize.self, Embeddings.self, Merge.self, Remedy.self]
+        subcommands: [Generate.self, Report.self, Clip.self, Inspect.self, Tokenize.self, Embeddings.self, Merge.self, Remedy.self, Serve.self]
     )
 }
 
