@@ -45,3 +45,14 @@ struct InfotextFuzzRegressionTests {
         #expect(!Infotext.ReadError(description: "a\nb\rc").description.contains("\n"))
     }
 }
+
+@Suite("Fuzz regressions: emphasis")
+struct EmphasisFuzzRegressionTests {
+    @Test("100 000 brackets of emphasis parse without recursion (prompt target)")
+    func manyBrackets() {
+        let n = 100_000
+        let pieces = PromptParser.parse(String(repeating: "(", count: n) + "a" + String(repeating: ")", count: n))
+        #expect(pieces.map(\.text) == ["a"])
+        #expect(PromptParser.parse(String(repeating: "[", count: n)).map(\.text) == [""])
+    }
+}
