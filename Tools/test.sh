@@ -59,4 +59,7 @@ if [[ "${PAREIDOLIA_SKIP_BROWSER:-0}" != 1 ]]; then
     "$bin/pareidolia" report "$rwork/trace" --out "$rwork/report"
     bash Tools/test-report-browser.sh "$rwork/report"
     rm -rf "$rwork"
+    # The live workbench (pareidolia serve) driven as a person uses it: run, frames, scrub, word
+    # map, hover ranking, cancel, fork (python3's standard library and chromium; skipped without).
+    python3 Tools/test-serve-browser.py "$bin/pareidolia" Tests/Fixtures/tiny-sd
 fi

@@ -106,7 +106,15 @@ function onFrame(buffer) {
   const old = run.frames.get(step);
   if (old) URL.revokeObjectURL(old);
   run.frames.set(step, url);
-  if (state.selected === run.id && Number($("scrubber").value) === step && !$("show-final").checked) $("frame").src = url;
+  // Following the live edge: the newest frame is shown unless the person scrubbed back.
+  const scrub = $("scrubber");
+  if (state.selected === run.id && !$("show-final").checked && Number(scrub.value) >= step - 1) {
+    if (Number(scrub.max) < step) scrub.max = String(step);
+    scrub.value = String(step);
+    scrub.disabled = false;
+    $("step-label").textContent = step + " / " + scrub.max;
+    $("frame").src = url;
+  }
 }
 
 // ---- runs ----------------------------------------------------------------------------------------
@@ -178,6 +186,11 @@ function showStep(step) {
   $("step-label").textContent = step + " / " + $("scrubber").max;
   const number = state.idToNumber.get(id);
   const live = number !== undefined ? state.live.get(number) : null;
+  // A fork's parent follows: its final image, or its x̂₀ at the same step.
+  const parent = state.selectedInfo && state.selectedInfo.request ? state.selectedInfo.request.parent : null;
+  if (parent) {
+    $("parent-frame").src = withToken("/api/runs/" + parent + ($("show-final").checked ? "/image.png" : "/steps/" + (step - 1)));
+  }
   if ($("show-final").checked) {
     $("frame").src = withToken("/api/runs/" + id + "/image.png");
   } else if (live && live.frames.has(step)) {
@@ -280,9 +293,10 @@ function rankAt(event) {
 
 function showParent(request) {
   const box = $("parent-box"), diff = $("diff");
-  if (!request || !request.parent) { box.hidden = true; diff.hidden = true; return; }
+  const paired = !!(request && request.parent);
+  $("stage").classList.toggle("pair", paired);
+  if (!paired) { box.hidden = true; diff.hidden = true; return; }
   box.hidden = false;
-  $("parent-frame").src = withToken("/api/runs/" + request.parent + "/image.png");
   api("/api/runs/" + request.parent).then((p) => {
     $("parent-caption").textContent = "forked from: " + p.request.prompt;
     diff.hidden = false;
@@ -301,8 +315,8 @@ function wordDiff(before, after) {
   let i = 0, j = 0;
   while (i < a.length || j < b.length) {
     if (i < a.length && j < b.length && a[i] === b[j]) { out.push(span(a[i]), " "); i++; j++; }
-    else if (j < b.length && (i >= a.length || L[i][j + 1] >= L[i + 1][j])) { out.push(span(b[j], "added"), " "); j++; }
-    else { out.push(span(a[i], "removed"), " "); i++; }
+    else if (i < a.length && (j >= b.length || L[i + 1][j] >= L[i][j + 1])) { out.push(span(a[i], "removed"), " "); i++; }
+    else { out.push(span(b[j], "added"), " "); j++; }
   }
   return out;
 }
@@ -340,6 +354,7 @@ async function start(event) {
   try {
     const queued = await api("/api/runs", { method: "POST", body: JSON.stringify(body) });
     state.mine.add(queued.id);
+    selectRun(queued.id, true);  // it may have started (or ended) before this answer arrived
     state.parent = null;
     $("fork-note").hidden = true;
     setStatus(queued.position === 0 ? "Starting…" : "Queued: " + (queued.position + 1) + " in line.");
