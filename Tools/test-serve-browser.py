@@ -7,7 +7,7 @@ Starts `pareidolia serve` on a free port with a fresh runs folder, opens the pag
 Chromium and drives it over the DevTools protocol (Python's standard library only): types a
 prompt and starts a run; waits for live frames and the end; scrubs to an earlier step; clicks a
 word and checks its map is drawn; hovers a pixel and checks the words are ranked; starts a long
-run and cancels it; forks the first run with an edited prompt and checks the side-by-side and the
+run and cancels it; drops the first run's PNG and checks its recipe fills the form; forks the first run with an edited prompt and checks the side-by-side and the
 word diff; and that no script error was raised. One line on success, one line saying what failed
 (exit 1) otherwise; "skipped" (exit 0) without chromium.
 """
@@ -69,6 +69,14 @@ SCENARIO = r"""
   $("cancel").click();
   await waitFor("the cancel", () => ended("cancelled"));
   report.cancelled = true;
+  // Drop the first run's PNG: its infotext fills the form.
+  $("prompt").value = ""; $("seed").value = "";
+  const png = await (await fetch("/api/runs/" + first + "/image.png")).blob();
+  const drop = new DataTransfer();
+  drop.items.add(new File([png], "witch.png", { type: "image/png" }));
+  document.dispatchEvent(new DragEvent("drop", { dataTransfer: drop, bubbles: true, cancelable: true }));
+  await waitFor("the dropped recipe", () => $("prompt").value === "a witch and her black cat" && $("seed").value === "1887838105");
+  report.dropped = true;
   // Fork the first run: same seed, edited prompt; both shown with the word diff.
   await selectRun(first, false);
   $("fork").click();
@@ -205,7 +213,7 @@ def main() -> int:
             with open(shot, "wb") as f:
                 f.write(base64.b64decode(data))
         print(f"serve page check: ok (live frames, scrub to {report['scrubbed']}, map {report['map']}, "
-              f"ranking, cancel, fork diff '{report['diff']}')")
+              f"ranking, cancel, dropped PNG's recipe, fork diff '{report['diff']}')")
         return 0
     except Exception as e:  # one line saying what failed
         log = open(os.path.join(work, "server.log")).read().strip().splitlines()

@@ -340,6 +340,33 @@ function fork() {
   $("prompt").focus();
 }
 
+// ---- a dropped PNG: its recipe into the form (A1111's or Pareidolia's infotext) ----------------
+
+async function importFile(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  const isPNG = bytes[0] === 0x89 && bytes[1] === 0x50;
+  const body = isPNG ? { png_base64: btoa(binary) } : { text: new TextDecoder().decode(bytes) };
+  const note = $("fork-note");
+  try {
+    const r = await api("/api/infotext", { method: "POST", body: JSON.stringify(body) });
+    $("prompt").value = r.prompt;
+    $("negative").value = r.negative_prompt || "";
+    for (const key of ["seed", "steps", "guidance", "width", "height"]) if (r[key] !== undefined) $(key).value = r[key];
+    if (r.sampler) {
+      if (![...$("sampler").options].some((o) => o.value === r.sampler)) $("sampler").append(new Option(r.sampler, r.sampler));
+      $("sampler").value = r.sampler;
+    }
+    state.parent = null;
+    note.hidden = false;
+    note.textContent = "Loaded the recipe of " + file.name + (r.warnings.length ? ". " + r.warnings.join("; ") : ".");
+  } catch (e) {
+    note.hidden = false;
+    note.textContent = file.name + ": " + e.message;
+  }
+}
+
 // ---- the form -------------------------------------------------------------------------------
 
 async function start(event) {
@@ -387,6 +414,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("scrubber").addEventListener("input", (e) => { $("show-final").checked = false; showStep(Number(e.target.value)); });
   $("show-final").addEventListener("change", () => showStep(Number($("scrubber").value)));
   $("overlay").addEventListener("mousemove", rankAt);
+  document.addEventListener("dragover", (e) => { e.preventDefault(); document.body.classList.add("dropping"); });
+  document.addEventListener("dragleave", () => document.body.classList.remove("dropping"));
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    document.body.classList.remove("dropping");
+    if (e.dataTransfer.files.length) importFile(e.dataTransfer.files[0]);
+  });
   connect();
   refreshRuns();
   // A link to a run: #run=ID (&word=WORD to show that word's map, &step=N).

@@ -44,8 +44,6 @@ struct RequestGuard<Context: RequestContext>: RouterMiddleware {
                   let url = URL(string: origin), let host = url.host, let scheme = url.scheme, scheme == "http" || scheme == "https",
                   let target = request.head.authority?.lowercased(),
                   Self.authority(host: host, port: url.port, scheme: scheme) == target
-                    // A client that names no port in Host (browsers always do when it is not the default).
-                    || (!target.contains(":") && host.lowercased() == target)
             else { return (.forbidden, "Origin \(request.headers[.origin] ?? "(none)") does not match this server") }
         }
         if changesState {

@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
 
     // Bounds: a request body, a WebSocket message from the page, the queue, a prompt.
     public var maxBodyBytes = 64 * 1024
+    /// A dropped image (for its infotext), base64 in JSON.
+    public var maxUploadBytes = 24 * 1024 * 1024
     public var maxSocketMessageBytes = 4 * 1024
     public var maxQueuedRuns = 16
     public var maxPromptCharacters = 4000

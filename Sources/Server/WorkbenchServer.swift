@@ -1,9 +1,11 @@
 import Analysis
 import CAssets
+import Diffusion
 import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Models
+import Workbench
 
 /// `pareidolia serve`: the page, a JSON API over the run queue and the runs on disk, and one
 /// WebSocket that pushes the queue, each step and each x̂₀ frame (docs/SERVE.md).
@@ -18,6 +20,7 @@ import Models
 ///   GET  /api/runs/:id/image.png          the image
 ///   GET  /api/runs/:id/steps/:n           x̂₀ of evaluation n (the cheap preview)
 ///   GET  /api/runs/:id/maps?upto=N        the prompt words' DAAM maps summed over evaluations 0…N
+///   POST /api/infotext                    a dropped PNG's (or text's) recipe as form fields
 ///   GET  /ws                              the event socket
 public final class WorkbenchServer: @unchecked Sendable {
     public let configuration: ServerConfiguration
@@ -86,6 +89,21 @@ public final class WorkbenchServer: @unchecked Sendable {
                 return Self.json(["id": id, "position": position], status: .accepted)
             } catch { return Self.problem(.badRequest, "\(error)") }
         }
+        let maxUpload = configuration.maxUploadBytes
+        router.post("/api/infotext") { request, _ -> Response in
+            var request = request
+            guard let body = try? await request.collectBody(upTo: maxUpload) else {
+                return Self.problem(.contentTooLarge, "the image is larger than \(maxUpload / 1_048_576) MB")
+            }
+            struct Upload: Decodable { let png_base64: String?; let text: String? }
+            guard let upload = try? JSONDecoder().decode(Upload.self, from: Data(buffer: body)),
+                  let data = upload.png_base64.flatMap({ Data(base64Encoded: $0) }) ?? upload.text.map({ Data($0.utf8) }) else {
+                return Self.problem(.badRequest, "expected {\"png_base64\": …} or {\"text\": …}")
+            }
+            do { return Self.json(Self.formFields(try InfotextFile.recipe(data: data, source: "the dropped file"))) } catch {
+                return Self.problem(.badRequest, "\(error)")
+            }
+        }
         router.post("/api/runs/:id/cancel") { _, context -> Response in
             guard let id = context.parameters.get("id"), RunFolders.isValidID(id) else { return Self.problem(.notFound, "no such run") }
             return queue.cancel(id) ? Self.json(["id": id, "cancelled": true]) : Self.problem(.conflict, "run \(id) is neither queued nor running")
@@ -138,6 +156,24 @@ public final class WorkbenchServer: @unchecked Sendable {
                 group.cancelAll()
             }
         }
+    }
+
+    /// A recipe as the page's form fields, with what it warns about.
+    static func formFields(_ r: Infotext.Recipe) -> [String: Any] {
+        let s = r.settings
+        var out: [String: Any] = ["prompt": s.prompt, "negative_prompt": s.negativePrompt, "warnings": r.warnings]
+        if r.given.contains("seed") { out["seed"] = s.seed }
+        if r.given.contains("steps") { out["steps"] = s.steps }
+        if r.given.contains("guidance") { out["guidance"] = s.guidance }
+        if r.given.contains("size") { out["width"] = s.width; out["height"] = s.height }
+        if let problem = r.samplerProblem { out["warnings"] = r.warnings + [problem] }
+        if r.given.contains("sampler") {
+            switch s.samplerChoice {
+            case let .diffusers(k): out["sampler"] = k.rawValue
+            case let .a1111(a): out["sampler"] = a.sampler.rawValue; out["schedule"] = a.schedule.rawValue
+            }
+        }
+        return out
     }
 
     // MARK: - responses

@@ -8,12 +8,17 @@ public enum InfotextFile {
     public struct Failure: Error, CustomStringConvertible { public let description: String }
 
     public static func recipe(_ path: String) throws -> Infotext.Recipe {
-        func fail(_ s: String) -> Failure { Failure(description: "--infotext \(path): \(s)") }
-        guard let data = FileManager.default.contents(atPath: path) else { throw fail("cannot be read") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw Failure(description: "--infotext \(path): cannot be read") }
+        return try recipe(data: data, source: "--infotext \(path)")
+    }
+
+    /// The recipe in a file's bytes (a PNG, or text); `source` names it in errors.
+    public static func recipe(data: Data, source: String) throws -> Infotext.Recipe {
+        func fail(_ s: String) -> Failure { Failure(description: "\(source): \(s)") }
         let text: String
         if data.starts(with: [0x89, 0x50, 0x4E, 0x47]) {
             let chunks: [(key: String, value: String)]
-            do { chunks = try PNGFile.readText(data, source: path) } catch { throw Failure(description: "--infotext \(error)") }
+            do { chunks = try PNGFile.readText(data, source: source) } catch { throw Failure(description: "\(error)") }
             guard let p = chunks.first(where: { $0.key == "parameters" })?.value else {
                 throw fail("the PNG has no `parameters` text (chunks: \(chunks.isEmpty ? "none" : chunks.map(\.key).joined(separator: ", ")))")
             }

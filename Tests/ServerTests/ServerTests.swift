@@ -216,6 +216,18 @@ struct ServerTests {
                 let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
                 #expect((body["runs"] as? [[String: Any]])?.first?["id"] as? String == id)
             }
+            // The image dropped back on the page: its infotext as the form's fields.
+            let png = try #require(FileManager.default.contents(atPath: dir.appendingPathComponent(id).appendingPathComponent("image.png").path))
+            let upload = #"{"png_base64": ""# + png.base64EncodedString() + #""}"#
+            try await client.execute(uri: "/api/infotext", method: .post, headers: Self.pageHeaders, body: Self.body(upload)) { r in
+                let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                #expect(body["prompt"] as? String == "a witch and her black cat" && body["seed"] as? Int == 7 && body["steps"] as? Int == 3)
+                #expect(body["sampler"] as? String == "euler_a")
+            }
+            try await client.execute(uri: "/api/infotext", method: .post, headers: Self.pageHeaders,
+                                     body: Self.body(#"{"png_base64": "iVBORw0KGgoAAAANSUhEUg=="}"#)) { r in
+                #expect(r.status == .badRequest, "a truncated PNG is a one-line error")
+            }
         }
     }
 
