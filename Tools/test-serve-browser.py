@@ -86,6 +86,16 @@ SCENARIO = r"""
   await waitFor("the fork to end", () => ended("done") && state.selected !== first);
   await waitFor("the side by side", () => !$("parent-box").hidden && !$("diff").hidden);
   report.diff = [...$("diff").querySelectorAll(".added, .removed")].map((s) => s.className + ":" + s.textContent).join(" ");
+  // The merge panel on the first run: a verdict for witch and cat, then the remedy, beside it.
+  await selectRun(first, false);
+  await waitFor("the merge panel", () => !$("merge").hidden);
+  $("merge-a").value = "witch"; $("merge-b").value = "cat";
+  $("merge-check").click();
+  await waitFor("the verdict", () => !$("remedy").hidden);
+  report.verdict = $("merge-verdict").textContent;
+  $("remedy").click();
+  await waitFor("the remedy run", () => ended("done") && /remedy: witch \| cat apart/.test($("status").textContent) && !$("parent-box").hidden);
+  report.remedy = true;
   report.errors = window.__errors;
   return JSON.stringify(report);
 })()
@@ -213,7 +223,7 @@ def main() -> int:
             with open(shot, "wb") as f:
                 f.write(base64.b64decode(data))
         print(f"serve page check: ok (live frames, scrub to {report['scrubbed']}, map {report['map']}, "
-              f"ranking, cancel, dropped PNG's recipe, fork diff '{report['diff']}')")
+              f"ranking, cancel, dropped PNG's recipe, fork diff '{report['diff']}', merge verdict, remedy run)")
         return 0
     except Exception as e:  # one line saying what failed
         log = open(os.path.join(work, "server.log")).read().strip().splitlines()

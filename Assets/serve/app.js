@@ -137,7 +137,7 @@ async function refreshRuns() {
     prompt.textContent = run.prompt;
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.textContent = "seed " + run.seed + " · " + run.sampler + " · " + run.status + (run.parent ? " · fork" : "");
+    meta.textContent = "seed " + run.seed + " · " + run.sampler + " · " + run.status + (run.separate ? " · remedy" : run.parent ? " · fork" : "");
     text.append(prompt, meta);
     li.append(img, text);
     li.addEventListener("click", () => selectRun(run.id, false));
@@ -148,7 +148,10 @@ async function refreshRuns() {
 async function selectRun(id, live) {
   const changed = state.selected !== id;
   state.selected = id;
-  if (changed) { state.maps = null; state.mapsKey = null; state.word = null; $("words").replaceChildren(); $("ranking").textContent = ""; }
+  if (changed) {
+    state.maps = null; state.mapsKey = null; state.word = null;
+    $("words").replaceChildren(); $("ranking").textContent = ""; $("merge-verdict").textContent = ""; $("remedy").hidden = true;
+  }
   for (const li of $("runs").children) li.classList.toggle("selected", li.dataset.id === id);
   let info;
   try { info = await api("/api/runs/" + id); } catch (e) { setStatus("Run " + id + ": " + e.message); return; }
@@ -177,7 +180,8 @@ async function selectRun(id, live) {
 }
 
 function describe(r) {
-  return "“" + r.prompt + "” · seed " + r.seed + " · " + r.steps + " steps · " + r.sampler + " · guidance " + r.guidance + " · " + r.status;
+  return "“" + r.prompt + "” · seed " + r.seed + " · " + r.steps + " steps · " + r.sampler + " · guidance " + r.guidance +
+    (r.separate ? " · remedy: " + r.separate.join(" | ") + " apart" : "") + " · " + r.status;
 }
 
 function showStep(step) {
@@ -222,7 +226,53 @@ function loadMaps(step) {
   }, 120);
 }
 
+function fillMergeChoices() {
+  const words = state.maps.words;
+  const panel = $("merge");
+  panel.hidden = words.length < 2;
+  for (const [id, pick] of [["merge-a", 0], ["merge-b", 1]]) {
+    const select = $(id);
+    if (select.options.length === words.length && [...select.options].every((o, i) => o.value === words[i])) continue;
+    select.replaceChildren(...words.map((w) => new Option(w, w)));
+    // Nouns are likelier subjects than "a" or "and": start from the last two distinct words.
+    const distinct = [...new Set(words)].filter((w) => w.length > 2);
+    const guess = distinct.length >= 2 ? distinct[distinct.length - 2 + pick] : words[pick];
+    select.value = guess;
+  }
+}
+
+async function checkMerge() {
+  const a = $("merge-a").value, b = $("merge-b").value, out = $("merge-verdict");
+  out.classList.remove("merged");
+  $("remedy").hidden = true;
+  if (a === b) { out.textContent = "Choose two different words."; return; }
+  out.textContent = "Measuring…";
+  try {
+    const r = await api("/api/runs/" + state.selected + "/merge?a=" + encodeURIComponent(a) + "&b=" + encodeURIComponent(b));
+    out.textContent = r.verdict + (r.note ? " " + r.note : "");
+    out.classList.toggle("merged", r.merged);
+    $("remedy").hidden = false;
+    $("remedy").textContent = "Try the remedy: keep " + a + " and " + b + " apart (same seed)";
+    $("remedy").dataset.subjects = JSON.stringify([a, b]);
+  } catch (e) { out.textContent = e.message; }
+}
+
+async function tryRemedy() {
+  const r = state.selectedInfo.request;
+  const body = { prompt: r.prompt, negative_prompt: r.negative_prompt, seed: r.seed, steps: r.steps, guidance: r.guidance,
+                 sampler: r.sampler, width: r.width, height: r.height, parent: state.selected,
+                 separate: JSON.parse($("remedy").dataset.subjects) };
+  if (r.schedule) body.schedule = r.schedule;
+  try {
+    const queued = await api("/api/runs", { method: "POST", body: JSON.stringify(body) });
+    state.mine.add(queued.id);
+    selectRun(queued.id, true);
+    refreshRuns();
+  } catch (e) { $("merge-verdict").textContent = e.message; }
+}
+
 function drawWords() {
+  fillMergeChoices();
   const box = $("words");
   if (box.children.length === state.maps.words.length) {
     [...box.children].forEach((b, i) => b.classList.toggle("active", i === state.word));
@@ -298,9 +348,14 @@ function showParent(request) {
   if (!paired) { box.hidden = true; diff.hidden = true; return; }
   box.hidden = false;
   api("/api/runs/" + request.parent).then((p) => {
-    $("parent-caption").textContent = "forked from: " + p.request.prompt;
     diff.hidden = false;
-    diff.replaceChildren(...wordDiff(p.request.prompt, request.prompt));
+    if (request.separate && p.request.prompt === request.prompt) {
+      $("parent-caption").textContent = "before the remedy (same seed)";
+      diff.textContent = "Left: " + request.separate.join(" and ") + " kept apart, a column each; right: the run as it was.";
+    } else {
+      $("parent-caption").textContent = "forked from: " + p.request.prompt;
+      diff.replaceChildren(...wordDiff(p.request.prompt, request.prompt));
+    }
   }).catch(() => {});
 }
 
@@ -411,6 +466,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("run-form").addEventListener("submit", start);
   $("cancel").addEventListener("click", cancel);
   $("fork").addEventListener("click", fork);
+  $("merge-check").addEventListener("click", checkMerge);
+  $("remedy").addEventListener("click", tryRemedy);
   $("scrubber").addEventListener("input", (e) => { $("show-final").checked = false; showStep(Number(e.target.value)); });
   $("show-final").addEventListener("change", () => showStep(Number($("scrubber").value)));
   $("overlay").addEventListener("mousemove", rankAt);

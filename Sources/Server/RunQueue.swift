@@ -19,9 +19,12 @@ public struct RunRequest: Codable, Sendable {
     public var height: Int?
     /// A fork: the run this one repeats with an edited prompt (its id).
     public var parent: String?
+    /// The merge remedy: keep these subjects (words or triggers) apart, a column each, left to
+    /// right (docs/REMEDY.md).
+    public var separate: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case prompt, seed, steps, guidance, sampler, schedule, width, height, parent
+        case prompt, seed, steps, guidance, sampler, schedule, width, height, parent, separate
         case negativePrompt = "negative_prompt"
     }
 
@@ -104,6 +107,15 @@ public final class RunQueue: @unchecked Sendable {
         }
         do { s.samplerChoice = try SamplerChoice.parse(r.sampler ?? "euler_a", schedule: r.schedule) } catch {
             throw bad("sampler \(r.sampler ?? ""): \(error)")
+        }
+        if let subjects = r.separate {
+            guard (2...4).contains(subjects.count), subjects.allSatisfy({ !$0.isEmpty && $0.count <= 100 }) else {
+                throw bad("separate: two to four words of the prompt")
+            }
+            var separation = Separation(subjects: subjects, boxes: Separation.columns(subjects.count))
+            separation.until = 1
+            do { try separation.validate() } catch { throw bad("separate: \(error)") }
+            s.separation = separation
         }
         do { try s.validate() } catch { throw bad("\(error)") }
         if let parent = r.parent, !RunFolders.isValidID(parent) { throw bad("parent \(parent): not a run id") }
@@ -236,6 +248,7 @@ public final class RunQueue: @unchecked Sendable {
         case let .a1111(a): record["sampler"] = a.sampler.rawValue; record["schedule"] = a.schedule.rawValue
         }
         if let p = job.parent { record["parent"] = p }
+        if let sep = s.separation { record["separate"] = sep.subjects }
         if let m = job.message { record["message"] = m }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: folder.appendingPathComponent("request.json").path)

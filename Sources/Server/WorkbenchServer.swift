@@ -20,6 +20,7 @@ import Workbench
 ///   GET  /api/runs/:id/image.png          the image
 ///   GET  /api/runs/:id/steps/:n           x̂₀ of evaluation n (the cheap preview)
 ///   GET  /api/runs/:id/maps?upto=N        the prompt words' DAAM maps summed over evaluations 0…N
+///   GET  /api/runs/:id/merge?a=W&b=W      do two subjects land on one region? (the `merge` verdict)
 ///   POST /api/infotext                    a dropped PNG's (or text's) recipe as form fields
 ///   GET  /ws                              the event socket
 public final class WorkbenchServer: @unchecked Sendable {
@@ -122,6 +123,13 @@ public final class WorkbenchServer: @unchecked Sendable {
         router.get("/api/runs/:id/steps/:n") { _, context -> Response in
             guard let n = context.parameters.get("n").flatMap(Int.init), (0..<100_000).contains(n) else { return Self.problem(.notFound, "no such step") }
             return Self.file(folders.path(context.parameters.get("id") ?? "", .step(n)), type: "image/png")
+        }
+        router.get("/api/runs/:id/merge") { request, context -> Response in
+            guard let id = context.parameters.get("id"), let runJSON = folders.path(id, .runJSON) else { return Self.problem(.notFound, "no such run") }
+            guard let a = request.uri.queryParameters["a"].map(String.init), let b = request.uri.queryParameters["b"].map(String.init),
+                  !a.isEmpty, !b.isEmpty, a.count <= 100, b.count <= 100 else { return Self.problem(.badRequest, "give two words: ?a=…&b=…") }
+            let trace = URL(fileURLWithPath: runJSON).deletingLastPathComponent().path
+            do { return Self.json(try MergePayload.make(trace: trace, a: a, b: b)) } catch { return Self.problem(.badRequest, "\(error)") }
         }
         router.get("/api/runs/:id/maps") { request, context -> Response in
             guard let id = context.parameters.get("id"), folders.path(id, .attention) != nil,
@@ -226,5 +234,19 @@ enum WordMapsPayload {
         for m in summed { for v in m { bytes.append(UInt8(min(max(v * scale, 0), 255).rounded())) } }
         return ["words": maps.words.map(\.label), "width": maps.width, "height": maps.height, "evaluations": e,
                 "upto": last, "maps": Data(bytes).base64EncodedString()]
+    }
+}
+
+/// The `merge` verdict for two subjects of one run: their maps' overlap at every evaluation, from
+/// when they compete for one region (if they do), and the sentence `pareidolia merge` prints.
+enum MergePayload {
+    static func make(trace: String, a: String, b: String) throws -> [String: Any] {
+        let study = try PairStudy(folders: [trace], a: a, b: b)
+        let timeline = study.timelines[0]
+        var out: [String: Any] = ["a": a, "b": b, "verdict": study.verdict.sentence, "merged": timeline.mergedFrom != nil,
+                                  "iou": timeline.overlaps.map(\.iou), "pearson": timeline.overlaps.map(\.pearson)]
+        if let k = timeline.mergedFrom { out["merged_from"] = k + 1 }
+        if let note = study.note { out["note"] = note }
+        return out
     }
 }

@@ -216,6 +216,16 @@ struct ServerTests {
                 let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
                 #expect((body["runs"] as? [[String: Any]])?.first?["id"] as? String == id)
             }
+            // The merge verdict for two of its words, and the remedy queued as a fork.
+            try await client.execute(uri: "/api/runs/\(id)/merge?a=witch&b=cat", method: .get) { r in
+                let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                #expect((body["verdict"] as? String)?.isEmpty == false && (body["iou"] as? [Double])?.count == 3)
+            }
+            try await client.execute(uri: "/api/runs/\(id)/merge?a=witch", method: .get) { r in #expect(r.status == .badRequest) }
+            try await client.execute(uri: "/api/runs", method: .post, headers: Self.pageHeaders,
+                                     body: Self.body(#"{"prompt": "a witch and her black cat", "separate": ["witch"]}"#)) { r in
+                #expect(r.status == .badRequest && String(buffer: r.body).contains("separate"))
+            }
             // The image dropped back on the page: its infotext as the form's fields.
             let png = try #require(FileManager.default.contents(atPath: dir.appendingPathComponent(id).appendingPathComponent("image.png").path))
             let upload = #"{"png_base64": ""# + png.base64EncodedString() + #""}"#
