@@ -8,9 +8,10 @@
 # .build-fuzz), then runs each target for SECONDS from three corpora: what earlier runs kept
 # (.build-fuzz/corpus/TARGET, not committed), the committed seeds (Tests/Fuzz/corpus/TARGET) and
 # the test fixtures that fit the target. Every input must finish within 1 s, allocate at most
-# 512 MB at once and keep the process under 2 GB; a crash, a hang or a giant allocation stops the
-# run, leaves the input in .build-fuzz/findings/TARGET/, and makes the exit status non-zero.
-# One summary line per target (executions, coverage, exec/s) is printed at the end.
+# 512 MB at once and keep the process under 2 GB; a crash, a hang (a timeout its input repeats
+# when run again) or a giant allocation stops the run, leaves the input in
+# .build-fuzz/findings/TARGET/, and makes the exit status non-zero. One summary line per target
+# (executions, coverage, exec/s) is printed at the end.
 #
 # A toolchain without libFuzzer: the script says so and exits 0 (CI runs it that way).
 # PAREIDOLIA_FUZZ_JOBS=N runs N copies of a target at once (libFuzzer -fork).
