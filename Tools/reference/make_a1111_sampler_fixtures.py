@@ -55,7 +55,6 @@ import io
 import json
 import math
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -70,14 +69,9 @@ from diffusers import StableDiffusionPipeline  # noqa: E402  (before torchvision
 
 # k-diffusion's package __init__ imports training utilities (torchvision, clean-fid, ...): load the two
 # modules A1111 uses without it.
-for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
-    sys.modules.setdefault(name, types.ModuleType(name))
-spec = importlib.util.find_spec("k_diffusion")
-pkg = types.ModuleType("k_diffusion")
-pkg.__path__ = list(spec.submodule_search_locations)
-sys.modules["k_diffusion"] = pkg
-K = importlib.import_module("k_diffusion.sampling")
-KE = importlib.import_module("k_diffusion.external")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kdiffusion_loader import load_k_diffusion  # noqa: E402
+K, KE = load_k_diffusion()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from f32_safetensors import to_np32, write_safetensors  # noqa: E402

@@ -10,11 +10,8 @@ Needs numpy, torch, torchsde 0.2.x, k-diffusion 0.0.16 (--no-deps; its sampling 
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -25,13 +22,9 @@ import torchsde
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_pipeline_fixtures import philox_randn  # noqa: E402  (A1111's rng_philox.py in numpy; imports diffusers, so first)
 
-for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
-    sys.modules.setdefault(name, types.ModuleType(name))
-spec = importlib.util.find_spec("k_diffusion")
-pkg = types.ModuleType("k_diffusion")
-pkg.__path__ = list(spec.submodule_search_locations)
-sys.modules["k_diffusion"] = pkg
-K = importlib.import_module("k_diffusion.sampling")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kdiffusion_loader import load_k_diffusion  # noqa: E402
+K, _ = load_k_diffusion()
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "Tests" / "Fixtures" / "brownian.json"
