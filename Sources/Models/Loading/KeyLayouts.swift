@@ -43,14 +43,22 @@ public enum KeyLayouts {
         default:
             return nil
         }
-        // Resnet sub-module names.
-        parts = out
-        let resnetNames = ["in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time_emb_proj",
-                           "out_layers.0": "norm2", "out_layers.3": "conv2"]
-        var joined = parts.joined(separator: ".")
-        for (old, new) in resnetNames { joined = joined.replacingOccurrences(of: ".\(old).", with: ".\(new).") }
-        joined = joined.replacingOccurrences(of: ".skip_connection.", with: ".conv_shortcut.")
-        return joined
+        // Resnet sub-module names, on components between others (Foundation's string
+        // replacement, once per name, was a tenth of loading a single-file checkpoint).
+        let resnetNames = ["in_layers": ["0": "norm1", "2": "conv1"], "emb_layers": ["1": "time_emb_proj"],
+                           "out_layers": ["0": "norm2", "3": "conv2"]]
+        parts = []
+        var i = 0
+        while i < out.count {
+            if i > 0, i + 2 < out.count, let name = resnetNames[out[i]]?[out[i + 1]] {
+                parts.append(name); i += 2
+            } else if i > 0, i + 1 < out.count, out[i] == "skip_connection" {
+                parts.append("conv_shortcut"); i += 1
+            } else {
+                parts.append(out[i]); i += 1
+            }
+        }
+        return parts.joined(separator: ".")
     }
 
     /// `first_stage_model.*` (prefix removed) → diffusers `vae/` names. `levels`: 4 for SD.
