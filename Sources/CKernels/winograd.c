@@ -276,7 +276,7 @@ PD_MULTIVERSION(pd_winograd_input, input_body,
 
 // ---- output: y = Aᵀ M A + bias ----
 
-PD_INLINE void output_impl(const int m, const float *mm, long ldm, long mstride, int O, int o0, int o1,
+PD_INLINE void output_impl(const int m, const float *mm, long ldm, long mstride, int mo0, int O, int o0, int o1,
                            const float *bias, float *y, int H, int W, long tile0, long ntiles) {
     enum { MAXA = 6, MAXM = 4 };
     const int A = m + 2;
@@ -299,7 +299,7 @@ PD_INLINE void output_impl(const int m, const float *mm, long ldm, long mstride,
                 const long col = chunk0 + (long)g * LANES;
                 // Columns: t[i][j] = Σ_k Aᵀ[i][k] M[k][j]; rows: out[i][l] = Σ_j Aᵀ[l][j] t[i][j] + bias.
                 for (int j = 0; j < A; j++) {
-                    const float *src = mm + j * mstride + o * ldm + col;
+                    const float *src = mm + j * mstride + (long)(o - mo0) * ldm + col;
                     if (A == 6) at6(src, A * mstride, t + j * LANES, A * LANES, NULL);
                     else at4(src, A * mstride, t + j * LANES, A * LANES, NULL);
                 }
@@ -327,15 +327,15 @@ PD_INLINE void output_impl(const int m, const float *mm, long ldm, long mstride,
     }
 }
 
-PD_INLINE void output_body(int m, const float *mm, long ldm, long mstride, int O, int o0, int o1,
+PD_INLINE void output_body(int m, const float *mm, long ldm, long mstride, int mo0, int O, int o0, int o1,
                            const float *bias, float *y, int H, int W, long tile0, long ntiles) {
-    if (m == 4) output_impl(4, mm, ldm, mstride, O, o0, o1, bias, y, H, W, tile0, ntiles);
-    else output_impl(2, mm, ldm, mstride, O, o0, o1, bias, y, H, W, tile0, ntiles);
+    if (m == 4) output_impl(4, mm, ldm, mstride, mo0, O, o0, o1, bias, y, H, W, tile0, ntiles);
+    else output_impl(2, mm, ldm, mstride, mo0, O, o0, o1, bias, y, H, W, tile0, ntiles);
 }
 PD_MULTIVERSION(pd_winograd_output, output_body,
-                (int m, const float *mm, long ldm, long mstride, int O, int o0, int o1, const float *bias,
+                (int m, const float *mm, long ldm, long mstride, int mo0, int O, int o0, int o1, const float *bias,
                  float *y, int H, int W, long tile0, long ntiles),
-                (m, mm, ldm, mstride, O, o0, o1, bias, y, H, W, tile0, ntiles))
+                (m, mm, ldm, mstride, mo0, O, o0, o1, bias, y, H, W, tile0, ntiles))
 
 // ---- narrow products: M_ξ = U_ξ V_ξ for a block of at most 64 tiles ----
 // With so few columns, sgemm spends its time packing U (α²·O·C floats, 4× the weight for
@@ -400,13 +400,16 @@ PD_MULTIVERSION(pd_winograd_multiply_narrow, narrow_body,
                  long ldm, long mstride, int xi0, int xi1),
                 (cols, u, O, C, v, ldv, vstride, mm, ldm, mstride, xi0, xi1))
 
-// ---- weights: U = G g Gᵀ, once per model load, so plain double-precision code ----
+// ---- weights: U = G g Gᵀ ----
+// The same arithmetic in both functions, in double and in the same order, so that U transformed
+// per call (pd_winograd_fused_rows) has the bits of U transformed once (pd_winograd_weight).
+
+static const double G4[6][3] = {
+    {1.0 / 2, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {1.0 / 6, -1.0 / 6, 1.0 / 6},
+    {1.0 / 30, 1.0 / 15, 2.0 / 15}, {-2.0 / 15, 1.0 / 15, -1.0 / 30}, {0, 0, 1.0 / 2}};
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 
 void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, float *u) {
-    static const double G4[6][3] = {
-        {1.0 / 2, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {1.0 / 6, -1.0 / 6, 1.0 / 6},
-        {1.0 / 30, 1.0 / 15, 2.0 / 15}, {-2.0 / 15, 1.0 / 15, -1.0 / 30}, {0, 0, 1.0 / 2}};
-    static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     const int A = m + 2;
     const double(*G)[3] = m == 4 ? G4 : G2;
     for (long p = p0; p < p1; p++) {
@@ -423,3 +426,113 @@ void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, f
             }
     }
 }
+
+// ---- per call: U and the products fused, a block of output rows at a time ----
+// For rows [o0, o0 + R) and each row i of the α×α transform: U_ξ [R][C] for the row's α positions
+// ξ = (i, j) from the weight's planes (G g for row i in double, then each j: the operations and
+// order of pd_winograd_weight, no FMA contraction, so the bits it gives), then M_ξ [R][cols] =
+// U_ξ V_ξ. U exists for α positions of R rows only (in cache), never whole (4× the weight).
+
+enum { FUSED_KC = 128 };
+
+long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2) * R * C; }
+
+// M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): chunks of 32 (then 16) columns ×
+// FUSED_KC channels, which stay in L1 while 8-row blocks of U stream past; each chunk's sums are
+// added into M (as pd_winograd_multiply_narrow: one running sum over all C had 2–3× the rounding
+// error of sgemm's blocked sums).
+PD_INLINE void fused_multiply(const float *restrict u, int R, int C, const float *restrict v, long ldv,
+                              int cols, float *restrict mm, long ldm) {
+    enum { L = 16, RB = 8 };
+    for (int col = 0; col < cols; col += 2 * L) {
+        const int q = cols - col >= 2 * L ? 2 : 1;
+        for (int c0 = 0; c0 < C; c0 += FUSED_KC) {
+            const int c1 = C - c0 < FUSED_KC ? C : c0 + FUSED_KC;
+            for (int r0 = 0; r0 < R; r0 += RB) {
+                const float *ur = u + (long)r0 * C;
+                float acc[RB][2 * L];
+                for (int r = 0; r < RB; r++)
+                    for (int j = 0; j < 2 * L; j++) acc[r][j] = 0.0f;
+                if (q == 2) {
+                    for (int c = c0; c < c1; c++) {
+                        const float *vr = v + (long)c * ldv + col;
+                        for (int r = 0; r < RB; r++) {
+                            const float a = ur[(long)r * C + c];
+                            for (int j = 0; j < 2 * L; j++) acc[r][j] += a * vr[j];
+                        }
+                    }
+                } else {
+                    for (int c = c0; c < c1; c++) {
+                        const float *vr = v + (long)c * ldv + col;
+                        for (int r = 0; r < RB; r++) {
+                            const float a = ur[(long)r * C + c];
+                            for (int j = 0; j < L; j++) acc[r][j] += a * vr[j];
+                        }
+                    }
+                }
+                for (int r = 0; r < RB; r++) {
+                    float *dst = mm + (long)(r0 + r) * ldm + col;
+                    if (c0 == 0) for (int j = 0; j < q * L; j++) dst[j] = acc[r][j];
+                    else for (int j = 0; j < q * L; j++) dst[j] += acc[r][j];
+                }
+            }
+        }
+    }
+}
+
+typedef double pd_d8 __attribute__((ext_vector_type(8)));
+typedef float pd_f8 __attribute__((ext_vector_type(8)));
+
+// Eight channels of plane k (k < 9) from channel c (the tail of C reads as zeros).
+PD_INLINE pd_d8 load8(const float *p, int n) {
+    pd_f8 x = 0.0f;
+    if (n == 8) __builtin_memcpy(&x, p, sizeof x);
+    else for (int l = 0; l < n; l++) x[l] = p[l];
+    return __builtin_convertvector(x, pd_d8);
+}
+
+PD_INLINE void fused_impl(const int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v,
+                          long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
+#pragma clang fp contract(off)
+    const int A = m + 2;
+    const long plane = (long)O * C;
+    const double(*G)[3] = m == 4 ? G4 : G2;
+    for (int i = 0; i < A; i++) {
+        // U_(i, j) [R][C] at work + j·R·C, eight channels at a time (one per double lane).
+        for (int r = 0; r < R; r++) {
+            if (r >= rows) {
+                for (int j = 0; j < A; j++)
+                    for (int c = 0; c < C; c++) work[((long)j * R + r) * C + c] = 0.0f;
+                continue;
+            }
+            const float *g = planes + (long)(o0 + r) * C;
+            for (int c0 = 0; c0 < C; c0 += 8) {
+                const int n = C - c0 < 8 ? C - c0 : 8;
+                pd_d8 gt[3];
+                for (int k = 0; k < 3; k++)
+                    gt[k] = G[i][0] * load8(g + k * plane + c0, n) + G[i][1] * load8(g + (3 + k) * plane + c0, n) +
+                            G[i][2] * load8(g + (6 + k) * plane + c0, n);
+                for (int j = 0; j < A; j++) {
+                    const pd_f8 u = __builtin_convertvector(gt[0] * G[j][0] + gt[1] * G[j][1] + gt[2] * G[j][2], pd_f8);
+                    float *dst = work + ((long)j * R + r) * C + c0;
+                    if (n == 8) __builtin_memcpy(dst, &u, sizeof u);
+                    else for (int l = 0; l < n; l++) dst[l] = u[l];
+                }
+            }
+        }
+        for (int j = 0; j < A; j++) {
+            const int xi = i * A + j;
+            fused_multiply(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+        }
+    }
+}
+
+PD_INLINE void fused_body(int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v, long ldv,
+                          long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
+    if (m == 4) fused_impl(4, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
+    else fused_impl(2, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
+}
+PD_MULTIVERSION(pd_winograd_fused_rows, fused_body,
+                (int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v, long ldv,
+                 long vstride, int cols, float *mm, long ldm, long mstride, float *work),
+                (m, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work))

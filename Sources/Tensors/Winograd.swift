@@ -28,26 +28,43 @@ struct WinogradTuning: Sendable, Equatable {
     /// Blocks of at most this many tiles use pd_winograd_multiply_narrow instead of sgemm; at 64
     /// tiles the two were level (see winogradMultiply).
     var narrowColumns = 64
+    /// Per-call weights: bytes of U (α positions of a block of output rows) a core transforms at a
+    /// time. 0.5, 1 and 3 MB were within noise of each other at the UNet shapes but 1280→1280 at
+    /// 16² (74 vs 47 ms at 0.5 MB: blocks of 8 rows reread V 160 times).
+    var fusedBytes = 1 << 20
     /// In force for the calling task (see KernelTuning).
     static var current: WinogradTuning { KernelTuning.current.winograd }
 }
 
-/// A 3×3 convolution weight [O, C, 3, 3] in the Winograd domain, U [α², O, C] (transformed once,
-/// in double precision). Takes α²/9 times the memory of the weight: 1.78× for F(2×2), 4× for F(4×4).
+/// A 3×3 convolution weight [O, C, 3, 3] for Winograd. By default U [α², O, C] (U_ξ = (G g Gᵀ)_ξ
+/// for every (o, c), in double precision) is computed per call, a block of output channels at a
+/// time into a reused buffer: held once, it takes α²/9 times the memory of the weight (1.78× for
+/// F(2×2), 4× for F(4×4): 8.4 GB for all of SD 1.5's UNet). `transformOnce` holds it instead.
+/// Either way U has the same bits, so the two give the same results.
 public final class WinogradWeight: @unchecked Sendable {
     public let variant: WinogradVariant
     public let outChannels: Int
     public let inChannels: Int
-    /// U [α², O, C]: U_ξ = (G g Gᵀ)_ξ for every (o, c); empty when `direct` is used instead.
-    let u: Tensor
-    /// The weight itself, kept (not copied) when there are too few input channels to gain.
-    let direct: Tensor?
-    /// True when `direct` is used: the original weight must stay readable.
-    public var keepsWeight: Bool { direct != nil }
-    /// True when conv2dWinograd will run conv2d for this weight (fewer than 16 input channels).
-    public var usesConv2d: Bool { direct != nil }
 
-    public init(weight: Tensor, variant: WinogradVariant = .f4x4) throws {
+    enum Form {
+        /// U [α², O, C], transformed at load.
+        case transformed(Tensor)
+        /// The weight as planes [9, O, C] (the same bytes, reordered for the transform's vector
+        /// loads); U is transformed per call.
+        case perCall(Tensor)
+        /// The weight, run by conv2d: too few input channels to gain.
+        case direct(Tensor)
+    }
+    let form: Form
+
+    /// True when the original weight must stay readable (it is not copied).
+    public var keepsWeight: Bool { usesConv2d }
+    /// True when conv2dWinograd will run conv2d for this weight (fewer than 16 input channels).
+    public var usesConv2d: Bool { if case .direct = form { true } else { false } }
+    /// Bytes held besides the weight itself (U when transformed once).
+    public var extraBytes: Int { if case .transformed(let u) = form { u.count * 4 } else { 0 } }
+
+    public init(weight: Tensor, variant: WinogradVariant = .f4x4, transformOnce: Bool = false) throws {
         try requireRank(weight, 4, "WinogradWeight", "[O, C, 3, 3]")
         guard weight.shape[2] == 3, weight.shape[3] == 3 else {
             throw TensorError("WinogradWeight: expected a 3×3 kernel, got \(weight.shape)")
@@ -57,16 +74,17 @@ public final class WinogradWeight: @unchecked Sendable {
         self.variant = variant
         (outChannels, inChannels) = (O, C)
         if C < WinogradTuning.current.minInputChannels {
-            (direct, u) = (weight, Tensor(zeros: [0]))
-            return
+            form = .direct(weight)
+        } else if !transformOnce {
+            form = .perCall(try permute(weight.reshaped([O, C, 9]), [2, 0, 1]))  // [9, O, C]
+        } else {
+            let positions = variant.alpha * variant.alpha
+            let u = Tensor(uninitializedShape: [positions, O, C])  // [α², O, C]
+            Parallel.forRanges(O * C, grain: 4096) { r in
+                pd_winograd_weight(Int32(variant.m), weight.pointer, Int32(O), Int32(C), r.lowerBound, r.upperBound, u.pointer)
+            }
+            form = .transformed(u)
         }
-        direct = nil
-        let positions = variant.alpha * variant.alpha
-        let u = Tensor(uninitializedShape: [positions, O, C])  // [α², O, C]
-        Parallel.forRanges(O * C, grain: 4096) { r in
-            pd_winograd_weight(Int32(variant.m), weight.pointer, Int32(O), Int32(C), r.lowerBound, r.upperBound, u.pointer)
-        }
-        self.u = u
     }
 }
 
@@ -88,7 +106,12 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
         throw TensorError("conv2dWinograd: weight expects \(weight.inChannels) input channels, input \(x.shape) has \(C)")
     }
     if let bias { try requireShape(bias, [O], "conv2dWinograd bias") }
-    if let direct = weight.direct { return try conv2d(x, weight: direct, bias: bias, stride: 1, padding: 1) }
+    let u: Tensor?
+    switch weight.form {
+    case .direct(let w): return try conv2d(x, weight: w, bias: bias, stride: 1, padding: 1)
+    case .transformed(let t): u = t
+    case .perCall: u = nil
+    }
     guard C >= 1 else { throw TensorError("conv2dWinograd: input \(x.shape) has no channels") }
     let m = weight.variant.m, positions = weight.variant.alpha * weight.variant.alpha
     let tilesY = (H + m - 1) / m, tilesX = (W + m - 1) / m
@@ -97,10 +120,10 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
     let y = Tensor(uninitializedShape: [B, O, H, W])  // [B, O, H, W]: same size, padding 1
     if y.count == 0 { return y }
 
-    // Equal blocks of T tiles (a multiple of the transforms' 16 lanes) whose V and M together
-    // take about blockBytes, but at least minBlockTiles tiles.
+    // Equal blocks of T tiles (a multiple of the transforms' 16 lanes) whose V (and M, when U is
+    // held whole) take about blockBytes, but at least minBlockTiles tiles.
     let lanes = Int(PD_WINOGRAD_LANES)
-    let bytesPerTile = 4 * positions * (C + O)
+    let bytesPerTile = 4 * positions * (u == nil ? C : C + O)
     let tuning = WinogradTuning.current
     var blocks = max(1, (tiles * bytesPerTile + tuning.blockBytes - 1) / tuning.blockBytes)
     blocks = max(1, min(blocks, tiles / max(1, tuning.minBlockTiles)))
@@ -112,9 +135,8 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
     let vstride = C * ldv + lanes, mstride = O * ldv + lanes
     try requireInt32(C, O, H, W, ldv, what: "conv2dWinograd")
 
-    Scratch.withBuffer(positions * (vstride + mstride)) { scratch in
+    Scratch.withBuffer(positions * (vstride + (u == nil ? 0 : mstride))) { scratch in
         let v = scratch  // V_ξ [C, ldv] at v + ξ·vstride
-        let mm = scratch + positions * vstride  // M_ξ [O, ldv] at mm + ξ·mstride
         for block in 0..<blocks {
             let tile0 = block * blockTiles, n = min(blockTiles, tiles - tile0)
             // Chunks of at least ~4096 tile-channels: less is not worth a thread.
@@ -122,15 +144,52 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
                 pd_winograd_input(Int32(m), x.pointer, Int32(C), Int32(H), Int32(W), tile0, n,
                                   Int32(cs.lowerBound), Int32(cs.upperBound), v, ldv, vstride)
             }
-            winogradMultiply(u: weight.u.pointer, v: v, ldv: ldv, vstride: vstride, m: mm, ldm: ldv,
+            guard let u else {
+                winogradRows(weight, v: v, ldv: ldv, vstride: vstride, bias: bias, y: y, tile0: tile0, n: n)
+                continue
+            }
+            let mm = scratch + positions * vstride  // M_ξ [O, ldv] at mm + ξ·mstride
+            winogradMultiply(u: u.pointer, v: v, ldv: ldv, vstride: vstride, m: mm, ldm: ldv,
                              mstride: mstride, positions: positions, O: O, C: C, n: n)
             Parallel.forRanges(O, grain: max(1, 4096 / n)) { os in
-                pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(O), Int32(os.lowerBound), Int32(os.upperBound),
+                pd_winograd_output(Int32(m), mm, ldv, mstride, 0, Int32(O), Int32(os.lowerBound), Int32(os.upperBound),
                                    bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
             }
         }
     }
     return y
+}
+
+/// One tile block of a per-call weight: blocks of R output rows (a multiple of 8) split over the
+/// cores; for each, U is transformed α positions at a time into a buffer in cache and multiplied at
+/// once (pd_winograd_fused_rows), then the rows' outputs are transformed. No more of U than α
+/// positions of R rows per core exists at a time.
+private func winogradRows(_ weight: WinogradWeight, v: UnsafePointer<Float>, ldv: Int, vstride: Int,
+                          bias: Tensor?, y: Tensor, tile0: Int, n: Int) {
+    guard case .perCall(let planes) = weight.form else { return }
+    let (O, C) = (weight.outChannels, weight.inChannels)
+    let m = weight.variant.m, alpha = weight.variant.alpha, positions = alpha * alpha
+    let (H, W) = (y.shape[2], y.shape[3])
+    let lanes = Int(PD_WINOGRAD_LANES)
+    let cols = (n + 15) / 16 * 16
+    // R: U's α positions of R rows in about fusedBytes, at most a core's share of the rows.
+    let share = ((O + Parallel.workers - 1) / Parallel.workers + 7) / 8 * 8
+    let fit = WinogradTuning.current.fusedBytes / (4 * alpha * C) / 8 * 8
+    let R = max(8, min(share, fit))
+    let mstride = R * ldv + lanes
+    let work = Int(pd_winograd_fused_work_floats(Int32(m), Int32(R), Int32(C)))
+    Parallel.forRanges((O + R - 1) / R) { blocks in
+        Scratch.withBuffer(positions * mstride + work) { scratch in
+            let mm = scratch, w = scratch + positions * mstride
+            for block in blocks {
+                let o0 = block * R, rows = min(R, O - o0)
+                pd_winograd_fused_rows(Int32(m), planes.pointer, Int32(O), Int32(C), Int32(o0), Int32(R), Int32(rows),
+                                       v, ldv, vstride, Int32(cols), mm, ldv, mstride, w)
+                pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(o0), Int32(O), Int32(o0), Int32(o0 + rows),
+                                   bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
+            }
+        }
+    }
 }
 
 /// The transform-domain product, M_ξ[O, n] = U_ξ[O, C] · V_ξ[C, n] for every position ξ: the

@@ -19,6 +19,12 @@ struct ReportBench: ParsableCommand {
     @Option(help: "Python with torch and diffusers (PyTorch columns are left empty without it).")
     var python: String?
 
+    @Option(help: "Python with OpenVINO and optimum-intel, in their own venv (the OpenVINO column is left out without it; see docs/PERFORMANCE.md).")
+    var openvino: String?
+
+    @Option(help: "Where OpenVINO's IR of --model is kept (exported there on the first run, minutes); default: beside --model, with -openvino appended.")
+    var openvinoExport: String?
+
     @Option(help: "Steps of the whole txt2img run (euler_a); 0 skips the whole runs.")
     var steps = 20
 
@@ -66,49 +72,61 @@ struct ReportBench: ParsableCommand {
     func run() throws {
         try BLAS.load()
         let chosen = try variants.split(separator: ",").map { try Variant(String($0)) }
-        var torch: [String: Any] = [:]
+        var torch: [String: Any] = [:], ov: [String: Any] = [:]
         var ours = chosen.map { ($0, Figures()) }
+        // Times: the best round; everything else (versions, peak memory): the first round's.
+        func merge(_ round: [String: Any], into peer: inout [String: Any]) {
+            for (key, value) in round {
+                if key.hasSuffix("_s"), let a = peer[key] as? Double, let b = value as? Double { peer[key] = min(a, b) }
+                else if peer[key] == nil { peer[key] = value }
+            }
+        }
+        let generate = steps > 0 ? ["--generate", "\(steps)"] : []
         for _ in 0..<max(1, rounds) {
+            if let openvino {
+                let export = openvinoExport ?? URL(fileURLWithPath: model).standardizedFileURL.path + "-openvino"
+                merge(try runPythonBench(python: openvino, script: "bench_openvino.py",
+                                         arguments: ["--model", model, "--export-dir", export, "--threads", "\(Parallel.workers)",
+                                                     "--repeats", "\(repeats)", "--latent", "\(latent)"] + generate), into: &ov)
+            }
             if let python {
-                let round = try runTorch(python: python, model: model, repeats: repeats, latent: latent,
-                                         extra: steps > 0 ? ["--generate", "\(steps)"] : [])
-                // Times: the best round; everything else (versions, peak memory): the first round's.
-                for (key, value) in round {
-                    if key.hasSuffix("_s"), let a = torch[key] as? Double, let b = value as? Double { torch[key] = min(a, b) }
-                    else if torch[key] == nil { torch[key] = value }
-                }
+                merge(try runTorch(python: python, model: model, repeats: repeats, latent: latent, extra: generate), into: &torch)
             }
             for i in ours.indices { ours[i].1.keepBest(try measureModels(ours[i].0)) }
         }
         for i in ours.indices { ours[i].1.peakGiB = try childPeakGiB(ours[i].0) }
 
-        var columns = ["", "PyTorch fp32"]
-        for (p, _) in ours { columns += ["Pareidolia \(p)", "ratio"] }
+        let withOV = openvino != nil
+        var columns = [""] + (withOV ? ["OpenVINO f32"] : []) + ["PyTorch fp32"]
+        for (p, _) in ours { columns += ["Pareidolia \(p)"] + (withOV ? ["/ OpenVINO"] : []) + ["/ PyTorch"] }
         var table = Table(columns: columns)
-        func row(_ name: String, _ theirs: Double?, _ value: (Figures) -> Double, digits: Int, unit: String) {
-            var cells = [name, theirs.map { fmt($0, digits) + unit } ?? "–"]
+        func row(_ name: String, _ key: String?, _ value: (Figures) -> Double, digits: Int, unit: String, scale: Double = 1) {
+            let (theirs, ovs) = (key.flatMap { torch[$0] as? Double }.map { $0 / scale }, key.flatMap { ov[$0] as? Double }.map { $0 / scale })
+            func cell(_ v: Double?) -> String { v.map { $0.isNaN ? "–" : fmt($0, digits) + unit } ?? "–" }
+            func ratio(_ v: Double, _ peer: Double?) -> String { peer.map { v / $0 }.map { $0.isNaN ? "–" : fmt($0, 2) } ?? "–" }
+            var cells = [name] + (withOV ? [cell(ovs)] : []) + [cell(theirs)]
             for (_, f) in ours {
                 let v = value(f)
-                cells += [v.isNaN ? "–" : fmt(v, digits) + unit, (theirs.map { v / $0 }).map { $0.isNaN ? "–" : fmt($0, 2) } ?? "–"]
+                cells += [cell(v)] + (withOV ? [ratio(v, ovs)] : []) + [ratio(v, theirs)]
             }
             table.add(cells)
         }
         let side = latent * 8
-        row("text encoder, 2×77 tokens", torch["text_encoder_s"] as? Double, { $0.text }, digits: 3, unit: " s")
-        row("UNet evaluation, batch 2, \(latent)×\(latent)", torch["unet_s"] as? Double, { $0.unet }, digits: 2, unit: " s")
-        row("VAE decode to \(side)×\(side)", torch["vae_decode_s"] as? Double, { $0.vae }, digits: 2, unit: " s")
+        row("text encoder, 2×77 tokens", "text_encoder_s", { $0.text }, digits: 3, unit: " s")
+        row("UNet evaluation, batch 2, \(latent)×\(latent)", "unet_s", { $0.unet }, digits: 2, unit: " s")
+        row("VAE decode to \(side)×\(side)", "vae_decode_s", { $0.vae }, digits: 2, unit: " s")
         if steps > 0 {
-            let theirs = torch["generate_s"] as? Double
-            row("txt2img \(side)², \(steps) steps euler_a", theirs, { $0.run }, digits: 1, unit: " s")
-            row("  same, default trace", theirs, { $0.tracedRun }, digits: 1, unit: " s")
+            row("txt2img \(side)², \(steps) steps euler_a", "generate_s", { $0.run }, digits: 1, unit: " s")
+            row("  same, default trace", "generate_s", { $0.tracedRun }, digits: 1, unit: " s")
             row("  trace / no trace", nil, { $0.tracedRun / $0.run }, digits: 3, unit: "")
         }
-        row("peak RSS, txt2img \(side)²", (torch["peak_rss_bytes"] as? Double).map { $0 / 1_073_741_824 }, { $0.peakGiB },
-            digits: 2, unit: " GiB")
-        print("OpenBLAS \(BLAS.coreName), \(Parallel.workers) threads; PyTorch \(torch["torch"] as? String ?? "not measured") "
-              + "(\(torch["cpu_capability"] as? String ?? "–")); ratio = Pareidolia / PyTorch (< 1: faster or smaller)")
+        row("peak RSS, txt2img \(side)²", "peak_rss_bytes", { $0.peakGiB }, digits: 2, unit: " GiB", scale: 1_073_741_824)
+        print("OpenBLAS \(BLAS.coreName), \(Parallel.workers) threads, kernels at \(KernelISA.current); "
+              + "PyTorch \(torch["torch"] as? String ?? "not measured") (\(torch["cpu_capability"] as? String ?? "–"))"
+              + (withOV ? "; OpenVINO \(ov["openvino"] as? String ?? "–") (f32 inference precision, static shapes)" : "")
+              + "; ratios = Pareidolia / peer (< 1: faster or smaller)")
         print(table.render())
-        print("PyTorch's peak RSS is its benchmark process's (models loaded once, every call above); ours is a child "
+        print("The peers' peak RSS is their benchmark process's (models loaded once, every call above); ours is a child "
               + "process running a \(side)² txt2img (2 steps).")
     }
 

@@ -15,6 +15,9 @@ struct WinogradBench: ParsableCommand {
     @Option(help: "Winograd variants to time: f2, f4 or both.")
     var variant = "both"
 
+    @Option(help: "How U is had: call (transformed per call, the default), once (held), or both.")
+    var form = "call"
+
     @Flag(help: "Inputs N(0, 1) instead of SiLU(N(0, 1)) (what follows GroupNorm + SiLU).")
     var normalInputs = false
 
@@ -39,6 +42,10 @@ struct WinogradBench: ParsableCommand {
         guard let variants = ["f2": [WinogradVariant.f2x2], "f4": [.f4x4], "both": [.f2x2, .f4x4]][variant] else {
             throw ValidationError("--variant must be f2, f4 or both")
         }
+        guard let forms = ["call": [false], "once": [true], "both": [false, true]][form] else {
+            throw ValidationError("--form must be call, once or both")
+        }
+        let kinds = variants.flatMap { v in forms.map { (v, $0) } }
         print("OpenBLAS core: \(BLAS.coreName); \(Parallel.workers) workers; kernels at \(KernelISA.current)")
         print("Data: weights N(0, 0.03²), inputs \(normalInputs ? "N(0, 1)" : "SiLU(N(0, 1))"), bias N(0, 0.03²).")
         var table = Table(columns: ["net", "shape B×C→O×H×W", "variant", "conv2d ms", "wino ms", "speed-up", "eff GFLOP/s", "max rel err"])
@@ -48,7 +55,7 @@ struct WinogradBench: ParsableCommand {
             if !normalInputs { x = silu(x) }
             let w = Tensor.gaussian([o, c, 3, 3], seed: 2, std: 0.03)
             let bias = Tensor.gaussian([o], seed: 3, std: 0.03)
-            let weights = try variants.map { try WinogradWeight(weight: w, variant: $0) }
+            let weights = try kinds.map { try WinogradWeight(weight: w, variant: $0.0, transformOnce: $0.1) }
             // conv2d and each variant in turn, every round: on a shared machine, other work then
             // slows all of them alike, and the best of the rounds is compared.
             var reference = x, outputs = weights.map { _ in x }
@@ -63,12 +70,13 @@ struct WinogradBench: ParsableCommand {
             }
             let direct = best[0]
             let flops = 2.0 * Double(b * o * c * 9 * side * side)
-            for (i, v) in variants.enumerated() {
+            for (i, (v, once)) in kinds.enumerated() {
                 let (y, s) = (outputs[i], best[i + 1])
                 let error = maxDifference(y, reference) / max(reference.maxAbs, .leastNormalMagnitude)
-                table.add([net, "\(b)×\(c)→\(o)×\(side)×\(side)", "\(v)\(weights[i].usesConv2d ? "*" : "")", fmt(direct * 1e3), fmt(s * 1e3),
+                let label = "\(v)\(forms.count > 1 ? (once ? " held" : " per call") : "")\(weights[i].usesConv2d ? "*" : "")"
+                table.add([net, "\(b)×\(c)→\(o)×\(side)×\(side)", label, fmt(direct * 1e3), fmt(s * 1e3),
                            fmt(direct / s, 2), fmt(flops / s / 1e9), String(format: "%.1e", error)])
-                let key = "\(net) \(v)"
+                let key = "\(net) \(label)"
                 totals[key] = ((totals[key]?.0 ?? 0) + direct, (totals[key]?.1 ?? 0) + s)
             }
         }

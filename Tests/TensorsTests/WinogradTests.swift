@@ -15,11 +15,12 @@ extension KernelTests {
 
         /// Runs `body` with Winograd forced on for few channels, `blockBytes` of scratch (no floor on
         /// the tiles per block), and each product: sgemm only, then the narrow kernel for blocks of
-        /// up to 64 tiles (the default).
+        /// up to 64 tiles (the default) for U held; for U per call, blocks of 8 output rows, then
+        /// of a core's share.
         func withTuning(blockBytes: Int, _ body: () throws -> Void) rethrows {
-            for narrow in [0, 64] {
+            for (narrow, fused) in [(0, 1), (64, 1 << 20)] {
                 try KernelTuning.with({ $0.winograd = WinogradTuning(blockBytes: blockBytes, minBlockTiles: 1, minInputChannels: 1,
-                                                                     narrowColumns: narrow) }) { try body() }
+                                                                     narrowColumns: narrow, fusedBytes: fused) }) { try body() }
             }
         }
 
@@ -28,9 +29,11 @@ extension KernelTests {
             let bt = bias ? randomTensor([o], seed: seed + 2) : nil
             let expected = try conv2d(x, weight: wt, bias: bt, stride: 1, padding: 1)
             for variant in WinogradVariant.allCases {
-                let y = try conv2dWinograd(x, weight: WinogradWeight(weight: wt, variant: variant), bias: bt)
-                expectClose(y, expected, relTol: Self.tolerance(variant),
-                            "\(variant) \(KernelISA.current) [\(b), \(c), \(h), \(w)] → \(o)\(bias ? " + bias" : "")")
+                for once in [false, true] {
+                    let y = try conv2dWinograd(x, weight: WinogradWeight(weight: wt, variant: variant, transformOnce: once), bias: bt)
+                    expectClose(y, expected, relTol: Self.tolerance(variant),
+                                "\(variant) \(once ? "held" : "per call") \(KernelISA.current) [\(b), \(c), \(h), \(w)] → \(o)\(bias ? " + bias" : "")")
+                }
             }
         }
 
@@ -77,8 +80,16 @@ extension KernelTests {
         @Test func fewChannelsUseConv2d() throws {
             let x = randomTensor([2, 4, 9, 11], seed: 300), w = randomTensor([8, 4, 3, 3], seed: 301), b = randomTensor([8], seed: 302)
             let ww = try WinogradWeight(weight: w)
-            #expect(ww.direct != nil)
+            #expect(ww.usesConv2d && ww.keepsWeight && ww.extraBytes == 0)
             expectClose(try conv2dWinograd(x, weight: ww, bias: b), try conv2d(x, weight: w, bias: b, padding: 1), relTol: 0)
+        }
+
+        /// Per call, nothing is held besides the weight's own bytes (reordered); held, U is 4×.
+        @Test func perCallHoldsNoTransform() throws {
+            let w = randomTensor([24, 40, 3, 3], seed: 400)
+            let perCall = try WinogradWeight(weight: w), held = try WinogradWeight(weight: w, transformOnce: true)
+            #expect(perCall.extraBytes == 0 && !perCall.keepsWeight && !perCall.usesConv2d)
+            #expect(held.extraBytes == 36 * 24 * 40 * 4)
         }
 
         @Test func rejectsBadShapes() throws {

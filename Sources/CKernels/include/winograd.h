@@ -29,13 +29,22 @@ extern "C" {
 // U for the (o, c) pairs p = o·C + c in [p0, p1) of w [O, C, 3, 3]; computed in double.
 void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, float *u);
 
+// Per call, for the output rows [o0, o0 + rows), rows ≤ R, R a multiple of 8: M_ξ [R][cols]
+// (rows past `rows` are garbage) = U_ξ · V_ξ for every ξ, U transformed on the fly from the
+// weight's planes [9][O][C] (planes[k][o][c] = w[o][c][k / 3][k % 3]) with the bits
+// pd_winograd_weight gives, α positions at a time, never held whole. cols: a multiple of 16,
+// ≤ ldv and ldm. work: pd_winograd_fused_work_floats(m, R, C) floats.
+long pd_winograd_fused_work_floats(int m, int R, int C);
+void pd_winograd_fused_rows(int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v,
+                            long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work);
+
 // V columns for tiles [tile0, tile0 + ntiles) and channels [c0, c1) of x [B, C, H, W].
 void pd_winograd_input(int m, const float *x, int C, int H, int W, long tile0, long ntiles,
                        int c0, int c1, float *v, long ldv, long vstride);
 
-// Output channels [o0, o1) of tiles [tile0, tile0 + ntiles) into y [B, O, H, W], from M, plus
-// bias[o] (bias may be NULL).
-void pd_winograd_output(int m, const float *mm, long ldm, long mstride, int O, int o0, int o1,
+// Output channels [o0, o1) of tiles [tile0, tile0 + ntiles) into y [B, O, H, W], from M (channel
+// o in row o − mo0 of each M_ξ), plus bias[o] (bias may be NULL).
+void pd_winograd_output(int m, const float *mm, long ldm, long mstride, int mo0, int O, int o0, int o1,
                         const float *bias, float *y, int H, int W, long tile0, long ntiles);
 
 // M_ξ = U_ξ · V_ξ for ξ in [xi0, xi1), all `cols` columns (16, 32, 48 or 64, ≤ ldv and ldm): the

@@ -201,20 +201,16 @@ public final class WeightBinder {
         }
     }
 
-    /// Winograd F(4×4, 3×3) weights take 4× the memory of the weight; all of SD 1.5's UNet would
-    /// need 8.4 GB. The layers up to 640 output channels (the UNet's 64² and 32² levels, the whole
-    /// VAE) take 1.3 GB in the UNet and gain 2.9–3.5×; the 1280-channel ones (16², 8²) gain 2.0–3.9×
-    /// too, but bf16 products give them 2.1× with half the memory instead of 4× the memory.
-    static let winogradMaxOutChannels = 640
-
     /// A linear or convolution weight in the form its layer will compute with: `weight(...)`
-    /// for exact arithmetic, else transformed once for Winograd (3×3 stride-1 convolutions, when
-    /// `winogradEligible`) or packed for bf16 products. Winograd's transformed weight keeps the
-    /// float32 domain unless bf16 is chosen too (then its products stay float32 as well).
+    /// for exact arithmetic, else reordered for Winograd (3×3 stride-1 convolutions, when
+    /// `winogradEligible`; transformed per call) or packed for bf16 products. Winograd stays in
+    /// float32 even when bf16 is chosen too.
     public func layerWeight(_ key: String, shape: [Int], acceptingReshapeOf alternatives: [[Int]] = [],
                             winogradEligible: Bool) -> FastKernel {
         let fast = state.fast
-        let winograd = fast.contains(.winograd) && winogradEligible && shape[0] <= Self.winogradMaxOutChannels
+        // Every eligible layer: Winograd's transformed weight (4× the weight) is made per call, a
+        // block of rows at a time, so it costs no memory (see WinogradWeight).
+        let winograd = fast.contains(.winograd) && winogradEligible
         // A layer no fast form applies to is held as any other weight (16 bits at fp16 precision).
         guard winograd || fast.contains(.bf16) else { return .plain(weight(key, shape: shape, acceptingReshapeOf: alternatives)) }
         let t = tensor(key, shape: shape, acceptingReshapeOf: alternatives)  // float32 (borrowed when it can be)
