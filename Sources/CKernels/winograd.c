@@ -435,7 +435,7 @@ void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, f
 
 enum { FUSED_KC = 128 };
 
-long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2) * R * C; }
+long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2 + 9) * R * C; }
 
 // M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): chunks of 32 (then 16) columns ×
 // FUSED_KC channels, which stay in L1 while 8-row blocks of U stream past; each chunk's sums are
@@ -491,12 +491,20 @@ PD_INLINE pd_d8 load8(const float *p, int n) {
     return __builtin_convertvector(x, pd_d8);
 }
 
-PD_INLINE void fused_impl(const int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v,
+PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int rows, const float *v,
                           long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
 #pragma clang fp contract(off)
     const int A = m + 2;
-    const long plane = (long)O * C;
+    const long plane = (long)R * C;
     const double(*G)[3] = m == 4 ? G4 : G2;
+    // The rows' weights as planes [9][R][C] (kernel tap k = 3·row + column), so that the transform
+    // loads eight channels of a tap at once; the weight itself stays as the checkpoint has it.
+    float *planes = work + (long)A * R * C;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < C; c++) {
+            const float *g = w + ((long)(o0 + r) * C + c) * 9;
+            for (int k = 0; k < 9; k++) planes[k * plane + (long)r * C + c] = g[k];
+        }
     for (int i = 0; i < A; i++) {
         // U_(i, j) [R][C] at work + j·R·C, eight channels at a time (one per double lane).
         for (int r = 0; r < R; r++) {
@@ -505,7 +513,7 @@ PD_INLINE void fused_impl(const int m, const float *planes, int O, int C, int o0
                     for (int c = 0; c < C; c++) work[((long)j * R + r) * C + c] = 0.0f;
                 continue;
             }
-            const float *g = planes + (long)(o0 + r) * C;
+            const float *g = planes + (long)r * C;
             for (int c0 = 0; c0 < C; c0 += 8) {
                 const int n = C - c0 < 8 ? C - c0 : 8;
                 pd_d8 gt[3];
@@ -527,12 +535,12 @@ PD_INLINE void fused_impl(const int m, const float *planes, int O, int C, int o0
     }
 }
 
-PD_INLINE void fused_body(int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v, long ldv,
+PD_INLINE void fused_body(int m, const float *w, int C, int o0, int R, int rows, const float *v, long ldv,
                           long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
-    if (m == 4) fused_impl(4, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
-    else fused_impl(2, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
+    if (m == 4) fused_impl(4, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
+    else fused_impl(2, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
 }
 PD_MULTIVERSION(pd_winograd_fused_rows, fused_body,
-                (int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v, long ldv,
+                (int m, const float *w, int C, int o0, int R, int rows, const float *v, long ldv,
                  long vstride, int cols, float *mm, long ldm, long mstride, float *work),
-                (m, planes, O, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work))
+                (m, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work))

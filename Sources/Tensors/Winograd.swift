@@ -28,10 +28,14 @@ struct WinogradTuning: Sendable, Equatable {
     /// Blocks of at most this many tiles use pd_winograd_multiply_narrow instead of sgemm; at 64
     /// tiles the two were level (see winogradMultiply).
     var narrowColumns = 64
-    /// Per-call weights: bytes of U (α positions of a block of output rows) a core transforms at a
-    /// time. 0.5, 1 and 3 MB were within noise of each other at the UNet shapes but 1280→1280 at
-    /// 16² (74 vs 47 ms at 0.5 MB: blocks of 8 rows reread V 160 times).
-    var fusedBytes = 1 << 20
+    /// Per-call weights: bytes of a block of output rows' weights (as 9 planes) and U (α positions)
+    /// a core transforms at a time. At the UNet shapes, 1 MB took 653 ms for all of them once,
+    /// 2 MB 560 ms, 4 MB 572 ms (fewer rows per block reread V more often).
+    var fusedBytes = 2 << 20
+    /// Per-call weights run conv2d below this many tiles a call: the transform of U, per call,
+    /// then costs more than its multiplies save (1280→1280 at 8², batch 2, 8 tiles: 30 ms
+    /// against conv2d's 24; at 16², 32 tiles: 36–41 against 78).
+    var minPerCallTiles = 16
     /// In force for the calling task (see KernelTuning).
     static var current: WinogradTuning { KernelTuning.current.winograd }
 }
@@ -49,8 +53,7 @@ public final class WinogradWeight: @unchecked Sendable {
     enum Form {
         /// U [α², O, C], transformed at load.
         case transformed(Tensor)
-        /// The weight as planes [9, O, C] (the same bytes, reordered for the transform's vector
-        /// loads); U is transformed per call.
+        /// The weight [O, C, 3, 3] (not copied); U is transformed per call.
         case perCall(Tensor)
         /// The weight, run by conv2d: too few input channels to gain.
         case direct(Tensor)
@@ -58,7 +61,7 @@ public final class WinogradWeight: @unchecked Sendable {
     let form: Form
 
     /// True when the original weight must stay readable (it is not copied).
-    public var keepsWeight: Bool { usesConv2d }
+    public var keepsWeight: Bool { if case .transformed = form { false } else { true } }
     /// True when conv2dWinograd will run conv2d for this weight (fewer than 16 input channels).
     public var usesConv2d: Bool { if case .direct = form { true } else { false } }
     /// Bytes held besides the weight itself (U when transformed once).
@@ -76,7 +79,7 @@ public final class WinogradWeight: @unchecked Sendable {
         if C < WinogradTuning.current.minInputChannels {
             form = .direct(weight)
         } else if !transformOnce {
-            form = .perCall(try permute(weight.reshaped([O, C, 9]), [2, 0, 1]))  // [9, O, C]
+            form = .perCall(weight)
         } else {
             let positions = variant.alpha * variant.alpha
             let u = Tensor(uninitializedShape: [positions, O, C])  // [α², O, C]
@@ -106,16 +109,18 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
         throw TensorError("conv2dWinograd: weight expects \(weight.inChannels) input channels, input \(x.shape) has \(C)")
     }
     if let bias { try requireShape(bias, [O], "conv2dWinograd bias") }
+    let m = weight.variant.m, positions = weight.variant.alpha * weight.variant.alpha
+    let tilesY = (H + m - 1) / m, tilesX = (W + m - 1) / m
+    let tiles = B * tilesY * tilesX
     let u: Tensor?
     switch weight.form {
     case .direct(let w): return try conv2d(x, weight: w, bias: bias, stride: 1, padding: 1)
     case .transformed(let t): u = t
-    case .perCall: u = nil
+    case .perCall(let w):
+        if tiles < WinogradTuning.current.minPerCallTiles { return try conv2d(x, weight: w, bias: bias, stride: 1, padding: 1) }
+        u = nil
     }
     guard C >= 1 else { throw TensorError("conv2dWinograd: input \(x.shape) has no channels") }
-    let m = weight.variant.m, positions = weight.variant.alpha * weight.variant.alpha
-    let tilesY = (H + m - 1) / m, tilesX = (W + m - 1) / m
-    let tiles = B * tilesY * tilesX
 
     let y = Tensor(uninitializedShape: [B, O, H, W])  // [B, O, H, W]: same size, padding 1
     if y.count == 0 { return y }
@@ -166,25 +171,25 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
 /// positions of R rows per core exists at a time.
 private func winogradRows(_ weight: WinogradWeight, v: UnsafePointer<Float>, ldv: Int, vstride: Int,
                           bias: Tensor?, y: Tensor, tile0: Int, n: Int) {
-    guard case .perCall(let planes) = weight.form else { return }
+    guard case .perCall(let w) = weight.form else { return }
     let (O, C) = (weight.outChannels, weight.inChannels)
     let m = weight.variant.m, alpha = weight.variant.alpha, positions = alpha * alpha
     let (H, W) = (y.shape[2], y.shape[3])
     let lanes = Int(PD_WINOGRAD_LANES)
     let cols = (n + 15) / 16 * 16
-    // R: U's α positions of R rows in about fusedBytes, at most a core's share of the rows.
+    // R: the rows' 9 weight planes and U's α positions in about fusedBytes, at most a core's share.
     let share = ((O + Parallel.workers - 1) / Parallel.workers + 7) / 8 * 8
-    let fit = WinogradTuning.current.fusedBytes / (4 * alpha * C) / 8 * 8
+    let fit = WinogradTuning.current.fusedBytes / (4 * (alpha + 9) * C) / 8 * 8
     let R = max(8, min(share, fit))
     let mstride = R * ldv + lanes
-    let work = Int(pd_winograd_fused_work_floats(Int32(m), Int32(R), Int32(C)))
+    let workFloats = Int(pd_winograd_fused_work_floats(Int32(m), Int32(R), Int32(C)))
     Parallel.forRanges((O + R - 1) / R) { blocks in
-        Scratch.withBuffer(positions * mstride + work) { scratch in
-            let mm = scratch, w = scratch + positions * mstride
+        Scratch.withBuffer(positions * mstride + workFloats) { scratch in
+            let mm = scratch, work = scratch + positions * mstride
             for block in blocks {
                 let o0 = block * R, rows = min(R, O - o0)
-                pd_winograd_fused_rows(Int32(m), planes.pointer, Int32(O), Int32(C), Int32(o0), Int32(R), Int32(rows),
-                                       v, ldv, vstride, Int32(cols), mm, ldv, mstride, w)
+                pd_winograd_fused_rows(Int32(m), w.pointer, Int32(C), Int32(o0), Int32(R), Int32(rows),
+                                       v, ldv, vstride, Int32(cols), mm, ldv, mstride, work)
                 pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(o0), Int32(O), Int32(o0), Int32(o0 + rows),
                                    bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
             }

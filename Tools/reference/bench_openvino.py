@@ -117,8 +117,8 @@ def main() -> None:
         m = core.read_model(out / sub / "openvino_model.xml")
         m.reshape({m.input(name): ov.PartialShape(shape) for name, shape in shapes.items()})
         c = core.compile_model(m, "CPU", config)
-        precision = str(c.get_property("INFERENCE_PRECISION_HINT"))
-        if "f32" not in precision:
+        precision = c.get_property("INFERENCE_PRECISION_HINT")
+        if precision != ov.Type.f32:
             sys.exit(f"{sub}: compiled with inference precision {precision}, expected f32")
         return c
 

@@ -31,11 +31,10 @@ void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, f
 
 // Per call, for the output rows [o0, o0 + rows), rows ≤ R, R a multiple of 8: M_ξ [R][cols]
 // (rows past `rows` are garbage) = U_ξ · V_ξ for every ξ, U transformed on the fly from the
-// weight's planes [9][O][C] (planes[k][o][c] = w[o][c][k / 3][k % 3]) with the bits
-// pd_winograd_weight gives, α positions at a time, never held whole. cols: a multiple of 16,
-// ≤ ldv and ldm. work: pd_winograd_fused_work_floats(m, R, C) floats.
+// weight w [O, C, 3, 3] with the bits pd_winograd_weight gives, α positions at a time, never held
+// whole. cols: a multiple of 16, ≤ ldv and ldm. work: pd_winograd_fused_work_floats(m, R, C) floats.
 long pd_winograd_fused_work_floats(int m, int R, int C);
-void pd_winograd_fused_rows(int m, const float *planes, int O, int C, int o0, int R, int rows, const float *v,
+void pd_winograd_fused_rows(int m, const float *w, int C, int o0, int R, int rows, const float *v,
                             long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work);
 
 // V columns for tiles [tile0, tile0 + ntiles) and channels [c0, c1) of x [B, C, H, W].
