@@ -15,12 +15,14 @@ public final class TensorStorage: @unchecked Sendable {
     /// What keeps borrowed memory alive (a mapped file), or nil when this storage owns it.
     public let owner: AnyObject?
     private let owned: Bool
+    /// Owned memory from pd_block_alloc rather than malloc.
+    private let block: Bool
 
     /// glibc hands allocations above its mmap threshold (up to 32 MB) to mmap and unmaps them on
     /// free, so large activations page-fault afresh on every use (an upsample at [2,320,64,64]:
-    /// 14 ms instead of 1.2 ms). Blocks up to 64 MB (all of the UNet's at 512×512) now stay in the
-    /// heap; the VAE's 134 MB maps still go to mmap, which keeps the peak RSS down (6.96 → 5.83 GiB
-    /// for text encoder + UNet + VAE decode) for +7% VAE time. See docs/PERFORMANCE.md.
+    /// 14 ms instead of 1.2 ms). So blocks of 1 MB and more come from pd_block_alloc (2 MB pages, a
+    /// bounded cache of freed blocks: the heap fragmented under them), smaller ones from the heap,
+    /// which keeps up to 64 MB (pd_tune_allocator). See docs/PERFORMANCE.md.
     static let allocatorTuned: Void = {
         pd_tune_allocator()
     }()
@@ -30,12 +32,19 @@ public final class TensorStorage: @unchecked Sendable {
         _ = Self.allocatorTuned
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         var raw: UnsafeMutableRawPointer?
-        // 64-byte alignment keeps AVX-512 loads and OpenBLAS packing on cache lines.
-        if posix_memalign(&raw, 64, bytes) != 0 || raw == nil {
+        if bytes >= PD_BLOCK_MIN_BYTES {
+            raw = pd_block_alloc(bytes)
+            block = true
+        } else {
+            // 64-byte alignment keeps AVX-512 loads and OpenBLAS packing on cache lines.
+            if posix_memalign(&raw, 64, bytes) != 0 { raw = nil }
+            block = false
+        }
+        guard let raw else {
             fatalError("out of memory allocating \(bytes) bytes")  // not user input: the machine is out of memory
         }
-        if zeroed { memset(raw!, 0, bytes) }
-        self.pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        if zeroed { memset(raw, 0, bytes) }
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         self.owner = nil
         self.owned = true
@@ -47,9 +56,13 @@ public final class TensorStorage: @unchecked Sendable {
         self.count = count
         self.owner = owner
         self.owned = false
+        self.block = false
     }
 
-    deinit { if owned { free(pointer) } }
+    deinit {
+        guard owned else { return }
+        if block { pd_block_free(pointer, max(count, 1) * MemoryLayout<Float>.stride) } else { free(pointer) }
+    }
 }
 
 /// A dense, contiguous, row-major float32 tensor (images are NCHW).

@@ -100,6 +100,15 @@ void pd_trim_heap(void);
 // Allocations of at least `bytes` get their own mmap (glibc; elsewhere nothing).
 void pd_set_mmap_threshold(long bytes);
 
+// Tensor blocks of PD_BLOCK_MIN_BYTES and more (blocks.c): own 2 MB-aligned mappings on huge
+// pages, freed blocks kept for reuse up to PD_BLOCK_CACHE_BYTES.
+#define PD_BLOCK_MIN_BYTES (1L << 20)
+#define PD_BLOCK_CACHE_BYTES (64UL << 20)
+void *pd_block_alloc(size_t bytes);
+void pd_block_free(void *p, size_t bytes);
+// Drops every cached block.
+void pd_block_purge(void);
+
 // The fast mode's kernels, in their own files.
 #include "gemm_bf16.h"
 #include "winograd.h"
