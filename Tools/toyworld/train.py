@@ -412,6 +412,8 @@ def stage_clip(args) -> bool:
     opt = torch.optim.AdamW(model.parameters(), lr=args.clip_lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1)
     objects = {"model": model, "opt": opt}
     step = run.resume(objects)
+    if step == 0 and args.clip_init:
+        step = seed_from_weights(model, Path(args.clip_init), run)
     order = tk.BatchOrder(len(all_caps), args.clip_batch, args.seed, "clip")
 
     ev = list(world.dataset("heldout", args.eval_scenes, size=IMAGE_SIZE, seed=args.world_seed))
@@ -611,7 +613,7 @@ def seed_from_weights(model, path: Path, run: tk.StageRun) -> int:
 
 
 def save_seed_weights(model, path: Path, step: int) -> None:
-    """The model's weights in fp16 with the step, for `--vae-init` on another machine."""
+    """The model's weights in fp16 with the step, for `--STAGE-init` on another machine."""
     from safetensors.torch import save_file
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(path),
@@ -719,6 +721,11 @@ def stage_unet(args) -> bool:
     ema = tk.EMA(unet, args.ema)
     objects = {"model": unet, "opt": opt, "ema": ema}
     step = run.resume(objects)
+    if step == 0 and args.unet_init:
+        # The seed holds the EMA weights: both the model and its average go on from them.
+        step = seed_from_weights(unet, Path(args.unet_init), run)
+        ema = tk.EMA(unet, args.ema)
+        objects["ema"] = ema
     order = tk.BatchOrder(len(ids), args.unet_batch, args.seed, "unet")
     log(f"[unet] {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, "
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
@@ -1161,6 +1168,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clip-steps", type=int)
     g.add_argument("--clip-batch", type=int, default=64)
     g.add_argument("--clip-lr", type=float, default=5e-4)
+    g.add_argument("--clip-init", default=None, help="start from these weights (train.py seed --seed-stage clip) when there is no checkpoint")
     g.add_argument("--clip-warmup", type=int, default=100)
     g.add_argument("--clip-extra", type=int, default=50, help="renders per named individual (class words)")
     g.add_argument("--text-hidden", type=int, default=96, help="text width = UNet cross_attention_dim")
@@ -1181,6 +1189,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae-warmup", type=int, default=100)
     g.add_argument("--vae-channels", default="32,64,64,64")
     g.add_argument("--vae-init", default=None, help="start from these weights (.safetensors with a 'step' in its metadata) when there is no checkpoint")
+    g.add_argument("--seed-stage", choices=["clip", "vae", "unet"], default="vae", help="(seed command) whose checkpoint to write")
     g.add_argument("--seed-out", default=None, help="(seed command) where to write the VAE checkpoint's weights, fp16")
     g.add_argument("--vae-layers", type=int, default=1)
     g.add_argument("--kl-weight", type=float, default=1e-6)
@@ -1201,6 +1210,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unet-steps", type=int)
     g.add_argument("--unet-batch", type=int, default=32)
     g.add_argument("--unet-lr", type=float, default=6e-4)
+    g.add_argument("--unet-init", default=None, help="start from these weights (train.py seed --seed-stage unet: the EMA) when there is no checkpoint")
     g.add_argument("--unet-warmup", type=int, default=250)
     g.add_argument("--unet-channels", default="32,64,128", help="e.g. 64,128,256 (over the size budget)")
     g.add_argument("--unet-layers", type=int, default=1)
@@ -1233,8 +1243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for name in (*STAGES, "all"):
         sub.add_parser(name, parents=[c], help=f"run the {name} stage" if name != "all" else "the whole chain")
-    sub.add_parser("seed", parents=[c], help="write the VAE checkpoint's weights (fp16, with its step) to --seed-out, "
-                                             "for --vae-init where the work folder is gone")
+    sub.add_parser("seed", parents=[c], help="write the --seed-stage checkpoint's weights (fp16, with its step; the UNet's "
+                                             "EMA) to --seed-out, for --STAGE-init where the work folder is gone")
     return ap
 
 
@@ -1265,13 +1275,24 @@ def main(argv=None) -> int:
     log(f"== train.py {args.command} (preset {args.preset}, work {work}, device {args.device}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__})")
     if args.command == "seed":
-        ck = torch.load(str(work / "vae" / "ckpt.pt"), map_location="cpu", weights_only=False)
-        from diffusers import AutoencoderKL
-        vae = AutoencoderKL(**vae_kwargs(args))
-        vae.load_state_dict(ck["objects"]["model"])
-        out = Path(args.seed_out or work / "vae-seed.safetensors")
-        save_seed_weights(vae, out, int(ck["step"]))
-        log(f"[seed] {out}: the VAE at step {ck['step']}, fp16")
+        stage = args.seed_stage
+        ck = torch.load(str(work / stage / "ckpt.pt"), map_location="cpu", weights_only=False)
+        if stage == "vae":
+            from diffusers import AutoencoderKL
+            model = AutoencoderKL(**vae_kwargs(args))
+            model.load_state_dict(ck["objects"]["model"])
+        elif stage == "clip":
+            from transformers import CLIPModel
+            model = CLIPModel(clip_config(args))
+            model.load_state_dict(ck["objects"]["model"])
+        else:
+            from diffusers import UNet2DConditionModel
+            cross = load_text_encoder(work, torch.device("cpu")).config.hidden_size
+            model = UNet2DConditionModel(**unet_kwargs(args, cross))
+            model.load_state_dict(ck["objects"]["ema"]["shadow"])
+        out = Path(args.seed_out or work / f"{stage}-seed.safetensors")
+        save_seed_weights(model, out, int(ck["step"]))
+        log(f"[seed] {out}: the {stage} at step {ck['step']}, fp16")
         return 0
     order = [s for s in STAGES if s != "card"] if args.command == "all" else [args.command]
     t0 = time.time()
