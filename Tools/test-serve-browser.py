@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The workbench page as a person uses it, in headless Chromium, on the tiny test model.
 
-    python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR [--screenshot OUT.png]
+    python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR [--embedding FILE] [--screenshot OUT.png]
 
 Starts `pareidolia serve` on a free port with a fresh runs folder, opens the page in headless
 Chromium and drives it over the DevTools protocol (Python's standard library only): types a
@@ -37,6 +37,16 @@ SCENARIO = r"""
   const report = {};
   const ended = (word) => new RegExp("(^" + word + "|· " + word + ")", "i").test($("status").textContent);
   await waitFor("the socket", () => $("connection").textContent === "live");
+  // Embeddings (when the server offers one): typing a trigger ticks its box, deleting it unticks it.
+  if (EXPECT_EMBEDDING) {
+  await waitFor("the embeddings", () => !$("embeddings").hidden);
+  const box = $("embeddings").querySelector("input");
+  $("prompt").value = "a photo of " + box.value; $("prompt").dispatchEvent(new Event("input"));
+  if (!box.checked) throw new Error("typing " + box.value + " did not tick its box");
+  $("prompt").value = "a photo"; $("prompt").dispatchEvent(new Event("input"));
+  if (box.checked) throw new Error("deleting " + box.value + " did not untick its box");
+  report.embedding = box.value;
+  }
   // A run: type, start, watch it form.
   $("prompt").value = "a witch and her black cat";
   $("seed").value = "1887838105"; $("steps").value = "4"; $("width").value = "64"; $("height").value = "64";
@@ -180,13 +190,15 @@ def main() -> int:
         return 2
     binary, model = sys.argv[1], sys.argv[2]
     shot = sys.argv[sys.argv.index("--screenshot") + 1] if "--screenshot" in sys.argv else None
+    embedding = sys.argv[sys.argv.index("--embedding") + 1] if "--embedding" in sys.argv else None
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         print("serve page check skipped: chromium is not installed")
         return 0
     work = tempfile.mkdtemp()
     port, devtools_port = free_port(), free_port()
-    server = subprocess.Popen([binary, "serve", "--model", model, "--port", str(port), "--runs", os.path.join(work, "runs")],
+    server = subprocess.Popen([binary, "serve", "--model", model, "--port", str(port), "--runs", os.path.join(work, "runs")]
+                              + (["--embedding", embedding] if embedding else []),
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
     browser = None
     try:
@@ -209,7 +221,8 @@ def main() -> int:
             if time.time() > wait_until:
                 raise RuntimeError("the page did not load")
             time.sleep(0.1)
-        result = dt.call("Runtime.evaluate", expression=SCENARIO, awaitPromise=True, returnByValue=True, timeout=240000)
+        scenario = SCENARIO.replace("EXPECT_EMBEDDING", "true" if embedding else "false")
+        result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
         if "exceptionDetails" in result:
             detail = result["exceptionDetails"]
             raise RuntimeError("the scenario failed: " + str(detail.get("exception", {}).get("description", detail.get("text"))).splitlines()[0])
@@ -222,7 +235,8 @@ def main() -> int:
             data = dt.call("Page.captureScreenshot", format="png")["data"]
             with open(shot, "wb") as f:
                 f.write(base64.b64decode(data))
-        print(f"serve page check: ok (live frames, scrub to {report['scrubbed']}, map {report['map']}, "
+        print(f"serve page check: ok ({'embedding ' + report['embedding'] + ' ticked by its trigger, ' if embedding else ''}"
+              f"live frames, scrub to {report['scrubbed']}, map {report['map']}, "
               f"ranking, cancel, dropped PNG's recipe, fork diff '{report['diff']}', merge verdict, remedy run)")
         return 0
     except Exception as e:  # one line saying what failed

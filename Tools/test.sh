@@ -61,5 +61,5 @@ if [[ "${PAREIDOLIA_SKIP_BROWSER:-0}" != 1 ]]; then
     rm -rf "$rwork"
     # The live workbench (pareidolia serve) driven as a person uses it: run, frames, scrub, word
     # map, hover ranking, cancel, fork (python3's standard library and chromium; skipped without).
-    python3 Tools/test-serve-browser.py "$bin/pareidolia" Tests/Fixtures/tiny-sd
+    python3 Tools/test-serve-browser.py "$bin/pareidolia" Tests/Fixtures/tiny-sd --embedding Tests/Fixtures/pipeline/corajr.pt
 fi

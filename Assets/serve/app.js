@@ -261,7 +261,7 @@ async function tryRemedy() {
   const r = state.selectedInfo.request;
   const body = { prompt: r.prompt, negative_prompt: r.negative_prompt, seed: r.seed, steps: r.steps, guidance: r.guidance,
                  sampler: r.sampler, width: r.width, height: r.height, parent: state.selected,
-                 separate: JSON.parse($("remedy").dataset.subjects) };
+                 separate: JSON.parse($("remedy").dataset.subjects), embeddings: r.embeddings || [] };
   if (r.schedule) body.schedule = r.schedule;
   try {
     const queued = await api("/api/runs", { method: "POST", body: JSON.stringify(body) });
@@ -388,6 +388,7 @@ function fork() {
   $("sampler").value = r.sampler;
   $("width").value = r.width;
   $("height").value = r.height;
+  setEmbeddings(r.embeddings);
   state.parent = info.id;
   const note = $("fork-note");
   note.hidden = false;
@@ -408,6 +409,7 @@ async function importFile(file) {
     const r = await api("/api/infotext", { method: "POST", body: JSON.stringify(body) });
     $("prompt").value = r.prompt;
     $("negative").value = r.negative_prompt || "";
+    followTriggers();
     for (const key of ["seed", "steps", "guidance", "width", "height"]) if (r[key] !== undefined) $(key).value = r[key];
     if (r.sampler) {
       if (![...$("sampler").options].some((o) => o.value === r.sampler)) $("sampler").append(new Option(r.sampler, r.sampler));
@@ -424,6 +426,41 @@ async function importFile(file) {
 
 // ---- the form -------------------------------------------------------------------------------
 
+// The embeddings the server offers, a checkbox each (the request names triggers, never files).
+async function loadEmbeddings() {
+  let offered = [];
+  try { offered = (await api("/api/state")).embeddings || []; } catch (e) { return; }
+  const box = $("embeddings");
+  for (const trigger of offered) {
+    const label = document.createElement("label");
+    label.className = "toggle";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.value = trigger;
+    input.dataset.typed = "false";
+    label.append(input, " " + trigger);  // text, never HTML
+    box.append(label);
+  }
+  box.hidden = offered.length === 0;
+}
+
+function embeddingBoxes() { return [...$("embeddings").querySelectorAll("input[type=checkbox]")]; }
+function chosenEmbeddings() { return embeddingBoxes().filter((b) => b.checked).map((b) => b.value); }
+function setEmbeddings(triggers) {
+  for (const b of embeddingBoxes()) { b.checked = (triggers || []).includes(b.value); b.dataset.typed = String(b.checked); }
+}
+
+// A trigger typed into a prompt ticks its box; deleted, unticks it. Ticking by hand is kept.
+function followTriggers() {
+  const text = " " + $("prompt").value + " " + $("negative").value + " ";
+  for (const b of embeddingBoxes()) {
+    const escaped = b.value.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    const typed = new RegExp("(^|[^\\w])" + escaped + "($|[^\\w])", "i").test(text);
+    if (typed !== (b.dataset.typed === "true")) b.checked = typed;
+    b.dataset.typed = String(typed);
+  }
+}
+
 async function start(event) {
   event.preventDefault();
   $("form-error").textContent = "";
@@ -431,6 +468,7 @@ async function start(event) {
   const body = {
     prompt: $("prompt").value, negative_prompt: $("negative").value, seed: number("seed"), steps: number("steps"),
     guidance: number("guidance"), sampler: $("sampler").value, width: number("width"), height: number("height"),
+    embeddings: chosenEmbeddings(),
   };
   if (state.parent) body.parent = state.parent;
   try {
@@ -464,6 +502,9 @@ function formatSeconds(s) { return s < 60 ? Math.round(s) + " s" : Math.floor(s 
 
 document.addEventListener("DOMContentLoaded", () => {
   $("run-form").addEventListener("submit", start);
+  $("prompt").addEventListener("input", followTriggers);
+  $("negative").addEventListener("input", followTriggers);
+  loadEmbeddings();
   $("cancel").addEventListener("click", cancel);
   $("fork").addEventListener("click", fork);
   $("merge-check").addEventListener("click", checkMerge);

@@ -22,9 +22,11 @@ public struct RunRequest: Codable, Sendable {
     /// The merge remedy: keep these subjects (words or triggers) apart, a column each, left to
     /// right (docs/REMEDY.md).
     public var separate: [String]?
+    /// Textual-inversion embeddings, by trigger, among those the server offers.
+    public var embeddings: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case prompt, seed, steps, guidance, sampler, schedule, width, height, parent, separate
+        case prompt, seed, steps, guidance, sampler, schedule, width, height, parent, separate, embeddings
         case negativePrompt = "negative_prompt"
     }
 
@@ -43,11 +45,13 @@ public final class RunQueue: @unchecked Sendable {
         let number: Int
         let settings: GenerationSettings
         let parent: String?
+        /// (trigger, file) of each embedding the run uses.
+        let embeddings: [(trigger: String, file: String)]
         var status = Status.queued
         var cancelRequested = false
         var message: String?
-        init(id: String, number: Int, settings: GenerationSettings, parent: String?) {
-            (self.id, self.number, self.settings, self.parent) = (id, number, settings, parent)
+        init(id: String, number: Int, settings: GenerationSettings, parent: String?, embeddings: [(trigger: String, file: String)]) {
+            (self.id, self.number, self.settings, self.parent, self.embeddings) = (id, number, settings, parent, embeddings)
         }
     }
 
@@ -56,6 +60,8 @@ public final class RunQueue: @unchecked Sendable {
     let configuration: ServerConfiguration
     let folders: RunFolders
     let hub: EventHub
+    /// The embeddings a run may ask for: (trigger, file), in the order given.
+    let embeddings: [(trigger: String, file: String)]
     private let model: StableDiffusionModel
     private let condition = NSCondition()
     private var pending: [Job] = []
@@ -65,8 +71,22 @@ public final class RunQueue: @unchecked Sendable {
     private var stopping = false
     private var worker: Thread?
 
-    init(model: StableDiffusionModel, configuration: ServerConfiguration, folders: RunFolders, hub: EventHub) {
-        (self.model, self.configuration, self.folders, self.hub) = (model, configuration, folders, hub)
+    init(model: StableDiffusionModel, configuration: ServerConfiguration, folders: RunFolders, hub: EventHub,
+         embeddings: [(trigger: String, file: String)] = []) {
+        (self.model, self.configuration, self.folders, self.hub, self.embeddings) = (model, configuration, folders, hub, embeddings)
+    }
+
+    /// The request's embeddings: triggers the server offers, each once.
+    func embeddings(for r: RunRequest) throws -> [(trigger: String, file: String)] {
+        let asked = r.embeddings ?? []
+        guard Set(asked).count == asked.count else { throw Refusal(description: "embeddings: each at most once") }
+        return try asked.map { trigger in
+            guard let e = embeddings.first(where: { $0.trigger == trigger }) else {
+                let known = embeddings.map(\.trigger)
+                throw Refusal(description: "embeddings: \(trigger.prefix(100)) is not one this server offers (\(known.isEmpty ? "none; serve --embedding FILE" : known.joined(separator: ", ")))")
+            }
+            return e
+        }
     }
 
     func start() {
@@ -125,6 +145,7 @@ public final class RunQueue: @unchecked Sendable {
     /// Queues a run; its id and place in the queue (0: next).
     func submit(_ r: RunRequest) throws -> (id: String, position: Int) {
         let s = try settings(for: r)
+        let chosen = try embeddings(for: r)
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { throw Refusal(description: "the server is stopping") }
@@ -134,7 +155,7 @@ public final class RunQueue: @unchecked Sendable {
         while pending.contains(where: { $0.id == id }) || current?.id == id || recent[id] != nil {
             id = folders.makeID(now: Date().addingTimeInterval(1))
         }
-        let job = Job(id: id, number: numbers, settings: s, parent: r.parent)
+        let job = Job(id: id, number: numbers, settings: s, parent: r.parent, embeddings: chosen)
         pending.append(job)
         try? writeRecord(job)
         publishQueueLocked()
@@ -163,7 +184,9 @@ public final class RunQueue: @unchecked Sendable {
     func state() -> [String: Any] {
         condition.lock()
         defer { condition.unlock() }
-        return stateLocked()
+        var out = stateLocked()
+        out["embeddings"] = embeddings.map(\.trigger)
+        return out
     }
 
     func status(of id: String) -> Status? {
@@ -215,6 +238,7 @@ public final class RunQueue: @unchecked Sendable {
         var request = GenerationRun.Request(prompts: [job.settings.prompt], seeds: [job.settings.seed], settings: job.settings,
                                             output: folder.appendingPathComponent("image.png").path, modelPath: configuration.modelPath)
         request.trace = folder.appendingPathComponent("trace").path
+        request.embeddingFiles = job.embeddings.map(\.file)
         let observer = StreamingObserver(job: job, hub: hub, vae: model.vae)
         do {
             let run = try GenerationRun(model: model, request: request)
@@ -249,6 +273,7 @@ public final class RunQueue: @unchecked Sendable {
         }
         if let p = job.parent { record["parent"] = p }
         if let sep = s.separation { record["separate"] = sep.subjects }
+        if !job.embeddings.isEmpty { record["embeddings"] = job.embeddings.map(\.trigger) }
         if let m = job.message { record["message"] = m }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: folder.appendingPathComponent("request.json").path)

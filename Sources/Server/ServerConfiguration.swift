@@ -12,6 +12,9 @@ public struct ServerConfiguration: Sendable {
     public var runsFolder: String
     /// The model every run uses.
     public var modelPath: String
+    /// Textual-inversion files a run may use, by the page's choice of their triggers (the page
+    /// names triggers, never files).
+    public var embeddingFiles: [String] = []
 
     // Bounds: a request body, a WebSocket message from the page, the queue, a prompt.
     public var maxBodyBytes = 64 * 1024

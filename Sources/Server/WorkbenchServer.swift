@@ -12,7 +12,7 @@ import Workbench
 ///
 /// Routes (all behind `RequestGuard`):
 ///   GET  /, /app.js, /app.css            the page
-///   GET  /api/state                       the queue
+///   GET  /api/state                       the queue and the embeddings a run may use
 ///   GET  /api/runs                        runs on disk, newest first
 ///   POST /api/runs                        queue a run (`RunRequest` JSON) → {id, position}
 ///   POST /api/runs/:id/cancel             cancel a queued or running run
@@ -33,7 +33,16 @@ public final class WorkbenchServer: @unchecked Sendable {
         try configuration.validate()
         self.configuration = configuration
         folders = try RunFolders(path: configuration.runsFolder)
-        queue = RunQueue(model: model, configuration: configuration, folders: folders, hub: hub)
+        // Each embedding read once now, for its trigger: a bad file stops the server at the start.
+        var offered: [(trigger: String, file: String)] = []
+        for file in configuration.embeddingFiles {
+            let e = try EmbeddingLoader.load(file, tokenizer: model.tokenizer, width: model.textEncoder.config.hiddenSize)
+            guard !offered.contains(where: { $0.trigger == e.trigger }) else {
+                throw ServerConfiguration.Invalid(description: "--embedding \(file): a second embedding with the trigger \(e.trigger)")
+            }
+            offered.append((e.trigger, file))
+        }
+        queue = RunQueue(model: model, configuration: configuration, folders: folders, hub: hub, embeddings: offered)
     }
 
     /// The Hummingbird application (tests run it with HummingbirdTesting).

@@ -24,16 +24,22 @@ struct Serve: ParsableCommand {
     @Option(name: .long, help: "Where runs are written, one folder each (default ./pareidolia-runs).")
     var runs = "pareidolia-runs"
 
+    @Option(name: .long, parsing: .singleValue, help: "A textual-inversion file the page may use, by its trigger (PATH or word=PATH; with the default model also a name from Assets/demo-embeddings, all of which it offers when none is given); repeatable.")
+    var embedding: [String] = []
+
     func run() throws {
         let path = try modelPath(model)
         var config = ServerConfiguration(runsFolder: runs, modelPath: path)
         config.port = port
         config.token = token
         if let listen { config.host = listen }
+        let demo = model == nil && embedding.isEmpty ? ((try? DefaultModel.embeddings()) ?? [:]).keys.sorted() : []
+        config.embeddingFiles = try embeddingFiles(embedding + demo, defaultModel: model == nil)
         do { try config.validate() } catch { throw CLIError("\(error)") }
         let loaded: StableDiffusionModel
         do { loaded = try StableDiffusionModel.load(path, vaeEncoder: false) } catch { throw CLIError("--model \(path): \(error)") }
-        let server = try WorkbenchServer(configuration: config, model: loaded)
+        let server: WorkbenchServer
+        do { server = try WorkbenchServer(configuration: config, model: loaded) } catch { throw CLIError("\(error)") }
         let address = config.host.contains(":") ? "[\(config.host)]" : config.host
         print("serving the workbench on http://\(address == "0.0.0.0" ? "127.0.0.1" : address):\(port)/\(token.map { "?token=\($0)" } ?? "") (Ctrl-C stops)")
         fflush(stdout)

@@ -287,6 +287,49 @@ struct ServerTests {
             }
         }
     }
+
+    @Test("embeddings: the page picks among the server's triggers, never a file; the run uses and records them")
+    func embeddings() async throws {
+        let file = Fixtures.path("pipeline/corajr.pt")
+        #expect(throws: (any Error).self) { _ = try Self.makeServer { $0.embeddingFiles = [Fixtures.path("tiny-sd/model_index.json")] } }
+        #expect(throws: (any Error).self) { _ = try Self.makeServer { $0.embeddingFiles = [file, file] } }  // one trigger twice
+        let (server, dir) = try Self.makeServer { $0.embeddingFiles = [file] }
+        defer { try? FileManager.default.removeItem(at: dir) }
+        server.startEngine()
+        defer { server.stopEngine() }
+        try await server.application().test(.live) { client in
+            let trigger = try await client.execute(uri: "/api/state", method: .get) { r in
+                let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                let offered = try #require(body["embeddings"] as? [String])
+                #expect(offered.count == 1)
+                return try #require(offered.first)
+            }
+            for (asked, complaint) in [(#"["\#(file)"]"#, "not one this server offers"), (#"["\#(trigger)", "\#(trigger)"]"#, "at most once")] {
+                try await client.execute(uri: "/api/runs", method: .post, headers: Self.pageHeaders,
+                                         body: Self.body(#"{"prompt": "a cat", "embeddings": \#(asked)}"#)) { r in
+                    #expect(r.status == .badRequest && String(buffer: r.body).contains(complaint), "\(String(buffer: r.body))")
+                }
+            }
+            let id = try await client.execute(uri: "/api/runs", method: .post, headers: Self.pageHeaders,
+                                              body: Self.body(#"{"prompt": "a photo of \#(trigger)", "steps": 2, "width": 64, "height": 64, "embeddings": ["\#(trigger)"]}"#)) { r in
+                #expect(r.status == .accepted)
+                return try #require((try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])?["id"] as? String)
+            }
+            var info: [String: Any] = [:]
+            for _ in 0..<600 {
+                info = try await client.execute(uri: "/api/runs/\(id)", method: .get) { r in
+                    try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                }
+                if let status = (info["request"] as? [String: Any])?["status"] as? String, status != "queued", status != "running" { break }
+                try await Task.sleep(nanoseconds: 50_000_000)
+            }
+            let request = try #require(info["request"] as? [String: Any])
+            #expect(request["status"] as? String == "done", "\(request)")
+            #expect(request["embeddings"] as? [String] == [trigger])
+            let recorded = try #require((info["trace"] as? [String: Any])?["embeddings"] as? [[String: Any]])
+            #expect(recorded.count == 1 && recorded[0]["trigger"] as? String == trigger, "\(recorded)")
+        }
+    }
 }
 
 /// What a test's socket received (written by the socket's task, read after it ends).
