@@ -330,6 +330,55 @@ struct ServerTests {
             #expect(recorded.count == 1 && recorded[0]["trigger"] as? String == trigger, "\(recorded)")
         }
     }
+
+    @Test("a page that goes away does not stop the run; a page that comes back is sent its live tail")
+    func reconnect() async throws {
+        let (server, dir) = try Self.makeServer()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        server.startEngine()
+        defer { server.stopEngine() }
+        try await server.application().test(.live) { client in
+            let port = try #require(client.port)
+            func socket() throws -> RawWebSocket { try RawWebSocket(port: port, path: "/ws", host: "localhost:\(port)", origin: "http://localhost:\(port)") }
+            /// The step number of a step event of run `id`, else nil.
+            func step(_ message: (opcode: UInt8, payload: [UInt8]), of id: String) -> Int? {
+                guard message.opcode == 1,
+                      let event = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any],
+                      event["type"] as? String == "step", event["id"] as? String == id else { return nil }
+                return event["step"] as? Int
+            }
+            var first: RawWebSocket? = try socket()
+            // Long enough to outlast the reconnection (the tiny model at 256², 150 steps: seconds).
+            let id = try await client.execute(uri: "/api/runs", method: .post, headers: Self.pageHeaders,
+                                              body: Self.body(#"{"prompt": "a witch", "steps": 150, "seed": 3, "width": 256, "height": 256}"#)) { r in
+                try #require((try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])?["id"] as? String)
+            }
+            var seen: Int?
+            while seen == nil { seen = step(try #require(first).read(), of: id) }
+            first = nil  // the page goes away without a goodbye (its socket closed)
+            try await Task.sleep(nanoseconds: 1_000_000_000)
+            let second = try socket()
+            // What a page arriving mid-run is sent first: the state, the run's latest step, its latest frame.
+            var replayed: [(opcode: UInt8, payload: [UInt8])] = []
+            while replayed.count < 6, !(replayed.contains { step($0, of: id) != nil } && replayed.contains { $0.opcode == 2 }) {
+                replayed.append(try second.read())
+            }
+            let replayedStep = try #require(replayed.compactMap { step($0, of: id) }.first)
+            #expect(replayedStep > seen!, "the run went on while no page watched")
+            #expect(replayed.contains { $0.opcode == 2 }, "the latest frame")
+            // And it goes on: later steps arrive on the new page.
+            var later: Int?
+            while later == nil { later = step(try second.read(), of: id) }
+            #expect(later! > replayedStep)
+            try await client.execute(uri: "/api/runs/\(id)/cancel", method: .post, headers: Self.pageHeaders, body: Self.body("{}")) { r in
+                #expect(r.status == .ok)
+            }
+            while true {
+                let m = try second.read()
+                if m.opcode == 1, String(decoding: m.payload, as: UTF8.self).contains(#""type":"done""#) { break }
+            }
+        }
+    }
 }
 
 /// What a test's socket received (written by the socket's task, read after it ends).
