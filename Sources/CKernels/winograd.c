@@ -483,12 +483,13 @@ PD_INLINE void fused_multiply(const float *restrict u, int R, int C, const float
 typedef double pd_d8 __attribute__((ext_vector_type(8)));
 typedef float pd_f8 __attribute__((ext_vector_type(8)));
 
-// Eight channels of plane k (k < 9) from channel c (the tail of C reads as zeros).
-PD_INLINE pd_d8 load8(const float *p, int n) {
+// Eight channels of a plane from p (past n, zeros). Through a pointer: a by-value 512-bit vector
+// would change the calling convention of the AVX2 and baseline copies (-Wpsabi).
+PD_INLINE void load8(pd_d8 *out, const float *p, int n) {
     pd_f8 x = 0.0f;
     if (n == 8) __builtin_memcpy(&x, p, sizeof x);
     else for (int l = 0; l < n; l++) x[l] = p[l];
-    return __builtin_convertvector(x, pd_d8);
+    *out = __builtin_convertvector(x, pd_d8);
 }
 
 PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int rows, const float *v,
@@ -516,10 +517,13 @@ PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int
             const float *g = planes + (long)r * C;
             for (int c0 = 0; c0 < C; c0 += 8) {
                 const int n = C - c0 < 8 ? C - c0 : 8;
-                pd_d8 gt[3];
-                for (int k = 0; k < 3; k++)
-                    gt[k] = G[i][0] * load8(g + k * plane + c0, n) + G[i][1] * load8(g + (3 + k) * plane + c0, n) +
-                            G[i][2] * load8(g + (6 + k) * plane + c0, n);
+                pd_d8 gt[3], g0, g1, g2;
+                for (int k = 0; k < 3; k++) {
+                    load8(&g0, g + k * plane + c0, n);
+                    load8(&g1, g + (3 + k) * plane + c0, n);
+                    load8(&g2, g + (6 + k) * plane + c0, n);
+                    gt[k] = G[i][0] * g0 + G[i][1] * g1 + G[i][2] * g2;
+                }
                 for (int j = 0; j < A; j++) {
                     const pd_f8 u = __builtin_convertvector(gt[0] * G[j][0] + gt[1] * G[j][1] + gt[2] * G[j][2], pd_f8);
                     float *dst = work + ((long)j * R + r) * C + c0;
