@@ -437,48 +437,53 @@ enum { FUSED_KC = 128 };
 
 long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2 + 9) * R * C; }
 
-// M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): chunks of 32 (then 16) columns ×
-// FUSED_KC channels, which stay in L1 while 8-row blocks of U stream past; each chunk's sums are
-// added into M (as pd_winograd_multiply_narrow: one running sum over all C had 2–3× the rounding
-// error of sgemm's blocked sums).
-PD_INLINE void fused_multiply(const float *restrict u, int R, int C, const float *restrict v, long ldv,
-                              int cols, float *restrict mm, long ldm) {
-    enum { L = 16, RB = 8 };
-    for (int col = 0; col < cols; col += 2 * L) {
-        const int q = cols - col >= 2 * L ? 2 : 1;
-        for (int c0 = 0; c0 < C; c0 += FUSED_KC) {
-            const int c1 = C - c0 < FUSED_KC ? C : c0 + FUSED_KC;
-            for (int r0 = 0; r0 < R; r0 += RB) {
-                const float *ur = u + (long)r0 * C;
-                float acc[RB][2 * L];
-                for (int r = 0; r < RB; r++)
-                    for (int j = 0; j < 2 * L; j++) acc[r][j] = 0.0f;
-                if (q == 2) {
-                    for (int c = c0; c < c1; c++) {
-                        const float *vr = v + (long)c * ldv + col;
-                        for (int r = 0; r < RB; r++) {
-                            const float a = ur[(long)r * C + c];
-                            for (int j = 0; j < 2 * L; j++) acc[r][j] += a * vr[j];
-                        }
-                    }
-                } else {
-                    for (int c = c0; c < c1; c++) {
-                        const float *vr = v + (long)c * ldv + col;
-                        for (int r = 0; r < RB; r++) {
-                            const float a = ur[(long)r * C + c];
-                            for (int j = 0; j < L; j++) acc[r][j] += a * vr[j];
-                        }
-                    }
-                }
-                for (int r = 0; r < RB; r++) {
-                    float *dst = mm + (long)(r0 + r) * ldm + col;
-                    if (c0 == 0) for (int j = 0; j < q * L; j++) dst[j] = acc[r][j];
-                    else for (int j = 0; j < q * L; j++) dst[j] += acc[r][j];
-                }
-            }
-        }
+// M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): blocks of RB rows × Q·16 columns
+// of register accumulators, over FUSED_KC channels at a time (V's block stays in L1 while U's rows
+// stream past); each block's sums are added into M (as pd_winograd_multiply_narrow: one running sum
+// over all C had 2–3× the rounding error of sgemm's blocked sums). AVX-512 (32 registers) takes
+// 8 × 32 (16 accumulators); AVX2 and the baseline (16) 4 × 16 (8 accumulators). At AVX2, all the
+// UNet's shapes once: 8 × 32 702 ms (spilled), 4 × 32 722 ms, 4 × 16 646 ms (sgemm on U held: 395).
+#define FUSED_MULTIPLY(NAME, RB, Q)                                                                    \
+    PD_INLINE void NAME(const float *restrict u, int R, int C, const float *restrict v, long ldv, int cols,  \
+                        float *restrict mm, long ldm) {                                                \
+        enum { L = 16 };                                                                               \
+        for (int col = 0; col < cols; col += Q * L) {                                                  \
+            const int q = cols - col >= Q * L ? Q : 1;                                                 \
+            for (int c0 = 0; c0 < C; c0 += FUSED_KC) {                                                 \
+                const int c1 = C - c0 < FUSED_KC ? C : c0 + FUSED_KC;                                  \
+                for (int r0 = 0; r0 < R; r0 += RB) {                                                   \
+                    const float *ur = u + (long)r0 * C;                                                \
+                    float acc[RB][Q * L];                                                              \
+                    for (int r = 0; r < RB; r++)                                                       \
+                        for (int j = 0; j < Q * L; j++) acc[r][j] = 0.0f;                              \
+                    if (q == Q) {                                                                      \
+                        for (int c = c0; c < c1; c++) {                                                \
+                            const float *vr = v + (long)c * ldv + col;                                 \
+                            for (int r = 0; r < RB; r++) {                                             \
+                                const float a = ur[(long)r * C + c];                                   \
+                                for (int j = 0; j < Q * L; j++) acc[r][j] += a * vr[j];                \
+                            }                                                                          \
+                        }                                                                              \
+                    } else {                                                                           \
+                        for (int c = c0; c < c1; c++) {                                                \
+                            const float *vr = v + (long)c * ldv + col;                                 \
+                            for (int r = 0; r < RB; r++) {                                             \
+                                const float a = ur[(long)r * C + c];                                   \
+                                for (int j = 0; j < L; j++) acc[r][j] += a * vr[j];                    \
+                            }                                                                          \
+                        }                                                                              \
+                    }                                                                                  \
+                    for (int r = 0; r < RB; r++) {                                                     \
+                        float *dst = mm + (long)(r0 + r) * ldm + col;                                  \
+                        if (c0 == 0) for (int j = 0; j < q * L; j++) dst[j] = acc[r][j];               \
+                        else for (int j = 0; j < q * L; j++) dst[j] += acc[r][j];                      \
+                    }                                                                                  \
+                }                                                                                      \
+            }                                                                                          \
+        }                                                                                              \
     }
-}
+FUSED_MULTIPLY(fused_multiply_wide, 8, 2)
+FUSED_MULTIPLY(fused_multiply_narrow, 4, 1)
 
 typedef double pd_d8 __attribute__((ext_vector_type(8)));
 typedef float pd_f8 __attribute__((ext_vector_type(8)));
@@ -534,7 +539,8 @@ PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int
         }
         for (int j = 0; j < A; j++) {
             const int xi = i * A + j;
-            fused_multiply(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+            if (PD_WINOGRAD_WIDE) fused_multiply_wide(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+            else fused_multiply_narrow(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
         }
     }
 }
