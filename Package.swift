@@ -115,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "pareidolia-bench",
             dependencies: [
-                "Tensors", "Checkpoints", "Models", "Diffusion", "Probes", "Analysis", "Reports",
+                "Tensors", "Checkpoints", "Models", "Diffusion", "Probes", "Analysis", "Reports", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -2,7 +2,7 @@ import Foundation
 
 /// What the server pushes over the WebSocket: JSON control events, and binary preview frames
 /// (ComfyUI's framing: big-endian u32 kind · u32 run number · u32 step · u32 format, then the image).
-enum ServerEvent: Sendable {
+public enum ServerEvent: Sendable {
     case text(String)
     case binary([UInt8])
 
@@ -27,13 +27,13 @@ enum ServerEvent: Sendable {
 /// newest events: a slow page gets the latest frame, not a backlog, and never grows our memory.
 /// The latest state (queue, the running run's last step and frame) is replayed to a new
 /// subscriber, so a page that reconnects sees the live tail.
-final class EventHub: @unchecked Sendable {
+public final class EventHub: @unchecked Sendable {
     private let lock = NSLock()
     private var subscribers: [UUID: AsyncStream<ServerEvent>.Continuation] = [:]
     private var replay: [String: ServerEvent] = [:]
     private let buffer: Int
 
-    init(buffer: Int = 32) { self.buffer = buffer }
+    public init(buffer: Int = 32) { self.buffer = buffer }
 
     /// `replayKey`: the event replaces the last one with the same key in what a new page is sent
     /// first ("queue", "step", "frame"); nil for one-off events.
@@ -52,7 +52,8 @@ final class EventHub: @unchecked Sendable {
         lock.unlock()
     }
 
-    func subscribe() -> (UUID, AsyncStream<ServerEvent>) {
+    /// A page's stream of events (the replayed state first); `unsubscribe` ends it.
+    public func subscribe() -> (UUID, AsyncStream<ServerEvent>) {
         let id = UUID()
         let (stream, continuation) = AsyncStream<ServerEvent>.makeStream(bufferingPolicy: .bufferingNewest(buffer))
         lock.lock()
@@ -62,7 +63,7 @@ final class EventHub: @unchecked Sendable {
         return (id, stream)
     }
 
-    func unsubscribe(_ id: UUID) {
+    public func unsubscribe(_ id: UUID) {
         lock.lock()
         let c = subscribers.removeValue(forKey: id)
         lock.unlock()

@@ -239,7 +239,7 @@ public final class RunQueue: @unchecked Sendable {
                                             output: folder.appendingPathComponent("image.png").path, modelPath: configuration.modelPath)
         request.trace = folder.appendingPathComponent("trace").path
         request.embeddingFiles = job.embeddings.map(\.file)
-        let observer = StreamingObserver(job: job, hub: hub, vae: model.vae)
+        let observer = StreamingObserver(id: job.id, number: job.number, hub: hub, vae: model.vae)
         do {
             let run = try GenerationRun(model: model, request: request)
             hub.publish(.json(["type": "start", "id": job.id, "number": job.number, "prompt": job.settings.prompt, "seed": job.settings.seed]))
@@ -283,9 +283,11 @@ public final class RunQueue: @unchecked Sendable {
 /// Streams a run: each evaluation's step, s/it and ETA as JSON; x̂₀ as a PNG frame, through A1111's
 /// cheap latent → RGB map every step (one pixel per latent pixel; the page scales it) or, for small
 /// images, decoded by the VAE as often as that costs at most ~5% of the run (measured: the first
-/// decode's time against the steps').
-final class StreamingObserver: GenerationObserver {
-    let job: RunQueue.Job
+/// decode's time against the steps'). Public for `pareidolia-bench stream`, which measures its cost.
+public final class StreamingObserver: GenerationObserver {
+    /// The run's id and queue number, as the page knows it.
+    let id: String
+    let number: Int
     let hub: EventHub
     let vae: AutoencoderKL?
     private var evaluations = 0
@@ -295,20 +297,22 @@ final class StreamingObserver: GenerationObserver {
     /// The share of the run's time decoded frames may take.
     static let decodeBudget = 0.05
 
-    init(job: RunQueue.Job, hub: EventHub, vae: AutoencoderKL?) { (self.job, self.hub, self.vae) = (job, hub, vae) }
+    public init(id: String, number: Int, hub: EventHub, vae: AutoencoderKL?) {
+        (self.id, self.number, self.hub, self.vae) = (id, number, hub, vae)
+    }
 
-    func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {
+    public func didStart(settings: GenerationSettings, evaluations: Int, timesteps: [Float], sigmas: [Float], initialLatent: Tensor) {
         self.evaluations = evaluations
         started = Date()
     }
 
-    func willEvaluate(index: Int) {}
+    public func willEvaluate(index: Int) {}
 
-    func didEvaluate(_ record: EvaluationRecord) {
+    public func didEvaluate(_ record: EvaluationRecord) {
         let done = record.index + 1
         let elapsed = Date().timeIntervalSince(started)
         let perStep = elapsed / Double(done)
-        hub.publish(.json(["type": "step", "id": job.id, "number": job.number, "step": done, "evaluations": evaluations,
+        hub.publish(.json(["type": "step", "id": id, "number": number, "step": done, "evaluations": evaluations,
                            "timestep": Double(record.timestep), "seconds_per_step": perStep,
                            "eta": perStep * Double(evaluations - done)]), replayKey: "step")
         guard let x0 = record.predictedOriginal else { return }
@@ -317,12 +321,12 @@ final class StreamingObserver: GenerationObserver {
             if let image = try? vae.decodeUNetLatent(x0), let rgb = try? RGBImage(tensor: image), let png = try? PNGFile.encode(rgb) {
                 decodeSeconds = Date().timeIntervalSince(t0)
                 lastDecode = done
-                hub.publish(.preview(run: job.number, step: done, png: png), replayKey: "frame")
+                hub.publish(.preview(run: number, step: done, png: png), replayKey: "frame")
                 return
             }
         }
         if let png = try? PNGFile.encode(LatentPreview.rgb(x0)) {
-            hub.publish(.preview(run: job.number, step: done, png: png), replayKey: "frame")
+            hub.publish(.preview(run: number, step: done, png: png), replayKey: "frame")
         }
     }
 

@@ -14,7 +14,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pareidolia-bench",
         abstract: "Benchmarks: figures and ratios against peers measured in the same run.",
-        subcommands: [KernelsBench.self, ModelsBench.self, GenerateBench.self, ProbesBench.self, ReportBench.self, ClipBench.self, BF16Bench.self, WinogradBench.self, RemedyBench.self],
+        subcommands: [KernelsBench.self, ModelsBench.self, GenerateBench.self, ProbesBench.self, ReportBench.self, ClipBench.self, BF16Bench.self, WinogradBench.self, RemedyBench.self, StreamBench.self],
         defaultSubcommand: KernelsBench.self
     )
 }
