@@ -482,8 +482,8 @@ long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2 + 
             }                                                                                          \
         }                                                                                              \
     }
-FUSED_MULTIPLY(fused_multiply_wide, 8, 2)
-FUSED_MULTIPLY(fused_multiply_narrow, 4, 1)
+FUSED_MULTIPLY(fused_multiply_8x32, 8, 2)
+FUSED_MULTIPLY(fused_multiply_4x16, 4, 1)
 
 typedef double pd_d8 __attribute__((ext_vector_type(8)));
 typedef float pd_f8 __attribute__((ext_vector_type(8)));
@@ -539,8 +539,8 @@ PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int
         }
         for (int j = 0; j < A; j++) {
             const int xi = i * A + j;
-            if (PD_WINOGRAD_WIDE) fused_multiply_wide(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
-            else fused_multiply_narrow(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+            if (PD_WINOGRAD_WIDE) fused_multiply_8x32(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+            else fused_multiply_4x16(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
         }
     }
 }

@@ -124,8 +124,9 @@ enum Scratch {
 }
 
 /// Gives cached memory back to the system: the kernels' scratch buffers, the buffer 16-bit weights
-/// are widened into, the cached tensor blocks and the heap's free memory. For phase changes (UNet → VAE), where the next
-/// phase needs different sizes and the peak resident memory matters more than a few page faults.
+/// are widened into, the cached tensor blocks and the heap's free memory. For phase changes
+/// (UNet → VAE), where the next phase needs different sizes and the peak resident memory matters
+/// more than a few page faults.
 public func releaseCachedMemory() {
     Scratch.purge()
     WidenBuffer.purge()

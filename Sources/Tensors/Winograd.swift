@@ -44,7 +44,8 @@ struct WinogradTuning: Sendable, Equatable {
 /// for every (o, c), in double precision) is computed per call, a block of output channels at a
 /// time into a reused buffer: held once, it takes α²/9 times the memory of the weight (1.78× for
 /// F(2×2), 4× for F(4×4): 8.4 GB for all of SD 1.5's UNet). `transformOnce` holds it instead.
-/// Either way U has the same bits, so the two give the same results.
+/// U has the same bits either way; the products round differently (sgemm's blocking on U held,
+/// sums over 128 channels at a time per call), both within WinogradTests' bounds.
 public final class WinogradWeight: @unchecked Sendable {
     public let variant: WinogradVariant
     public let outChannels: Int
