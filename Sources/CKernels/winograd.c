@@ -402,7 +402,7 @@ PD_MULTIVERSION(pd_winograd_multiply_narrow, narrow_body,
 
 // ---- weights: U = G g Gᵀ ----
 // The same arithmetic in both functions, in double and in the same order, so that U transformed
-// per call (pd_winograd_fused_rows) has the bits of U transformed once (pd_winograd_weight).
+// per call (pd_winograd_rows_transform) has the bits of U transformed once (pd_winograd_weight).
 
 static const double G4[6][3] = {
     {1.0 / 2, 0, 0}, {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {1.0 / 6, -1.0 / 6, 1.0 / 6},
@@ -427,15 +427,14 @@ void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, f
     }
 }
 
-// ---- per call: U and the products fused, a block of output rows at a time ----
+// ---- per call: U a block of output rows at a time (see winograd.h) ----
 // For rows [o0, o0 + R) and each row i of the α×α transform: U_ξ [R][C] for the row's α positions
 // ξ = (i, j) from the weight's planes (G g for row i in double, then each j: the operations and
-// order of pd_winograd_weight, no FMA contraction, so the bits it gives), then M_ξ [R][cols] =
-// U_ξ V_ξ. U exists for α positions of R rows only (in cache), never whole (4× the weight).
+// order of pd_winograd_weight, no FMA contraction, so the bits it gives), multiplied while in
+// cache. U exists for α positions of R rows only, never whole (4× the weight).
 
 enum { FUSED_KC = 128 };
 
-long pd_winograd_fused_work_floats(int m, int R, int C) { return (long)(m + 2 + 9) * R * C; }
 
 // M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): blocks of RB rows × Q·16 columns
 // of register accumulators, over FUSED_KC channels at a time (V's block stays in L1 while U's rows
@@ -497,60 +496,62 @@ PD_INLINE void load8(pd_d8 *out, const float *p, int n) {
     *out = __builtin_convertvector(x, pd_d8);
 }
 
-PD_INLINE void fused_impl(const int m, const float *w, int C, int o0, int R, int rows, const float *v,
-                          long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
-#pragma clang fp contract(off)
-    const int A = m + 2;
+// The rows' weights as planes [9][R][C] (kernel tap k = 3·row + column), so that the transform
+// loads eight channels of a tap at once; the weight itself stays as the checkpoint has it.
+void pd_winograd_rows_planes(const float *w, int C, int o0, int R, int rows, float *planes) {
     const long plane = (long)R * C;
-    const double(*G)[3] = m == 4 ? G4 : G2;
-    // The rows' weights as planes [9][R][C] (kernel tap k = 3·row + column), so that the transform
-    // loads eight channels of a tap at once; the weight itself stays as the checkpoint has it.
-    float *planes = work + (long)A * R * C;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < C; c++) {
             const float *g = w + ((long)(o0 + r) * C + c) * 9;
             for (int k = 0; k < 9; k++) planes[k * plane + (long)r * C + c] = g[k];
         }
-    for (int i = 0; i < A; i++) {
-        // U_(i, j) [R][C] at work + j·R·C, eight channels at a time (one per double lane).
-        for (int r = 0; r < R; r++) {
-            if (r >= rows) {
-                for (int j = 0; j < A; j++)
-                    for (int c = 0; c < C; c++) work[((long)j * R + r) * C + c] = 0.0f;
-                continue;
-            }
-            const float *g = planes + (long)r * C;
-            for (int c0 = 0; c0 < C; c0 += 8) {
-                const int n = C - c0 < 8 ? C - c0 : 8;
-                pd_d8 gt[3], g0, g1, g2;
-                for (int k = 0; k < 3; k++) {
-                    load8(&g0, g + k * plane + c0, n);
-                    load8(&g1, g + (3 + k) * plane + c0, n);
-                    load8(&g2, g + (6 + k) * plane + c0, n);
-                    gt[k] = G[i][0] * g0 + G[i][1] * g1 + G[i][2] * g2;
-                }
-                for (int j = 0; j < A; j++) {
-                    const pd_f8 u = __builtin_convertvector(gt[0] * G[j][0] + gt[1] * G[j][1] + gt[2] * G[j][2], pd_f8);
-                    float *dst = work + ((long)j * R + r) * C + c0;
-                    if (n == 8) __builtin_memcpy(dst, &u, sizeof u);
-                    else for (int l = 0; l < n; l++) dst[l] = u[l];
-                }
-            }
+}
+
+// U_(i, j) [R][C] at u + j·R·C for j < α, eight channels at a time (one per double lane); rows
+// past `rows` are zeros.
+PD_INLINE void rows_transform_impl(const int m, const float *planes, int C, int R, int rows, int i, float *u) {
+#pragma clang fp contract(off)
+    const int A = m + 2;
+    const long plane = (long)R * C;
+    const double(*G)[3] = m == 4 ? G4 : G2;
+    for (int r = 0; r < R; r++) {
+        if (r >= rows) {
+            for (int j = 0; j < A; j++)
+                for (int c = 0; c < C; c++) u[((long)j * R + r) * C + c] = 0.0f;
+            continue;
         }
-        for (int j = 0; j < A; j++) {
-            const int xi = i * A + j;
-            if (PD_WINOGRAD_WIDE) fused_multiply_8x32(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
-            else fused_multiply_4x16(work + (long)j * R * C, R, C, v + xi * vstride, ldv, cols, mm + xi * mstride, ldm);
+        const float *g = planes + (long)r * C;
+        for (int c0 = 0; c0 < C; c0 += 8) {
+            const int n = C - c0 < 8 ? C - c0 : 8;
+            pd_d8 gt[3], g0, g1, g2;
+            for (int k = 0; k < 3; k++) {
+                load8(&g0, g + k * plane + c0, n);
+                load8(&g1, g + (3 + k) * plane + c0, n);
+                load8(&g2, g + (6 + k) * plane + c0, n);
+                gt[k] = G[i][0] * g0 + G[i][1] * g1 + G[i][2] * g2;
+            }
+            for (int j = 0; j < A; j++) {
+                const pd_f8 x = __builtin_convertvector(gt[0] * G[j][0] + gt[1] * G[j][1] + gt[2] * G[j][2], pd_f8);
+                float *dst = u + ((long)j * R + r) * C + c0;
+                if (n == 8) __builtin_memcpy(dst, &x, sizeof x);
+                else for (int l = 0; l < n; l++) dst[l] = x[l];
+            }
         }
     }
 }
 
-PD_INLINE void fused_body(int m, const float *w, int C, int o0, int R, int rows, const float *v, long ldv,
-                          long vstride, int cols, float *mm, long ldm, long mstride, float *work) {
-    if (m == 4) fused_impl(4, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
-    else fused_impl(2, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work);
+PD_INLINE void rows_transform_body(int m, const float *planes, int C, int R, int rows, int i, float *u) {
+    if (m == 4) rows_transform_impl(4, planes, C, R, rows, i, u);
+    else rows_transform_impl(2, planes, C, R, rows, i, u);
 }
-PD_MULTIVERSION(pd_winograd_fused_rows, fused_body,
-                (int m, const float *w, int C, int o0, int R, int rows, const float *v, long ldv,
-                 long vstride, int cols, float *mm, long ldm, long mstride, float *work),
-                (m, w, C, o0, R, rows, v, ldv, vstride, cols, mm, ldm, mstride, work))
+PD_MULTIVERSION(pd_winograd_rows_transform, rows_transform_body,
+                (int m, const float *planes, int C, int R, int rows, int i, float *u),
+                (m, planes, C, R, rows, i, u))
+
+PD_INLINE void rows_multiply_body(const float *u, int R, int C, const float *v, long ldv, int cols, float *mm, long ldm) {
+    if (PD_WINOGRAD_WIDE) fused_multiply_8x32(u, R, C, v, ldv, cols, mm, ldm);
+    else fused_multiply_4x16(u, R, C, v, ldv, cols, mm, ldm);
+}
+PD_MULTIVERSION(pd_winograd_rows_multiply, rows_multiply_body,
+                (const float *u, int R, int C, const float *v, long ldv, int cols, float *mm, long ldm),
+                (u, R, C, v, ldv, cols, mm, ldm))

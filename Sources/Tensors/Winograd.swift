@@ -32,6 +32,13 @@ struct WinogradTuning: Sendable, Equatable {
     /// a core transforms at a time. At the UNet shapes, 1 MB took 653 ms for all of them once,
     /// 2 MB 560 ms, 4 MB 572 ms (fewer rows per block reread V more often).
     var fusedBytes = 2 << 20
+    /// Per-call weights: blocks of more tiles than this multiply by sgemm (rows of U packed per
+    /// call), fewer by pd_winograd_rows_multiply. All the UNet's shapes once, fused kernel only
+    /// vs sgemm above 64 tiles: AVX2 648 → 570 ms, AVX-512 548 → 497 ms.
+    var fusedSgemmColumns = 64
+    /// Per-call weights taking sgemm: bytes of a row block's planes and U (bigger blocks, fewer
+    /// repacks of V: 8 MB 570 / 497 ms, 32 MB 561 / 490 ms at AVX2 / AVX-512).
+    var fusedSgemmBytes = 8 << 20
     /// Per-call weights run conv2d below this many tiles a call: the transform of U, per call,
     /// then costs more than its multiplies save (1280→1280 at 8², batch 2, 8 tiles: 30 ms
     /// against conv2d's 24; at 16², 32 tiles: 36–41 against 78).
@@ -168,8 +175,9 @@ public func conv2dWinograd(_ x: Tensor, weight: WinogradWeight, bias: Tensor? = 
 
 /// One tile block of a per-call weight: blocks of R output rows (a multiple of 8) split over the
 /// cores; for each, U is transformed α positions at a time into a buffer in cache and multiplied at
-/// once (pd_winograd_fused_rows), then the rows' outputs are transformed. No more of U than α
-/// positions of R rows per core exists at a time.
+/// once, then the rows' outputs are transformed. No more of U than α positions of R rows per core
+/// exists at a time. The products: pd_winograd_rows_multiply for blocks of at most
+/// `fusedSgemmColumns` tiles, sgemm (single-threaded, U_ξ packed per call) for wider ones.
 private func winogradRows(_ weight: WinogradWeight, v: UnsafePointer<Float>, ldv: Int, vstride: Int,
                           bias: Tensor?, y: Tensor, tile0: Int, n: Int) {
     guard case .perCall(let w) = weight.form else { return }
@@ -178,19 +186,31 @@ private func winogradRows(_ weight: WinogradWeight, v: UnsafePointer<Float>, ldv
     let (H, W) = (y.shape[2], y.shape[3])
     let lanes = Int(PD_WINOGRAD_LANES)
     let cols = (n + 15) / 16 * 16
+    let tuning = WinogradTuning.current
+    let sgemm = cols > tuning.fusedSgemmColumns
     // R: the rows' 9 weight planes and U's α positions in about fusedBytes, at most a core's share.
     let share = ((O + Parallel.workers - 1) / Parallel.workers + 7) / 8 * 8
-    let fit = WinogradTuning.current.fusedBytes / (4 * (alpha + 9) * C) / 8 * 8
+    let fit = (sgemm ? tuning.fusedSgemmBytes : tuning.fusedBytes) / (4 * (alpha + 9) * C) / 8 * 8
     let R = max(8, min(share, fit))
     let mstride = R * ldv + lanes
-    let workFloats = Int(pd_winograd_fused_work_floats(Int32(m), Int32(R), Int32(C)))
+    let planeFloats = 9 * R * C, uFloats = alpha * R * C
     Parallel.forRanges((O + R - 1) / R) { blocks in
-        Scratch.withBuffer(positions * mstride + workFloats) { scratch in
-            let mm = scratch, work = scratch + positions * mstride
+        Scratch.withBuffer(positions * mstride + planeFloats + uFloats) { scratch in
+            let mm = scratch, planes = scratch + positions * mstride, u = planes + planeFloats
             for block in blocks {
                 let o0 = block * R, rows = min(R, O - o0)
-                pd_winograd_fused_rows(Int32(m), w.pointer, Int32(C), Int32(o0), Int32(R), Int32(rows),
-                                       v, ldv, vstride, Int32(cols), mm, ldv, mstride, work)
+                pd_winograd_rows_planes(w.pointer, Int32(C), Int32(o0), Int32(R), Int32(rows), planes)
+                for i in 0..<alpha {
+                    pd_winograd_rows_transform(Int32(m), planes, Int32(C), Int32(R), Int32(rows), Int32(i), u)
+                    for j in 0..<alpha {
+                        let xi = i * alpha + j, uj = u + j * R * C
+                        if sgemm {
+                            BLAS.sgemm(m: rows, n: n, k: C, a: uj, lda: C, b: v + xi * vstride, ldb: ldv, c: mm + xi * mstride, ldc: ldv)
+                        } else {
+                            pd_winograd_rows_multiply(uj, Int32(R), Int32(C), v + xi * vstride, ldv, Int32(cols), mm + xi * mstride, ldv)
+                        }
+                    }
+                }
                 pd_winograd_output(Int32(m), mm, ldv, mstride, Int32(o0), Int32(O), Int32(o0), Int32(o0 + rows),
                                    bias?.pointer, y.pointer, Int32(H), Int32(W), tile0, n)
             }

@@ -15,12 +15,13 @@ extension KernelTests {
 
         /// Runs `body` with Winograd forced on for few channels, `blockBytes` of scratch (no floor on
         /// the tiles per block), and each product: sgemm only, then the narrow kernel for blocks of
-        /// up to 64 tiles (the default) for U held; for U per call, blocks of 8 output rows, then
-        /// of a core's share.
+        /// up to 64 tiles (the default) for U held; for U per call, blocks of 8 output rows with
+        /// sgemm products, then of a core's share with the fused kernel's.
         func withTuning(blockBytes: Int, _ body: () throws -> Void) rethrows {
             for (narrow, fused) in [(0, 1), (64, 1 << 20)] {
                 try KernelTuning.with({ $0.winograd = WinogradTuning(blockBytes: blockBytes, minBlockTiles: 1, minInputChannels: 1,
-                                                                     narrowColumns: narrow, fusedBytes: fused, minPerCallTiles: 1) }) { try body() }
+                                                                     narrowColumns: narrow, fusedBytes: fused, fusedSgemmColumns: narrow,
+                                                                     fusedSgemmBytes: fused, minPerCallTiles: 1) }) { try body() }
             }
         }
 

@@ -29,13 +29,16 @@ extern "C" {
 // U for the (o, c) pairs p = o·C + c in [p0, p1) of w [O, C, 3, 3]; computed in double.
 void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, float *u);
 
-// Per call, for the output rows [o0, o0 + rows), rows ≤ R, R a multiple of 8: M_ξ [R][cols]
-// (rows past `rows` are garbage) = U_ξ · V_ξ for every ξ, U transformed on the fly from the
-// weight w [O, C, 3, 3] with the bits pd_winograd_weight gives, α positions at a time, never held
-// whole. cols: a multiple of 16, ≤ ldv and ldm. work: pd_winograd_fused_work_floats(m, R, C) floats.
-long pd_winograd_fused_work_floats(int m, int R, int C);
-void pd_winograd_fused_rows(int m, const float *w, int C, int o0, int R, int rows, const float *v,
-                            long ldv, long vstride, int cols, float *mm, long ldm, long mstride, float *work);
+// Per call, U for a block of R output rows (R a multiple of 8; rows ≤ R of them real) from the
+// weight w [O, C, 3, 3], with the bits pd_winograd_weight gives, α positions at a time, never held
+// whole: pd_winograd_rows_planes reorders the rows' weights into planes [9][R][C] (planes[k][r][c]
+// = w[o0 + r][c][k / 3][k % 3]); pd_winograd_rows_transform writes U_(i, j) [R][C] at u + j·R·C
+// for each j of transform row i (rows past `rows` zeros); pd_winograd_rows_multiply gives
+// M [R][cols] = U_ξ [R][C] · V_ξ [C][ldv] (cols a multiple of 16, ≤ ldv and ldm) while U_ξ is in
+// cache — the caller may use sgemm for wide blocks instead.
+void pd_winograd_rows_planes(const float *w, int C, int o0, int R, int rows, float *planes);
+void pd_winograd_rows_transform(int m, const float *planes, int C, int R, int rows, int i, float *u);
+void pd_winograd_rows_multiply(const float *u, int R, int C, const float *v, long ldv, int cols, float *mm, long ldm);
 
 // V columns for tiles [tile0, tile0 + ntiles) and channels [c0, c1) of x [B, C, H, W].
 void pd_winograd_input(int m, const float *x, int C, int H, int W, long tile0, long ntiles,
