@@ -23,7 +23,7 @@ CFG UNet, 77 tokens, the latent side given), compiled for CPU with INFERENCE_PRE
 has it), INFERENCE_NUM_THREADS = --threads, after one warm-up call each, best of --repeats:
 
   text_encoder   2 x 77 tokens (the benchmark prompt and the empty negative)
-  unet           batch 2: sample [2,4,L,L], timestep 981, context [2,77,768]
+  unet           batch 2: sample [2,4,L,L], timestep 981, context [2,77,width]
   vae_decode     latents [1,4,L,L] -> [1,3,8L,8L]
   generate       with --generate STEPS: OVStableDiffusionPipeline txt2img (EulerAncestralDiscrete,
                  guidance 7.5, 8L x 8L, seed 1887838105), after a 1-step warm-up
@@ -43,28 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-PROMPT = "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"
-
-
-def best_of(fn, repeats: int):
-    result = fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
-def peak_rss() -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+from bench_common import PROMPT, best_of, peak_rss_bytes
 
 
 def export(model: str, out: Path) -> None:
@@ -126,23 +105,26 @@ def main() -> None:
     text_encoder = compiled("text_encoder", {"input_ids": [2, 77]})
     unet_model = core.read_model(out / "unet" / "openvino_model.xml")
     unet_inputs = {i.get_any_name(): i for i in unet_model.inputs}
-    unet_shapes = {"sample": [2, 4, lat, lat], "encoder_hidden_states": [2, 77, 768]}
+    unet_config = json.loads((out / "unet" / "config.json").read_text())
+    width = unet_config["cross_attention_dim"]
+    channels = unet_config["in_channels"]
+    unet_shapes = {"sample": [2, channels, lat, lat], "encoder_hidden_states": [2, 77, width]}
     timestep_shape = list(unet_inputs["timestep"].get_partial_shape().get_min_shape()) if "timestep" in unet_inputs else []
     unet_shapes["timestep"] = [1] if timestep_shape else []
     unet = compiled("unet", unet_shapes)
-    vae = compiled("vae_decoder", {"latent_sample": [1, 4, lat, lat]})
+    vae = compiled("vae_decoder", {"latent_sample": [1, channels, lat, lat]})
     load_s = time.perf_counter() - t0
 
     tokenizer = CLIPTokenizer.from_pretrained(args.model, subfolder="tokenizer")
     ids = tokenizer([PROMPT, ""], padding="max_length", max_length=77, truncation=True, return_tensors="np").input_ids
     rng = np.random.default_rng(0)
-    sample = rng.standard_normal((2, 4, lat, lat), dtype=np.float32)
-    z = rng.standard_normal((1, 4, lat, lat), dtype=np.float32)
+    sample = rng.standard_normal((2, channels, lat, lat), dtype=np.float32)
+    z = rng.standard_normal((1, channels, lat, lat), dtype=np.float32)
     timestep = np.array([981] if unet_shapes["timestep"] else 981, dtype=np.int64)
 
     te_req, unet_req, vae_req = text_encoder.create_infer_request(), unet.create_infer_request(), vae.create_infer_request()
     context = te_req.infer({"input_ids": ids.astype(np.int64)})[0].copy()
-    assert context.shape == (2, 77, 768), context.shape
+    assert context.shape == (2, 77, width), context.shape
     text_s, _ = best_of(lambda: te_req.infer({"input_ids": ids.astype(np.int64)}), args.repeats)
     unet_s, eps = best_of(lambda: unet_req.infer({"sample": sample, "timestep": timestep,
                                                   "encoder_hidden_states": context})[0], args.repeats)
@@ -176,7 +158,7 @@ def main() -> None:
         "load_s": load_s,
         "generate_s": generate_s,
         "generate_steps": args.generate,
-        "peak_rss_bytes": peak_rss(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "inference_precision": "f32",
         "repeats": args.repeats,
         "latent": lat,

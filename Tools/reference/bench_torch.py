@@ -39,26 +39,13 @@ import argparse
 import json
 import os
 import platform
-import resource
-import sys
 import time
 
 import torch
 
-PROMPT = "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k"
+from bench_common import PROMPT, best_of, peak_rss_bytes
+
 ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "ONEDNN_", "DNNL_", "OPENBLAS_", "GOTO_", "ATEN_", "TORCH_")
-
-
-def best_of(fn, repeats: int):
-    """One untimed warm-up call, then the fastest of `repeats` timed calls.
-    Returns (seconds, the warm-up call's result)."""
-    result = fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def cpu_name() -> str:
@@ -148,19 +135,7 @@ def main() -> None:
             run(args.generate)
             generate_s = time.perf_counter() - t0
 
-    # VmHWM is this process's own high-water mark; ru_maxrss (KiB on Linux, bytes on macOS)
-    # would report a parent's larger peak when started by pareidolia-bench.
-    peak_rss = None
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    peak_rss = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if peak_rss is None:
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak_rss = maxrss if sys.platform == "darwin" else maxrss * 1024
+    peak_rss = peak_rss_bytes()
 
     result = {
         "torch": torch.__version__,
