@@ -54,8 +54,19 @@ function connect() {
   };
 }
 
+// Streamed frames are kept for the newest few runs only (a page left open for a day must not grow
+// without bound); older runs' steps come from the server (/api/runs/ID/steps/N) like any run on disk.
+const KEPT_LIVE_RUNS = 3;
+
 function liveRun(number, id) {
-  if (!state.live.has(number)) state.live.set(number, { id, frames: new Map(), evaluations: 0, step: 0 });
+  if (!state.live.has(number)) {
+    state.live.set(number, { id, frames: new Map(), evaluations: 0, step: 0 });
+    for (const [old, run] of state.live) {
+      if (state.live.size <= KEPT_LIVE_RUNS) break;
+      for (const url of run.frames.values()) URL.revokeObjectURL(url);
+      state.live.delete(old);
+    }
+  }
   const run = state.live.get(number);
   if (id) { run.id = id; state.idToNumber.set(id, number); }
   return run;
