@@ -58,7 +58,7 @@ struct StreamBench: ParsableCommand {
     func run() throws {
         try BLAS.load()
         let sd = try StableDiffusionModel.load(model, vaeEncoder: false)
-        var s = GenerationSettings(prompt: "a burning cyborg skiing down a blue wireframe mountain at top speed, octane render, 8k")
+        var s = GenerationSettings(prompt: ReportBench.prompt)
         s.seed = 1887838105
         s.steps = steps
         s.sampler = .euler_a
@@ -76,6 +76,7 @@ struct StreamBench: ParsableCommand {
             }
             drained.signal()
         }
+        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
         var plain: [Double] = [], streamed: [Double] = [], inside: [Double] = []
         for round in 0..<max(1, rounds) {
             let clock = StepClock()
@@ -83,13 +84,11 @@ struct StreamBench: ParsableCommand {
             let clock2 = StepClock()
             let streaming = Timed(StreamingObserver(id: "bench", number: round + 1, hub: hub, vae: sd.vae))
             _ = try pipeline.generate(s, observer: Observers([clock2, streaming]))
-            func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
             if plain.isEmpty || mean(clock.intervals) < mean(plain) { plain = clock.intervals }
             if streamed.isEmpty || mean(clock2.intervals) < mean(streamed) { streamed = clock2.intervals; inside = streaming.seconds }
         }
         hub.unsubscribe(subscriber)
         drained.wait()
-        func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(1, v.count)) }
         var table = Table(columns: ["", "plain", "streamed", "ratio"])
         table.add(["s/it (wall, between evaluations)", fmt(mean(plain), 3), fmt(mean(streamed), 3), fmt(mean(streamed) / mean(plain), 3)])
         print("\(size)×\(size), euler_a, \(steps) steps, best of \(max(1, rounds)) interleaved rounds; OpenBLAS \(BLAS.coreName), \(Parallel.workers) threads")
