@@ -115,6 +115,22 @@ extension KernelTests {
             }
         }
 
+        /// The kernel walks keys in chunks of 384 (QK and PV alike); 1000 keys are two whole chunks
+        /// and a partial one, with D = 40 (SD 1.5's head) and a causal mask whose diagonal crosses
+        /// chunk boundaries. Against float64 at every ISA, and slicing still changes nothing.
+        @Test func keysOverSeveralChunks() throws {
+            let q = randomTensor([1, 1000, 80], seed: 4), k = randomTensor([1, 1000, 80], seed: 5), v = randomTensor([1, 1000, 80], seed: 6)
+            for causal in [false, true] {
+                let want = reference(q, k, v, heads: 2, causal: causal)
+                try forEachISA { isa in
+                    let whole = try attention(q: q, k: k, v: v, heads: 2, causal: causal)
+                    expectClose(whole, want, "1000 keys, causal \(causal) [\(isa)]")
+                    let sliced = try attention(q: q, k: k, v: v, heads: 2, causal: causal, sliceRows: 7)
+                    expectClose(sliced, whole, relTol: 0, "1000 keys, causal \(causal), sliceRows 7 [\(isa)]")
+                }
+            }
+        }
+
         @Test func rejectsBadShapes() throws {
             let q = randomTensor([1, 4, 8], seed: 1), k = randomTensor([1, 5, 8], seed: 2)
             #expect(throws: TensorError.self) { try attention(q: q, k: k, v: k, heads: 3) }
