@@ -37,6 +37,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -175,6 +176,17 @@ def autocast(args):
     return torch.autocast(dev, dtype=torch.bfloat16, enabled=use_bf16(args))
 
 
+def plain_attention(unet, dev):
+    """On the CPU, diffusers' default processor calls PyTorch's flash-attention kernel, which is
+    slow for heads this narrow (8-32 dims): 43% of a UNet training step. The plain processor
+    (bmm, softmax) computes the same attention; measured on Zen 4, 2 threads, (32, 64, 128),
+    batch 32: 0.43 s a step (flash, bf16 autocast) -> 0.29 s (plain, bf16); fp32 0.40 -> 0.47."""
+    if torch.device(dev).type == "cpu":
+        from diffusers.models.attention_processor import AttnProcessor
+        unet.set_attn_processor(AttnProcessor())
+    return unet
+
+
 def load_tokenizer(extra_tokens=()):
     from transformers import CLIPTokenizer
     tok = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR))
@@ -278,7 +290,7 @@ def load_vae(work: Path, dev):
 def load_unet(work: Path, dev):
     from diffusers import UNet2DConditionModel
     unet = UNet2DConditionModel.from_pretrained(str(work / "unet" / "final"), dtype=torch.float32)
-    unet = unet.to(dev).eval()
+    unet = plain_attention(unet.to(dev).eval(), dev)
     unet.requires_grad_(False)
     return unet
 
@@ -716,7 +728,7 @@ def stage_unet(args) -> bool:
     snr_all = ac / (1 - ac)
 
     torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["unet"], 7))
-    unet = UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev)
+    unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev), dev)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, betas=(0.9, 0.999), weight_decay=1e-2)
     ema = tk.EMA(unet, args.ema)
     objects = {"model": unet, "opt": opt, "ema": ema}
@@ -731,7 +743,7 @@ def stage_unet(args) -> bool:
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
 
     vae = None
-    ema_unet = UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev).eval()
+    ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev).eval(), dev)
 
     def evaluate(at):
         nonlocal vae
@@ -1265,6 +1277,12 @@ def main(argv=None) -> int:
     global LOG_FILE
     args = parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
+    # SIGTERM (a session's end) and SIGINT (ignored by default in a shell's background jobs) both
+    # stop at the next step with a checkpoint, as Ctrl-C does.
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     # Subnormal floats in the backward pass (tiny posterior stds, vanishing gradients) take the
     # x86 slow path: the VAE step went from ~1 s to 3–9 s a thousand steps in. Flushing them to
     # zero (FTZ/DAZ) brought it back to 1.0 s (measured on the step-1000 checkpoint, 2 threads).
