@@ -2,6 +2,7 @@
 """The workbench page as a person uses it, in headless Chromium, on the tiny test model.
 
     python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR [--embedding FILE] [--screenshot OUT.png]
+    python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR --readme-shot OUT.png [--prompt P --fork P --word W --seed N]
 
 Starts `pareidolia serve` on a free port with a fresh runs folder, opens the page in headless
 Chromium and drives it over the DevTools protocol (Python's standard library only): types a
@@ -10,6 +11,10 @@ word and checks its map is drawn; hovers a pixel and checks the words are ranked
 run and cancels it; drops the first run's PNG and checks its recipe fills the form; forks the first run with an edited prompt and checks the side-by-side and the
 word diff; and that no script error was raised. One line on success, one line saying what failed
 (exit 1) otherwise; "skipped" (exit 0) without chromium.
+
+--readme-shot draws the README's picture instead: on the demo model, a run of --prompt, a fork of
+the same seed with --fork, the word --word clicked on the fork (its map over the picture), the
+step scrubbed to the middle of the run, then a screenshot.
 """
 from __future__ import annotations
 
@@ -112,6 +117,39 @@ SCENARIO = r"""
 """
 
 
+README_SCENARIO = r"""
+(async () => {
+  const $ = (id) => document.getElementById(id);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  async function waitFor(what, test, ms = 120000) {
+    const end = Date.now() + ms;
+    while (Date.now() < end) { if (test()) return; await sleep(50); }
+    throw new Error("timed out waiting for " + what + " (status: " + $("status").textContent + ")");
+  }
+  const ended = () => /(^done|· done)/i.test($("status").textContent);
+  await waitFor("the socket", () => $("connection").textContent === "live");
+  $("prompt").value = PROMPT; $("prompt").dispatchEvent(new Event("input"));
+  $("seed").value = SEED;
+  $("run-form").requestSubmit();
+  await waitFor("the first run", () => ended() && state.selected !== null);
+  const first = state.selected;
+  $("fork").click();
+  $("prompt").value = FORK; $("prompt").dispatchEvent(new Event("input"));
+  $("run-form").requestSubmit();
+  await waitFor("the fork", () => ended() && state.selected !== first && !$("parent-box").hidden);
+  await waitFor("the words", () => [...$("words").children].some((b) => b.textContent === WORD));
+  [...$("words").children].find((b) => b.textContent === WORD).click();
+  const canvas = $("overlay");
+  await waitFor("the map", () => canvas.width > 0 && canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data.some((v, i) => i % 4 === 3 && v > 0));
+  const box = canvas.getBoundingClientRect();
+  canvas.dispatchEvent(new MouseEvent("mousemove", { clientX: box.left + box.width * 0.5, clientY: box.top + box.height * 0.5, bubbles: true }));
+  await waitFor("the ranking", () => $("ranking").textContent.startsWith("At this pixel"));
+  await sleep(500);
+  return JSON.stringify({ errors: window.__errors, ranking: $("ranking").textContent });
+})()
+"""
+
+
 class DevTools:
     """A WebSocket client (RFC 6455, client side: masked frames) for Chromium's DevTools protocol."""
 
@@ -189,8 +227,9 @@ def main() -> int:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     binary, model = sys.argv[1], sys.argv[2]
-    shot = sys.argv[sys.argv.index("--screenshot") + 1] if "--screenshot" in sys.argv else None
-    embedding = sys.argv[sys.argv.index("--embedding") + 1] if "--embedding" in sys.argv else None
+    def option(name, default=None):
+        return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+    shot, embedding, readme = option("--screenshot"), option("--embedding"), option("--readme-shot")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         print("serve page check skipped: chromium is not installed")
@@ -221,6 +260,20 @@ def main() -> int:
             if time.time() > wait_until:
                 raise RuntimeError("the page did not load")
             time.sleep(0.1)
+        if readme:
+            scenario = (README_SCENARIO.replace("PROMPT", json.dumps(option("--prompt", "a red circle to the left of a blue square")))
+                        .replace("FORK", json.dumps(option("--fork", "a red circle to the left of a yellow star")))
+                        .replace("WORD", json.dumps(option("--word", "circle"))).replace("SEED", json.dumps(option("--seed", "1887838105"))))
+            result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
+            if "exceptionDetails" in result:
+                raise RuntimeError("the README scenario failed: " + str(result["exceptionDetails"].get("exception", {}).get("description")).splitlines()[0])
+            report = json.loads(result["result"]["value"])
+            if report.get("errors"):
+                raise RuntimeError("script errors on the page: " + " | ".join(report["errors"]))
+            with open(readme, "wb") as f:
+                f.write(base64.b64decode(dt.call("Page.captureScreenshot", format="png")["data"]))
+            print(f"README screenshot written to {readme} ({report['ranking']})")
+            return 0
         scenario = SCENARIO.replace("EXPECT_EMBEDDING", "true" if embedding else "false")
         result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
         if "exceptionDetails" in result:
