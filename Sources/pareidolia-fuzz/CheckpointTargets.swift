@@ -45,9 +45,9 @@ let checkpointTargets: [FuzzTarget] = [
     FuzzTarget(name: "bind", about: "model-kind detection and weight binding of a checkpoint whose shapes lie") { bytes in
         // The input lists tensors, one per line: `DTYPE NAME DIM DIM …`; the file is built from it
         // with zero data, so the fuzzer can change shapes without also having to fix offsets.
-        guard let data = syntheticCheckpoint(text(bytes)) else { return }
+        guard let file = syntheticCheckpoint(text(bytes)) else { return }
         // load opens the file and runs ModelDetection itself (opening it here too cost a fifth)
-        _ = try StableDiffusionModel.load(writeScratch(data, "model.safetensors"), vaeEncoder: false, fast: [])
+        _ = try StableDiffusionModel.load(writeScratch(file.header, "model.safetensors", zeros: file.dataBytes), vaeEncoder: false, fast: [])
     },
 ]
 
@@ -59,8 +59,9 @@ func readTensors(_ tensors: [String: TensorEntry]) throws {
 }
 
 /// A safetensors file holding the tensors `spec` lists (`F32 name 320 4 3 3` per line), their
-/// bytes zero; nil when the list is unreadable or the data would pass 64 MiB.
-func syntheticCheckpoint(_ spec: String) -> Data? {
+/// bytes zero: the file's length prefix and header, and how many zero data bytes follow them; nil
+/// when the list is unreadable or the data would pass 64 MiB.
+func syntheticCheckpoint(_ spec: String) -> (header: Data, dataBytes: Int)? {
     var entries: [String] = [], offset = 0     // joined once: appending to one String and asking its count is quadratic
     for line in spec.split(separator: "\n") {
         let f = line.split(separator: " ")
@@ -76,6 +77,5 @@ func syntheticCheckpoint(_ spec: String) -> Data? {
     var out = Data(count: 8)
     out.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(header.utf8.count).littleEndian, as: UInt64.self) }
     out.append(Data(header.utf8))
-    out.append(Data(count: offset))
-    return out
+    return (out, offset)
 }

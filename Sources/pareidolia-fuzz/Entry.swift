@@ -57,8 +57,10 @@ func writeScratch(_ bytes: UnsafeRawBufferPointer, _ name: String, folder: Strin
     writeScratch(Data(bytes), name, folder: folder)
 }
 
+/// Writes `data` to the scratch folder, then `zeros` zero bytes after it as a hole (the file is
+/// extended, nothing written: a synthetic checkpoint's tensors cost no copy).
 @discardableResult
-func writeScratch(_ data: Data, _ name: String, folder: String = "") -> String {
+func writeScratch(_ data: Data, _ name: String, folder: String = "", zeros: Int = 0) -> String {
     let dir = folder.isEmpty ? scratch : "\(scratch)/\(folder)"
     if !folder.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
     let path = "\(dir)/\(name)"
@@ -74,6 +76,7 @@ func writeScratch(_ data: Data, _ name: String, folder: String = "") -> String {
                 done += n
             }
         }
+        if zeros > 0 { _ = ftruncate(fd, off_t(data.count + zeros)) }
         close(fd)
     }
     return path
