@@ -16,7 +16,7 @@ run() {  # name, then generate's arguments
     rm -rf "${out:?}/$name"
     mkdir -p "$out/$name"
     echo "== $name: $*"
-    "$bin" generate --steps 20 --guidance 5 --output "$out/$name/image.png" --trace "$out/$name/trace" \
+    "$bin" generate --sampler ddim --steps 20 --guidance 5 --output "$out/$name/image.png" --trace "$out/$name/trace" \
         --clip-model Assets/demo-clip "$@"
     "$bin" report "$out/$name/trace" --out "$out/$name/report" | tee "$out/$name/summary.txt"
 }

@@ -100,6 +100,9 @@ function onEvent(e) {
   } else if (e.type === "done") {
     if (state.selected === e.id) {
       setStatus(e.status === "done" ? "Done." : e.status === "cancelled" ? "Cancelled (the partial trace is kept)." : "Failed: " + (e.message || ""));
+      // Followed to its end, a run shows its decoded image: the live frames are previews.
+      const scrub = $("scrubber");
+      if (e.status === "done" && Number(scrub.value) >= Number(scrub.max)) $("show-final").checked = true;
       selectRun(e.id, false);
     }
     state.mine.delete(e.id);
