@@ -12,9 +12,9 @@ run and cancels it; drops the first run's PNG and checks its recipe fills the fo
 word diff; and that no script error was raised. One line on success, one line saying what failed
 (exit 1) otherwise; "skipped" (exit 0) without chromium.
 
---readme-shot draws the README's picture instead: on the demo model, a run of --prompt, a fork of
-the same seed with --fork, the word --word clicked on the fork (its map over the picture), the
-step scrubbed to the middle of the run, then a screenshot.
+--readme-shot draws the README's picture instead: on the demo model, a run of --prompt (timing its
+first live frame from Start), a fork of the same seed with --fork, the word --word clicked on the
+fork (its map over the picture) and a pixel hovered, then a screenshot.
 """
 from __future__ import annotations
 
@@ -130,7 +130,10 @@ README_SCENARIO = r"""
   await waitFor("the socket", () => $("connection").textContent === "live");
   $("prompt").value = PROMPT; $("prompt").dispatchEvent(new Event("input"));
   $("seed").value = SEED;
+  const started = performance.now();
   $("run-form").requestSubmit();
+  await waitFor("a live frame", () => ($("frame").getAttribute("src") || "").startsWith("blob:"));
+  const firstFrame = Math.round(performance.now() - started);
   await waitFor("the first run", () => ended() && state.selected !== null);
   const first = state.selected;
   $("fork").click();
@@ -145,7 +148,7 @@ README_SCENARIO = r"""
   canvas.dispatchEvent(new MouseEvent("mousemove", { clientX: box.left + box.width * 0.5, clientY: box.top + box.height * 0.5, bubbles: true }));
   await waitFor("the ranking", () => $("ranking").textContent.startsWith("At this pixel"));
   await sleep(500);
-  return JSON.stringify({ errors: window.__errors, ranking: $("ranking").textContent });
+  return JSON.stringify({ errors: window.__errors, ranking: $("ranking").textContent, firstFrame });
 })()
 """
 
@@ -272,7 +275,7 @@ def main() -> int:
                 raise RuntimeError("script errors on the page: " + " | ".join(report["errors"]))
             with open(readme, "wb") as f:
                 f.write(base64.b64decode(dt.call("Page.captureScreenshot", format="png")["data"]))
-            print(f"README screenshot written to {readme} ({report['ranking']})")
+            print(f"README screenshot written to {readme}: first live frame {report['firstFrame']} ms after Start; {report['ranking']}")
             return 0
         scenario = SCENARIO.replace("EXPECT_EMBEDDING", "true" if embedding else "false")
         result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
