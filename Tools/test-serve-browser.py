@@ -30,8 +30,8 @@ import tempfile
 import time
 import urllib.request
 
-SCENARIO = r"""
-(async () => {
+# The scenarios' shared helpers: $, sleep, and waitFor (polls a test until it holds or ms pass).
+HELPERS = r"""
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   async function waitFor(what, test, ms = 60000) {
@@ -39,6 +39,11 @@ SCENARIO = r"""
     while (Date.now() < end) { if (test()) return; await sleep(50); }
     throw new Error("timed out waiting for " + what + " (status: " + $("status").textContent + ")");
   }
+"""
+
+SCENARIO = r"""
+(async () => {
+HELPERS
   const report = {};
   const ended = (word) => new RegExp("(^" + word + "|· " + word + ")", "i").test($("status").textContent);
   await waitFor("the socket", () => $("connection").textContent === "live");
@@ -119,13 +124,7 @@ SCENARIO = r"""
 
 README_SCENARIO = r"""
 (async () => {
-  const $ = (id) => document.getElementById(id);
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  async function waitFor(what, test, ms = 120000) {
-    const end = Date.now() + ms;
-    while (Date.now() < end) { if (test()) return; await sleep(50); }
-    throw new Error("timed out waiting for " + what + " (status: " + $("status").textContent + ")");
-  }
+HELPERS
   const ended = () => /(^done|· done)/i.test($("status").textContent);
   await waitFor("the socket", () => $("connection").textContent === "live");
   $("prompt").value = PROMPT; $("prompt").dispatchEvent(new Event("input"));
@@ -264,7 +263,7 @@ def main() -> int:
                 raise RuntimeError("the page did not load")
             time.sleep(0.1)
         if readme:
-            scenario = (README_SCENARIO.replace("PROMPT", json.dumps(option("--prompt", "a red circle to the left of a blue square")))
+            scenario = (README_SCENARIO.replace("HELPERS", HELPERS).replace("PROMPT", json.dumps(option("--prompt", "a red circle to the left of a blue square")))
                         .replace("FORK", json.dumps(option("--fork", "a red circle to the left of a yellow star")))
                         .replace("WORD", json.dumps(option("--word", "circle"))).replace("SEED", json.dumps(option("--seed", "1887838105"))))
             result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
@@ -277,7 +276,7 @@ def main() -> int:
                 f.write(base64.b64decode(dt.call("Page.captureScreenshot", format="png")["data"]))
             print(f"README screenshot written to {readme}: first live frame {report['firstFrame']} ms after Start; {report['ranking']}")
             return 0
-        scenario = SCENARIO.replace("EXPECT_EMBEDDING", "true" if embedding else "false")
+        scenario = SCENARIO.replace("HELPERS", HELPERS).replace("EXPECT_EMBEDDING", "true" if embedding else "false")
         result = dt.call("Runtime.evaluate", expression=scenario, awaitPromise=True, returnByValue=True, timeout=240000)
         if "exceptionDetails" in result:
             detail = result["exceptionDetails"]
