@@ -16,14 +16,10 @@ PD_INLINE v8 splat8(float x) { return (v8){x, x, x, x, x, x, x, x}; }
 #define vsplat splat8
 #include "attention_slice.h"
 
-#ifndef AVX2_BLOCKS
-#define AVX2_BLOCKS 2, 6, 2, 6
-#endif
-
 // QK: 2 × 8 queries by 6 keys = 12 accumulators, 2 query vectors and a broadcast in 16 ymm;
 // PV: 2 × 8 queries by 6 values. Measured on Zen 4 capped at AVX2 (one core, 4096² × 40):
 // 2,6,2,6 71 GFLOP/s; 2,5,2,5 70; 3,4,2,6 53; 3,4,3,4 42 (clang spills at 16 live registers).
 PD_TARGET_AVX2 void pd_attention_slice_avx2 ATTENTION_PARAMS {
-    attention_slice_body(ATTENTION_ARGS, AVX2_BLOCKS);
+    attention_slice_body(ATTENTION_ARGS, 2, 6, 2, 6);
 }
 #endif

@@ -12,9 +12,7 @@
      int rows, float alpha, int causal, float *work, float *probs)
 #define ATTENTION_ARGS q, k, v, out, HD, D, Nk, r0, rows, alpha, causal, work, probs
 
-#ifndef JC
 #define JC 384  // keys per chunk (a multiple of every ISA's key block)
-#endif
 #define PAD 48  // queries are padded to a multiple of this (every ISA's block width divides it)
 
 typedef float vecu __attribute__((vector_size(VL * 4), aligned(4)));

@@ -435,7 +435,6 @@ void pd_winograd_weight(int m, const float *w, int O, int C, long p0, long p1, f
 
 enum { FUSED_KC = 128 };
 
-
 // M [R][ldm] (+)= U [R][C] · V [C][ldv] over columns [0, cols): blocks of RB rows × Q·16 columns
 // of register accumulators, over FUSED_KC channels at a time (V's block stays in L1 while U's rows
 // stream past); each block's sums are added into M (as pd_winograd_multiply_narrow: one running sum
