@@ -4,16 +4,19 @@
 #include "CKernels.h"
 
 PD_INLINE void silu_body(const float *src, float *dst, long n) {
+    PD_ELEMENTWISE_SAFE
     for (long i = 0; i < n; i++) { float v = src[i]; dst[i] = v * pd_sigmoidf(v); }
 }
 PD_MULTIVERSION(pd_silu, silu_body, (const float *src, float *dst, long n), (src, dst, n))
 
 PD_INLINE void gelu_body(const float *src, float *dst, long n) {
+    PD_ELEMENTWISE_SAFE
     for (long i = 0; i < n; i++) dst[i] = pd_geluf(src[i]);
 }
 PD_MULTIVERSION(pd_gelu, gelu_body, (const float *src, float *dst, long n), (src, dst, n))
 
 PD_INLINE void quick_gelu_body(const float *src, float *dst, long n) {
+    PD_ELEMENTWISE_SAFE
     for (long i = 0; i < n; i++) { float v = src[i]; dst[i] = v * pd_sigmoidf(1.702f * v); }
 }
 PD_MULTIVERSION(pd_quick_gelu, quick_gelu_body, (const float *src, float *dst, long n),

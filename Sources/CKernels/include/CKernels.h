@@ -112,5 +112,7 @@ void pd_block_purge(void);
 // The fast mode's kernels, in their own files.
 #include "gemm_bf16.h"
 #include "winograd.h"
+// Exact products with pre-packed weights (linear layers of few rows).
+#include "packed_gemm.h"
 
 #endif

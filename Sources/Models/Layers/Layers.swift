@@ -5,18 +5,27 @@ struct Linear {
     /// [out, in]: float32 or 16-bit (the binder's precision), or packed for bf16 arithmetic (fast mode).
     let kernel: FastKernel
     let bias: Tensor?
+    /// The exact weight packed for products of few rows (packed on first use; see `fewRows`).
+    let packed: PackedLinearWeight?
 
     /// `alternatives`: the weight may also be stored as a 1×1 convolution `[out, in, 1, 1]`
     /// (LDM's VAE attention and SD's proj_in/proj_out in some layouts).
-    init(_ w: WeightBinder, in: Int, out: Int, bias: Bool = true) {
+    /// `fewRows`: the layer only ever sees a few hundred rows (the CLIP towers' tokens), where a
+    /// weight packed once beats OpenBLAS, which packs it on every call.
+    init(_ w: WeightBinder, in: Int, out: Int, bias: Bool = true, fewRows: Bool = false) {
         kernel = w.layerWeight("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]], winogradEligible: false)
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
+        if fewRows, case .plain(let d) = kernel, d.shape == [out, `in`] { packed = try? PackedLinearWeight(d) } else { packed = nil }
     }
+
+    /// Drops the packed copy (packed again on the next call).
+    func releasePacked() { packed?.release() }
 
     /// The weight as held for exact arithmetic (nil in fast mode).
     var weight: WeightData? { if case .plain(let d) = kernel { return d } else { return nil } }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {  // [..., in] → [..., out]
+        if let packed { return try linear(x, packed: packed, bias: bias) }
         switch kernel {
         case .plain(let d): return try linear(x, weight: d, bias: bias)
         case .bf16(let p): return try linearBF16(x, weight: p, bias: bias)

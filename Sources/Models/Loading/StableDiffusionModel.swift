@@ -41,7 +41,9 @@ public final class StableDiffusionModel {
     /// is over: the text encoder after the prompt, the UNet before the VAE decode). They are read
     /// back from the page cache if needed again; a single-file checkpoint shares one file among
     /// all three, so this may also drop the others' pages — they fault back in as well.
+    /// The text encoder's weights packed for its products go too (packed again on the next prompt).
     public func releaseResidentWeights(_ component: Component) {
+        if component == .textEncoder { textEncoder.releasePackedWeights() }
         for f in files[component] ?? [] { f.releaseResidentPages() }
     }
 

@@ -15,16 +15,18 @@ struct CLIPEncoderLayer {
         self.causal = causal
         let d = c.hiddenSize
         norm1 = LayerNorm(w.scoped("layer_norm1"), dim: d, eps: c.layerNormEps)
-        q = Linear(w.scoped("self_attn.q_proj"), in: d, out: d)
-        k = Linear(w.scoped("self_attn.k_proj"), in: d, out: d)
-        v = Linear(w.scoped("self_attn.v_proj"), in: d, out: d)
-        out = Linear(w.scoped("self_attn.out_proj"), in: d, out: d)
+        q = Linear(w.scoped("self_attn.q_proj"), in: d, out: d, fewRows: true)
+        k = Linear(w.scoped("self_attn.k_proj"), in: d, out: d, fewRows: true)
+        v = Linear(w.scoped("self_attn.v_proj"), in: d, out: d, fewRows: true)
+        out = Linear(w.scoped("self_attn.out_proj"), in: d, out: d, fewRows: true)
         norm2 = LayerNorm(w.scoped("layer_norm2"), dim: d, eps: c.layerNormEps)
-        fc1 = Linear(w.scoped("mlp.fc1"), in: d, out: c.intermediateSize)
-        fc2 = Linear(w.scoped("mlp.fc2"), in: c.intermediateSize, out: d)
+        fc1 = Linear(w.scoped("mlp.fc1"), in: d, out: c.intermediateSize, fewRows: true)
+        fc2 = Linear(w.scoped("mlp.fc2"), in: c.intermediateSize, out: d, fewRows: true)
         heads = c.heads
         quickGELU = c.hiddenAct == "quick_gelu"
     }
+
+    func releasePackedWeights() { for l in [q, k, v, out, fc1, fc2] { l.releasePacked() } }
 
     func callAsFunction(_ x: Tensor) throws -> Tensor {  // [B, T, D]
         let h = try norm1(x)
@@ -110,6 +112,9 @@ public final class CLIPTextModel {
         let states = try hiddenStates(ids, upTo: config.layers - (clipSkip - 1), overrides: overrides)
         return try finalNorm(states.last!)
     }
+
+    /// Frees the layers' packed weights (a run's prompt is encoded); the next encode packs them again.
+    public func releasePackedWeights() { for l in layers { l.releasePackedWeights() } }
 
     /// The final-layer-normed output of the last layer (transformers' `last_hidden_state`).
     public func lastHiddenState(_ ids: [[Int32]]) throws -> Tensor { try encode(ids, clipSkip: 1) }
