@@ -40,11 +40,24 @@ done
 rm -rf "${out:?}/remedy"
 "$bin" remedy "$out/lookalikes/trace" --pair alex,cora --ablate --out "$out/remedy" | tee "$out/remedy.txt"
 "$bin" embeddings --embedding alex --embedding cora --embedding koko person cat > "$out/embeddings.txt"
+# The pair outcomes over many seeds, as Tools/toyworld/measure_pareidolia.py measured them with the
+# world's detector (it needs Python; the demo shows the committed figures).
+pairs_table() {
+    local tsv="$1" prompt setting seeds both one merged none two
+    [[ -f $tsv ]] || { echo "<p>(no $tsv: run Tools/toyworld/measure_pareidolia.py)</p>"; return; }
+    echo "<p>What the Shapes world's detector found in each image (<code>Tools/toyworld/measure_pareidolia.py</code>, DDIM 20 steps, guidance 5): both individuals, only one, a character that mixes the two, or neither; and in how many it found two characters of any identity. The remedy rows re-run the same seeds with <code>--separate</code>, one channel closed after another.</p>"
+    echo "<table><tr><th>prompt</th><th>setting</th><th>seeds</th><th>both</th><th>one</th><th>merged</th><th>none</th><th>two characters drawn</th></tr>"
+    while IFS=$'\t' read -r prompt setting seeds both one merged none two; do
+        echo "<tr><td>$prompt</td><td><code>$setting</code></td><td>$seeds</td><td>$both</td><td>$one</td><td>$merged</td><td>$none</td><td>$two</td></tr>"
+    done < <(tail -n +2 "$tsv")
+    echo "</table>"
+}
 # One page over the demo: links to each report, and the same-class pair's merge page beside the mixed pair's.
 cat > "$out/index.html" <<HTML
 <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Pareidolia demo</title><style>body{font:16px/1.5 "DejaVu Sans",sans-serif;max-width:1600px;margin:0 auto;padding:12px 20px;color:#1f2328}
-.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;overflow-x:auto}</style></head><body>
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;overflow-x:auto}
+table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right}th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}</style></head><body>
 <h1>Pareidolia demo — the embedded Shapes-world model</h1>
 <ul>
 <li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square" — which word landed where</li>
@@ -60,6 +73,8 @@ cat > "$out/index.html" <<HTML
 <figure><img src="mixed-pair/report/merge-alex-koko.png" alt="merge page, alex and koko"><figcaption>alex and koko</figcaption></figure></div>
 <h2>From the diagnosis to a fix: the look-alikes with the merge remedy</h2>
 <pre>$(sed 's/&/\&amp;/g; s/</\&lt;/g' "$out/remedy.txt")</pre>
+<h2>Two individuals in one prompt, counted over many seeds</h2>
+$(pairs_table Assets/demo-model/pairs.tsv)
 <h2>Which parts of the prompt the picture kept (CLIP similarity of x̂₀ at every evaluation)</h2>
 <div class="pair"><figure><img src="two-objects/report/clip.png" alt="CLIP similarity per phrase, two objects"><figcaption>two objects (a blue circle: a phrase the prompt did not ask for)</figcaption></figure>
 <figure><img src="sweep/report/clip-1887838105.png" alt="CLIP similarity per phrase, sweep seed 1887838105"><figcaption>the sweep, seed 1887838105</figcaption></figure></div>

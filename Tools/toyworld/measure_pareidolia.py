@@ -3,18 +3,22 @@
 Every figure of the model card's targets, from one sampler setting (ddim 20, guidance 5, 128×128):
 
 - held-out captions (seeds 20000..): `pareidolia generate` draws each with a trace; the world's
-  detector checks every captioned object — shapes by shape and colour (and by place), people and
-  cats by class and by their captioned attribute (hat colour, fur colour, stripes) — and whether
+  detector checks every captioned object — shapes by shape and colour, and where the caption says
+  where (a cell, a row or column, or a relation to another object: "left of", "above", "side by
+  side"), by the detections' cells and centroids — people and cats by class and by their captioned attribute (hat colour, fur colour, stripes) — and whether
   the DAAM map of each object's noun peaks inside the region where that object was drawn;
 - alex, cora and koko alone (4 templates × 4 seeds each, their textual-inversion files): how
   often the detector finds that very individual;
 - "alex and cora side by side", "alex and koko side by side", "alexcora side by side" over
   --pair-seeds seeds: both, one, a merged character or none;
+- the two-word pairs again with the merge remedy (`--separate a,b`, regions in halves) and each of
+  its cumulative stages (text: each subject encoded alone; cross: + regional cross-attention;
+  full: + bounded self-attention), on the same seeds: the same four outcomes;
 - with --diffusers, the held-out captions again through diffusers' StableDiffusionPipeline on the
   same files and seeds: how far its object count is from Pareidolia's.
 
-Results go to quality.json and into the model card between the `<!-- pareidolia-quality -->`
-markers.
+Results go to quality.json, the pair outcomes also to pairs.tsv (the demo page shows them), and
+into the model card between the `<!-- pareidolia-quality -->` markers.
 
     /work/venv/bin/python Tools/toyworld/measure_pareidolia.py --n 200 --diffusers
 """
@@ -35,7 +39,7 @@ from safetensors.numpy import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "Tools"))
-from toyworld import detect, world  # noqa: E402
+from toyworld import detect, palette, world  # noqa: E402
 
 # (a, b, prompt, embeddings): the look-alike people, a person and a cat, the pair token.
 PAIRS = (("alex", "cora", "alex and cora side by side", ("alex", "cora")),
@@ -104,8 +108,8 @@ def match(scene, chars, dets) -> dict[int, object]:
     return out
 
 
-def generate(binary, args, prompts, seeds, out: Path, trace: Path, embeddings=()) -> None:
-    cmd = [binary, "generate", "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
+def generate(binary, args, prompts, seeds, out: Path, trace: Path, embeddings=(), extra=()) -> None:
+    cmd = [binary, "generate", *extra, "--seeds", ",".join(map(str, seeds)), "--steps", str(args.steps),
            "--guidance", str(args.guidance), "--sampler", args.sampler, "--output", str(out), "--trace", str(trace)]
     for p in prompts:
         cmd += ["--prompt", p]
@@ -126,9 +130,43 @@ def rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def claim_honoured(claim: tuple, found: dict) -> bool:
+    """Whether the detections honour one placement claim of a caption (captions.caption's facts):
+    ("position", ids, cell | "row R" | "column C") or ("relation", a, "left of" | "right of" |
+    "above" | "below" | "side by side", b), by the detections' cells and centroids."""
+    if claim[0] == "position":
+        dets = [found.get(i) for i in claim[1]]
+        if any(d is None for d in dets):
+            return False
+        fact = claim[2]
+        if fact.startswith("row "):
+            return all(palette.row_col(d.position)[0] == fact[4:] for d in dets)
+        if fact.startswith("column "):
+            return all(palette.row_col(d.position)[1] == fact[7:] for d in dets)
+        return all(d.position == fact for d in dets)
+    _, a, rel, b = claim
+    da, db = found.get(a), found.get(b)
+    if da is None or db is None:
+        return False
+    (ax, ay), (bx, by) = da.centroid, db.centroid
+    return {"left of": ax < bx, "right of": ax > bx, "above": ay < by, "below": ay > by,
+            "side by side": abs(ax - bx) > abs(ay - by)}[rel]
+
+
+def placement_claims(scene) -> dict[int, list[tuple]]:
+    """Object id -> the caption's claims about where that object is (none: the caption leaves its
+    place free, as in "a small blue star", and any place honours it)."""
+    out: dict[int, list[tuple]] = {}
+    for f in scene.facts:
+        ids = f[1] if f[0] == "position" else (f[1], f[3]) if f[0] == "relation" else ()
+        for i in ids:
+            out.setdefault(i, []).append(f)
+    return out
+
+
 def measure_heldout(binary, args, work: Path) -> dict:
-    c = dict(objects=0, recognised=0, placed=0, chars=0, chars_class=0, attrs=0, attrs_ok=0,
-             daam_objects=0, daam_detected=0, daam_in=0)
+    c = dict(objects=0, recognised=0, placed=0, claimed=0, claimed_ok=0, chars=0, chars_class=0, attrs=0,
+             attrs_ok=0, daam_objects=0, daam_detected=0, daam_in=0)
     per = []
     t0 = time.time()
     for i, scene in enumerate(world.dataset("heldout", args.n)):
@@ -140,6 +178,7 @@ def measure_heldout(binary, args, work: Path) -> dict:
         image = rgb(d / "image.png")
         chars, dets = detect.analyse(image)
         found = match(scene, chars, dets)
+        claims = placement_claims(scene)
         row = {"caption": scene.caption, "seed": seed, "objects": [], "daam": []}
         for o in scene.objects:
             det = found.get(o.id)
@@ -147,8 +186,14 @@ def measure_heldout(binary, args, work: Path) -> dict:
                 c["objects"] += 1
                 c["recognised"] += det is not None
                 c["placed"] += det is not None and det.position == o.position
+                claimed_ok = None
+                if claims.get(o.id):
+                    claimed_ok = det is not None and all(claim_honoured(f, found) for f in claims[o.id])
+                    c["claimed"] += 1
+                    c["claimed_ok"] += claimed_ok
                 row["objects"].append({"shape": o.shape, "colour": o.colour, "found": det is not None,
-                                       "place_ok": det is not None and det.position == o.position})
+                                       "cell_ok": det is not None and det.position == o.position,
+                                       "captioned_place_ok": claimed_ok})
             else:
                 want = captioned_attributes(scene, o)
                 c["chars"] += 1
@@ -185,11 +230,12 @@ def measure_heldout(binary, args, work: Path) -> dict:
         per.append(row)
         if (i + 1) % 20 == 0:
             print(f"{i + 1}/{args.n}: objects {c['recognised'] / max(1, c['objects']):.3f}, "
-                  f"placed {c['placed'] / max(1, c['objects']):.3f}, characters {c['chars_class']}/{c['chars']}, "
+                  f"captioned place {c['claimed_ok']}/{c['claimed']}, characters {c['chars_class']}/{c['chars']}, "
                   f"DAAM {c['daam_in']}/{c['daam_detected']} ({time.time() - t0:.0f} s)", flush=True)
     f = lambda a, b: c[a] / max(1, c[b])  # noqa: E731
     return {"captions": args.n, "seeds": f"20000..{20000 + args.n - 1}", "counts": c,
-            "objects": f("recognised", "objects"), "objects_with_place": f("placed", "objects"),
+            "objects": f("recognised", "objects"), "objects_with_place": f("claimed_ok", "claimed"),
+            "objects_in_scene_cell": f("placed", "objects"),
             "characters_class": f("chars_class", "chars"), "characters_attribute": f("attrs_ok", "attrs"),
             "daam_peak_in_region": f("daam_in", "daam_detected"),
             "daam_peak_in_region_of_all": f("daam_in", "daam_objects"), "per_caption": per}
@@ -212,20 +258,60 @@ def measure_individuals(binary, args, work: Path) -> dict:
     return out
 
 
+OUTCOMES = ("both", "one", "merged", "none")
+REMEDY_STAGES = ("text", "cross", "full")
+PARTS = ("heldout", "individuals", "pairs", "remedy")
+
+
+def pair_outcomes(binary, args, d: Path, prompt: str, a: str, b: str, embs, extra=()) -> dict:
+    """Both / one / merged / none over the pair seeds (30000..) of one prompt and one setting."""
+    seeds = [30000 + k for k in range(args.pair_seeds)]
+    if not (d / "trace" / "runs.json").exists():
+        d.mkdir(parents=True, exist_ok=True)
+        generate(binary, args, [prompt], seeds, d / "image.png", d / "trace", embeddings=embs, extra=extra)
+    images = [rgb(traced_images(d / "trace")[(prompt, s)]) for s in seeds]
+    outcomes = [detect.pair_outcome(im, a, b) for im in images]
+    # Two characters of any identity: did the pair stay two things (a merge makes one), however
+    # faithfully each was drawn?
+    two = sum(len(detect.detect_characters(im)) >= 2 for im in images)
+    return {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in OUTCOMES},
+            "two_characters": int(two), "per_seed": dict(zip(map(str, seeds), outcomes))}
+
+
+def brief(v: dict) -> dict:
+    return {k: v[k] for k in ("seeds", *OUTCOMES, "two_characters")}
+
+
 def measure_pairs(binary, args, work: Path) -> dict:
     pairs = {}
-    seeds = [30000 + k for k in range(args.pair_seeds)]
     for a, b, prompt, embs in PAIRS:
-        d = work / ("pair-" + prompt.replace(" ", "_"))
-        if not (d / "trace" / "runs.json").exists():
-            d.mkdir(parents=True, exist_ok=True)
-            generate(binary, args, [prompt], seeds, d / "image.png", d / "trace", embeddings=embs)
-        images = traced_images(d / "trace")
-        outcomes = [detect.pair_outcome(rgb(images[(prompt, s)]), a, b) for s in seeds]
-        pairs[prompt] = {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in ("both", "one", "merged", "none")},
-                         "per_seed": dict(zip(map(str, seeds), outcomes))}
-        print(f"{prompt!r}: {({k: v for k, v in pairs[prompt].items() if k != 'per_seed'})}", flush=True)
+        pairs[prompt] = pair_outcomes(binary, args, work / ("pair-" + prompt.replace(" ", "_")), prompt, a, b, embs)
+        print(f"{prompt!r}: {brief(pairs[prompt])}", flush=True)
     return pairs
+
+
+def measure_remedy(binary, args, work: Path) -> dict:
+    """The pairs whose subjects are two prompt words, with `--separate a,b` at each cumulative stage."""
+    out = {}
+    for a, b, prompt, embs in PAIRS:
+        if a not in prompt.split() or b not in prompt.split():
+            continue  # the pair token is one word: nothing to separate
+        stages = {}
+        for stage in REMEDY_STAGES:
+            d = work / (f"remedy-{stage}-" + prompt.replace(" ", "_"))
+            extra = ("--separate", f"{a},{b}", "--separate-stage", stage)
+            stages[stage] = pair_outcomes(binary, args, d, prompt, a, b, embs, extra)
+            print(f"{prompt!r} --separate {a},{b} --separate-stage {stage}: {brief(stages[stage])}", flush=True)
+        out[prompt] = {"separate": f"{a},{b}", "regions": "halves", "stages": stages}
+    return out
+
+
+def pairs_table(r: dict) -> list[tuple[str, str, dict]]:
+    """(prompt, setting, outcome counts) rows: each pair as drawn, then with the remedy's stages."""
+    rows = [(p, "as drawn", v) for p, v in r["pairs"].items()]
+    for p, v in r.get("remedy", {}).items():
+        rows += [(p, f"--separate {v['separate']} --separate-stage {st}", c) for st, c in v["stages"].items()]
+    return rows
 
 
 def measure_diffusers(args, heldout: dict) -> dict:
@@ -258,8 +344,11 @@ def card_summary(r: dict, args) -> str:
 
     rows = [("objects recognised (shape and colour)", f"{h['objects']:.1%} of {c['objects']}", f"≥ {t['objects']:.0%}",
              mark(h["objects"], t["objects"])),
-            ("… and in the captioned place", f"{h['objects_with_place']:.1%}", f"≥ {t['objects_with_place']:.0%}",
+            ("… and where the caption places it (of the objects whose caption says where)",
+             f"{h['objects_with_place']:.1%} of {c['claimed']}", f"≥ {t['objects_with_place']:.0%}",
              mark(h["objects_with_place"], t["objects_with_place"])),
+            ("(… in the training scene's own cell, which the caption need not name)",
+             f"{h['objects_in_scene_cell']:.1%}", "–", ""),
             ("people and cats recognised as their class", f"{h['characters_class']:.1%} of {c['chars']}",
              f"≥ {t['characters_class']:.0%}", mark(h["characters_class"], t["characters_class"])),
             ("… with their captioned attribute (hat colour, fur)", f"{h['characters_attribute']:.1%} of {c['attrs']}",
@@ -276,12 +365,16 @@ def card_summary(r: dict, args) -> str:
                      f"{dv['pareidolia_recognised']} of {dv['objects']}", "within 2",
                      mark(dv["apart"], t["diffusers_objects_apart"], more=False)))
     table = "| figure | measured | target | |\n|---|---|---|---|\n" + "".join(f"| {a} | {b} | {c_} | {d} |\n" for a, b, c_, d in rows)
-    pairs = ("| prompt | both | one | merged | none |\n|---|---|---|---|---|\n"
-             + "".join(f"| `{p}` | {v['both']} | {v['one']} | {v['merged']} | {v['none']} |\n" for p, v in r["pairs"].items()))
+    pairs = ("| prompt | setting | both | one | merged | none | two characters drawn |\n|---|---|---|---|---|---|---|\n"
+             + "".join(f"| `{p}` | {st} | {v['both']} | {v['one']} | {v['merged']} | {v['none']} | {v.get('two_characters', '–')} |\n"
+                       for p, st, v in pairs_table(r)))
     return (f"{MARK_START}\n**Measured with Pareidolia** (`Tools/toyworld/measure_pareidolia.py`, {'the release build' if not args.bin else args.bin}; "
             f"{args.n} held-out captions, seeds {h['seeds']}; {args.sampler} {args.steps} steps, guidance {args.guidance}, "
             f"128×128; the world's detector):\n\n{table}\nTwo individuals in one prompt, over {args.pair_seeds} seeds each "
-            f"(the detector's outcome: both individuals / only one / a merged character / none):\n\n{pairs}\n{MARK_END}")
+            f"(the detector's outcome: both individuals / only one / a merged character / none; and in how many "
+            f"images it found at least two characters of any identity), as drawn and with the "
+            f"merge remedy (bounded regional attention, halves; `text`: each subject encoded alone, `cross`: + regional "
+            f"cross-attention, `full`: + bounded self-attention):\n\n{pairs}\n{MARK_END}")
 
 
 def main(argv=None) -> int:
@@ -297,24 +390,41 @@ def main(argv=None) -> int:
     ap.add_argument("--solo-seeds", type=int, default=16, help="images per named individual (4 templates)")
     ap.add_argument("--pair-seeds", type=int, default=32)
     ap.add_argument("--diffusers", action="store_true", help="also run the held-out captions through diffusers")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="measure only these (the others are kept from --out): " + ", ".join(PARTS))
     ap.add_argument("--out", default=str(REPO / "Assets" / "demo-model" / "quality.json"))
     ap.add_argument("--card", default=str(REPO / "Assets" / "demo-model" / "MODEL_CARD.md"))
+    ap.add_argument("--pairs-tsv", default=str(REPO / "Assets" / "demo-model" / "pairs.tsv"),
+                    help="the pair outcomes as a table the demo page shows")
     args = ap.parse_args(argv)
     binary = args.bin or subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=REPO,
                                         capture_output=True, text=True, check=True).stdout.strip() + "/pareidolia"
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    parts = [x for x in args.parts.split(",") if x]
+    if unknown := set(parts) - set(PARTS):
+        ap.error(f"--parts: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(PARTS)}")
     result = {"made_by": "Pareidolia (pareidolia generate, the release build), detector Tools/toyworld/detect.py",
               "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance, "targets": TARGETS}
-    result["heldout"] = measure_heldout(binary, args, work)
-    result["individuals"] = measure_individuals(binary, args, work)
-    result["pairs"] = measure_pairs(binary, args, work)
-    if args.diffusers:
+    if set(parts) != set(PARTS):
+        # a partial run updates the last full one (same sampler settings), not a fresh file
+        old = json.loads(Path(args.out).read_text())
+        if (old["sampler"], old["steps"], old["guidance"]) != (args.sampler, args.steps, args.guidance):
+            ap.error(f"--parts: {args.out} was measured with other sampler settings")
+        result = {**old, **{k: v for k, v in result.items() if k != "wall_s"}}
+    measure = {"heldout": measure_heldout, "individuals": measure_individuals, "pairs": measure_pairs,
+               "remedy": measure_remedy}
+    for part in parts:
+        result[part] = measure[part](binary, args, work)
+    if args.diffusers and "heldout" in parts:
         result["diffusers"] = measure_diffusers(args, result["heldout"])
         print(f"diffusers: {result['diffusers']}", flush=True)
     result["wall_s"] = round(time.time() - t0, 1)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    cols = (*OUTCOMES, "two_characters")
+    Path(args.pairs_tsv).write_text("prompt\tsetting\tseeds\t" + "\t".join(cols) + "\n" + "".join(
+        f"{p}\t{st}\t{v['seeds']}\t" + "\t".join(str(v.get(o, "–")) for o in cols) + "\n" for p, st, v in pairs_table(result)))
     summary = card_summary(result, args)
     card = Path(args.card)
     if card.exists():

@@ -11,11 +11,16 @@ struct Linear {
     /// `alternatives`: the weight may also be stored as a 1×1 convolution `[out, in, 1, 1]`
     /// (LDM's VAE attention and SD's proj_in/proj_out in some layouts).
     /// `fewRows`: the layer only ever sees a few hundred rows (the CLIP towers' tokens), where a
-    /// weight packed once beats OpenBLAS, which packs it on every call.
+    /// weight packed once beats OpenBLAS, which packs it on every call. Only float32 weights are
+    /// packed: the copy stands in for their mapped pages, where a 16-bit weight's would double it.
     init(_ w: WeightBinder, in: Int, out: Int, bias: Bool = true, fewRows: Bool = false) {
         kernel = w.layerWeight("weight", shape: [out, `in`], acceptingReshapeOf: [[out, `in`, 1, 1]], winogradEligible: false)
         self.bias = bias ? w.tensor("bias", shape: [out]) : nil
-        if fewRows, case .plain(let d) = kernel, d.shape == [out, `in`] { packed = try? PackedLinearWeight(d) } else { packed = nil }
+        if fewRows, case .plain(.float(let t)) = kernel, t.shape == [out, `in`] {
+            packed = try? PackedLinearWeight(.float(t))
+        } else {
+            packed = nil
+        }
     }
 
     /// Drops the packed copy (packed again on the next call).
