@@ -51,7 +51,7 @@ void pd_pack_row_blocks(const float *x, long m, int k, int mr, long b0, long b1,
     }
 }
 
-// One block of rows × one panel (or half panel) for any mr and width: the baseline path, and
+// One block of rows × one panel, any mr: the baseline path (no AVX2, or another CPU), and
 // the reference the vector kernels agree with bit for bit (fmaf: one rounding per term).
 static void block_generic(const float *xp, int mr, int k, const float *wp, const float *bias,
                           float *y, long ldy, int rows, int cols) {
