@@ -130,6 +130,10 @@ for t in "${run[@]}"; do
             fuzzed=0 || fuzzed=$?
         cat "$part" >>"$log"
         n="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$part" | grep -oE '[0-9]+$' || echo 0)"
+        # With -fork the parent prints no final stats; its status lines (#N: …) count every job's runs.
+        if [[ -n "${PAREIDOLIA_FUZZ_JOBS:-}" && "$n" == 0 ]]; then
+            n="$(grep -oE '^#[0-9]+:' "$part" | tail -n 1 | grep -oE '[0-9]+' || echo 0)"
+        fi
         runs=$(( runs + n ))
         (( fuzzed == 0 )) && break
         # The clock is the wall's: on a loaded machine a quick input can pass 1 s once. A timeout
