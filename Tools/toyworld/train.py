@@ -72,6 +72,7 @@ TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.js
 DEFAULT_WORK = Path("/work/toyworld-run")
 IMAGE_SIZE = 128
 LATENT_SIZE = IMAGE_SIZE // 8
+SEED_TEXT_PREFIX = "text_encoder."   # a UNet seed's text-encoder keys (save_seed_weights)
 
 # SD 1.5's scheduler/scheduler_config.json (runwayml/stable-diffusion-v1-5), plus the two keys
 # newer diffusers write (prediction_type, timestep_spacing) at SD 1.5's values.
@@ -111,13 +112,21 @@ PRESETS = {
     # (see --unet-offset-noise), so from step 12 000 on, offset noise 0.15 and a cosine over
     # 30 000 steps (the run these weights come from restarted its schedule there: from 12 000 the
     # learning rate is the 30 000-step cosine's).
+    # Then the curve stayed flat from ~22 000 to the end at 30 000 (objects 50-57%) and the
+    # captions' places were ignored: "a red circle on the left / right / at the top" drew the same
+    # 16 pictures, its place decided by the seed. The frozen CLIP text tower gave "left" and
+    # "right" (and "circle" and "square") almost the same vectors, so from 30 000 the text
+    # encoder learns with the UNet at half its rate, and low-frequency "pyramid" noise hides the
+    # layout that x_T otherwise gives away (see pyramid_noise), on a 50 000-step cosine.
     # TI: 200 steps drew alex in 4 of 8 and cora in 1 of 8 samples of "a photo of <name>"; 1 000
     # steps on the same UNet (step 19 147) 5 of 8 and 4 of 8, about 2 minutes a token.
-    "cpu": dict(steps=dict(clip=800, vae=7000, unet=30000, ti=1500),
+    "cpu": dict(steps=dict(clip=800, vae=7000, unet=50000, ti=1500),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128", text_hidden=64, vae_refine_from=4000,
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
-                          unet_offset_noise=0.15, unet_offset_noise_from=12000)),
+                          unet_offset_noise=0.15, unet_offset_noise_from=12000,
+                          unet_text_lr_ratio=0.5, unet_text_from=30000,
+                          unet_pyramid_noise=0.6, unet_pyramid_from=30000)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
     "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
@@ -279,10 +288,23 @@ def text_encoder_from_clip(clip):
     return te.eval()
 
 
-def load_text_encoder(work: Path, dev):
+def clip_text_encoder(work: Path, dev):
+    """The CLIP stage's text tower as SD's text_encoder (where the UNet stage starts from)."""
     from transformers import CLIPModel
     clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
     te = text_encoder_from_clip(clip).to(dev)
+    te.requires_grad_(False)
+    return te
+
+
+def load_text_encoder(work: Path, dev):
+    """The text encoder the UNet was trained with: the UNet stage's own (--unet-text-lr-ratio)
+    where it wrote one, else the CLIP text tower."""
+    from transformers import CLIPTextModel
+    own = work / "unet" / "final-text-encoder"
+    if not (own / "config.json").exists():
+        return clip_text_encoder(work, dev)
+    te = CLIPTextModel.from_pretrained(str(own), dtype=torch.float32).to(dev).eval()
     te.requires_grad_(False)
     return te
 
@@ -615,27 +637,38 @@ def object_pixels(x: torch.Tensor) -> torch.Tensor:
     return (dist > 0.3).to(x.dtype)
 
 
-def seed_from_weights(model, path: Path, run: tk.StageRun) -> int:
+def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) -> int:
     """Continues a stage from committed weights (a work folder lost with its machine): the model's
     weights and the step they were saved at; the optimizer starts afresh (its moments re-estimate
-    within a few dozen steps) and the learning-rate schedule goes on from that step."""
+    within a few dozen steps) and the learning-rate schedule goes on from that step. A UNet seed
+    may carry its text encoder (loaded into `text_encoder` when given)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     state = {k: v.float() for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state, strict=True)
+    own = {k: v for k, v in state.items() if not k.startswith(SEED_TEXT_PREFIX)}
+    model.load_state_dict(own, strict=True)
+    if text_encoder is not None and len(own) < len(state):
+        n = len(SEED_TEXT_PREFIX)
+        text_encoder.load_state_dict({k[n:]: v for k, v in state.items() if k.startswith(SEED_TEXT_PREFIX)},
+                                     strict=True)
+        log(f"[{run.name}] the text encoder too, from the same file")
     step = int(meta.get("step", 0))
+    run.step0 = step   # the s/step figure counts from here
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
     log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
     return step
 
 
-def save_seed_weights(model, path: Path, step: int) -> None:
-    """The model's weights in fp16 with the step, for `--STAGE-init` on another machine."""
+def save_seed_weights(model, path: Path, step: int, text_encoder_state: dict | None = None) -> None:
+    """The model's weights in fp16 with the step, for `--STAGE-init` on another machine; a UNet
+    trained with its text encoder carries that too (keys under SEED_TEXT_PREFIX)."""
     from safetensors.torch import save_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(path),
+    state = dict(model.state_dict())
+    state.update({SEED_TEXT_PREFIX + k: v for k, v in (text_encoder_state or {}).items()})
+    save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(path),
               metadata={"step": str(step)})
 
 
@@ -707,16 +740,57 @@ def heldout_eval(pipe, n: int, seed0: int, steps: int, guidance: float, world_se
     return float(np.mean(plain)), float(np.mean(pos)), images, [c for c, _ in caps], plain
 
 
+PYRAMID_GRIDS = (8, 4, 2)   # latent grids of the low-frequency noise: object- and cell-sized
+
+
+def pyramid_noise(noise: torch.Tensor, strength: float, g: torch.Generator) -> torch.Tensor:
+    """noise ([B, C, H, W]) plus `strength` x a bilinearly upsampled Gaussian field per grid of
+    PYRAMID_GRIDS, scaled back to the white noise's variance (the samplers start from unit noise).
+
+    SD 1.5's schedule leaves an image's layout in x_T: at 16x16 latents the 4x4-pooled x_999
+    still correlates 0.095 with the clean latent's (0.16 at t=900), so the model reads where
+    things are from the noise and never needs the caption's place words (the same 16 seeds drew
+    the same places for "on the left", "on the right" and "at the top"). Strength 0.6 halves
+    that correlation (0.047 and 0.080)."""
+    b, c, h, w = noise.shape
+    out = noise.clone()
+    for n in PYRAMID_GRIDS:
+        field = torch.randn(b, c, n, n, generator=g)                      # [B, C, n, n]
+        out += strength * torch.nn.functional.interpolate(field, size=(h, w), mode="bilinear",
+                                                          align_corners=False)  # [B, C, H, W]
+    return out / _pyramid_std(strength, h, w)
+
+
+def _pyramid_std(strength: float, h: int, w: int) -> float:
+    """The std of white noise plus the upsampled fields (their variance is below 1: bilinear
+    interpolation averages), measured once per shape on a fixed generator."""
+    key = (strength, h, w)
+    if key not in _PYRAMID_STD:
+        g = torch.Generator().manual_seed(0)
+        var = 1.0
+        for n in PYRAMID_GRIDS:
+            f = torch.nn.functional.interpolate(torch.randn(256, 4, n, n, generator=g), size=(h, w),
+                                                mode="bilinear", align_corners=False)
+            var += strength ** 2 * float(f.var())
+        _PYRAMID_STD[key] = float(np.sqrt(var))
+    return _PYRAMID_STD[key]
+
+
+_PYRAMID_STD: dict = {}
+
+
 def stage_unet(args) -> bool:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     work, dev = Path(args.work), device(args)
     steps = stage_steps(args, "unet")
     clip_done, lat_done = require_done(work, "clip"), require_done(work, "latents")
-    te = load_text_encoder(work, dev)
+    te = clip_text_encoder(work, dev)
     cross = te.config.hidden_size
     cfg = common_config(args, "unet", batch=args.unet_batch, lr=args.unet_lr, warmup=args.unet_warmup,
                         caption_dropout=args.caption_dropout, ema=args.ema, min_snr_gamma=args.min_snr,
                         offset_noise=args.unet_offset_noise, offset_noise_from=args.unet_offset_noise_from,
+                        text_lr_ratio=args.unet_text_lr_ratio, text_from=args.unet_text_from,
+                        pyramid_noise=args.unet_pyramid_noise, pyramid_from=args.unet_pyramid_from,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
                         sample=dict(every=args.sample_every, captions=args.sample_captions,
                                     sampler=args.sampler, steps=args.sample_steps, guidance=args.guidance))
@@ -737,28 +811,48 @@ def stage_unet(args) -> bool:
 
     torch.manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["unet"], 7))
     unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev), dev)
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.unet_lr, betas=(0.9, 0.999), weight_decay=1e-2)
+    # The text encoder learns with the UNet from --unet-text-from on (at a fraction of its rate):
+    # the CLIP stage's contrastive loss left "left"/"right" and "circle"/"square" almost the same
+    # vectors (relative difference 0.1-0.2 against 1.1 for a colour), so no caption could place
+    # or shape an object. Its token table (49 408 x width, as large as the whole UNet) stays
+    # frozen: its dense gradient and Adam update made a step 33% slower (0.30 -> 0.40 s); the
+    # words already differ there, the layers above learn to keep them apart.
+    train_text = args.unet_text_lr_ratio > 0
+    token_table = te.get_input_embeddings().weight
+    groups = [{"params": list(unet.parameters())}]
+    if train_text:
+        groups.append({"params": [p for p in te.parameters() if p is not token_table],
+                       "lr_ratio": args.unet_text_lr_ratio, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=args.unet_lr, betas=(0.9, 0.999), weight_decay=1e-2)
     ema = tk.EMA(unet, args.ema)
     objects = {"model": unet, "opt": opt, "ema": ema}
+    if train_text:
+        objects.update(text_encoder=te, ema_text=tk.EMA(te, args.ema))
     step = run.resume(objects)
     if step == 0 and args.unet_init:
         # The seed holds the EMA weights: both the model and its average go on from them.
-        step = seed_from_weights(unet, Path(args.unet_init), run)
+        step = seed_from_weights(unet, Path(args.unet_init), run, te)
         ema = tk.EMA(unet, args.ema)
         objects["ema"] = ema
+        if train_text:
+            objects["ema_text"] = tk.EMA(te, args.ema)
+    ema_text = objects.get("ema_text")
     order = tk.BatchOrder(len(ids), args.unet_batch, args.seed, "unet")
     log(f"[unet] {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, "
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
 
     vae = None
     ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross)).to(dev).eval(), dev)
+    ema_te = copy.deepcopy(te).eval().requires_grad_(False) if train_text else te
 
     def evaluate(at):
         nonlocal vae
         if vae is None:
             vae = load_vae(work, dev)
         ema.copy_to(ema_unet)
-        pipe = make_pipeline(vae, te, tok, ema_unet, args.sampler)
+        if train_text:
+            ema_text.copy_to(ema_te)
+        pipe = make_pipeline(vae, ema_te, tok, ema_unet, args.sampler)
         t0 = time.time()
         frac, frac_pos, images, caps, _ = heldout_eval(pipe, args.sample_captions, 5000, args.sample_steps,
                                                        args.guidance, args.world_seed)
@@ -776,12 +870,17 @@ def stage_unet(args) -> bool:
         noise = torch.randn(z.shape, generator=g)
         if args.unet_offset_noise > 0 and s >= args.unet_offset_noise_from:  # see --unet-offset-noise
             noise = noise + args.unet_offset_noise * torch.randn(b, z.shape[1], 1, 1, generator=g)
+        if args.unet_pyramid_noise > 0 and s >= args.unet_pyramid_from:   # see --unet-pyramid-noise
+            noise = pyramid_noise(noise, args.unet_pyramid_noise, g)
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
         drop = torch.rand(b, generator=g) < args.caption_dropout
         ids_b = ids[idx].clone()
         ids_b[drop] = empty
-        with torch.no_grad():
-            cond = te(ids_b.to(dev)).last_hidden_state
+        text_learns = train_text and s >= args.unet_text_from
+        te.requires_grad_(text_learns)
+        token_table.requires_grad_(False)
+        with torch.set_grad_enabled(text_learns):
+            cond = te(ids_b.to(dev)).last_hidden_state   # [B, 77, cross]
         noisy = sched.add_noise(z, noise, t)
         with autocast(args):
             pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
@@ -793,8 +892,12 @@ def stage_unet(args) -> bool:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        if text_learns:
+            torch.nn.utils.clip_grad_norm_(te.parameters(), 1.0)
         opt.step()
         ema.update(unet, s)
+        if train_text:
+            ema_text.update(te, s)
         return loss.item(), {"lr": lr}
 
     unet.train()
@@ -804,7 +907,12 @@ def stage_unet(args) -> bool:
     frac, frac_pos = evaluate(step)
     final = run.dir / "final"
     ema.copy_to(ema_unet).save_pretrained(str(final))
-    return run.finish(step, objects, digest=tk.file_digest([final / "diffusion_pytorch_model.safetensors"]),
+    files = [final / "diffusion_pytorch_model.safetensors"]
+    if train_text:   # load_text_encoder finds it there
+        final_te = run.dir / "final-text-encoder"
+        ema_te.save_pretrained(str(final_te))
+        files.append(final_te / "model.safetensors")
+    return run.finish(step, objects, digest=tk.file_digest(files),
                       recognised=frac, recognised_position=frac_pos, weights="ema")
 
 
@@ -858,7 +966,6 @@ def stage_ti(args) -> bool:
 
 
 def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
-    from transformers import CLIPModel
     steps = stage_steps(args, "ti")
     up = {"unet": require_done(work, "unet")["digest"], "clip": require_done(work, "clip")["digest"],
           "vae": require_done(work, "vae")["digest"]}
@@ -887,9 +994,7 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
     assert len(init_ids) == 1, f"class word {word!r} is not one token: {init_ids}"
     ids = tokenize(tok, texts)
 
-    clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
-    te = text_encoder_from_clip(clip).to(dev)
-    del clip
+    te = load_text_encoder(work, dev)
     te.resize_token_embeddings(len(tok), mean_resizing=False)
     te.requires_grad_(False)
     init = te.get_input_embeddings().weight[init_ids[0]].detach().clone()
@@ -993,7 +1098,7 @@ def stage_export(args) -> bool:
         if d.exists():
             shutil.rmtree(d)
     clip = CLIPModel.from_pretrained(str(work / "clip" / "final"), dtype=torch.float32)
-    te = text_encoder_from_clip(clip)
+    te = load_text_encoder(work, "cpu")
     write_text_encoder(te, model_dir / "text_encoder")
     copy_tokenizer(model_dir / "tokenizer")
     unet = load_unet(work, "cpu")
@@ -1247,6 +1352,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "caption (measured at step 12 000: 'on a plain background' drew grass for 9 of 16 seeds; "
                         "+-0.15 on the noise made it 15/16 and 0/16 whatever the caption)")
     g.add_argument("--unet-offset-noise-from", type=int, default=0, help="the step offset noise starts at")
+    g.add_argument("--unet-text-lr-ratio", type=float, default=0.0,
+                   help="train the text encoder with the UNet at this fraction of its learning rate (0: frozen "
+                        "CLIP text tower)")
+    g.add_argument("--unet-text-from", type=int, default=0, help="the step the text encoder starts learning at")
+    g.add_argument("--unet-pyramid-noise", type=float, default=0.0,
+                   help="add low-frequency noise (grids 8, 4, 2, this strength each, total scaled to unit variance) "
+                        "so x_T no longer gives the layout away (see pyramid_noise)")
+    g.add_argument("--unet-pyramid-from", type=int, default=0, help="the step pyramid noise starts at")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")
@@ -1312,6 +1425,7 @@ def main(argv=None) -> int:
     if args.command == "seed":
         stage = args.seed_stage
         ck = torch.load(str(work / stage / "ckpt.pt"), map_location="cpu", weights_only=False)
+        text_state = None
         if stage == "vae":
             from diffusers import AutoencoderKL
             model = AutoencoderKL(**vae_kwargs(args))
@@ -1325,8 +1439,9 @@ def main(argv=None) -> int:
             cross = load_text_encoder(work, torch.device("cpu")).config.hidden_size
             model = UNet2DConditionModel(**unet_kwargs(args, cross))
             model.load_state_dict(ck["objects"]["ema"]["shadow"])
+            text_state = ck["objects"].get("ema_text", {}).get("shadow")
         out = Path(args.seed_out or work / f"{stage}-seed.safetensors")
-        save_seed_weights(model, out, int(ck["step"]))
+        save_seed_weights(model, out, int(ck["step"]), text_state)
         log(f"[seed] {out}: the {stage} at step {ck['step']}, fp16")
         return 0
     order = [s for s in STAGES if s != "card"] if args.command == "all" else [args.command]

@@ -72,10 +72,11 @@ def lr_at(step: int, base: float, warmup: int, total: int, final_ratio: float = 
 
 
 def set_lr(opt, step: int, base: float, warmup: int, total: int, final_ratio: float = 0.1) -> float:
-    """Every parameter group of `opt` at lr_at(step, ...); returns that rate."""
+    """Every parameter group of `opt` at lr_at(step, ...) times its "lr_ratio" (1 if unset);
+    returns the rate before the ratio."""
     lr = lr_at(step, base, warmup, total, final_ratio)
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_ratio", 1.0)
     return lr
 
 
