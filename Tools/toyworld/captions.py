@@ -207,12 +207,17 @@ def add_position(b: Builder, group: list, rng: np.random.Generator, facts: list)
     facts.append(("position", tuple(o.id for o in group), fact))
 
 
-def caption(objs, background: str, rng: np.random.Generator):
+def caption(objs, background: str, rng: np.random.Generator, place_rate: float | None = None):
     """(caption, mentions, facts) for a scene of shapes and/or characters.
 
     facts are the claims the caption makes beyond naming: ("position", ids, cell | "row top" |
     "column left"...), ("relation", a_id, "left of" | ..., b_id), ("background", style).
+    place_rate, if given, replaces the chances that a caption says where its objects are (0.3 to
+    0.55 by caption form); the random draws are the same either way.
     """
+    def says(p: float) -> bool:
+        return rng.random() < (p if place_rate is None else place_rate)
+
     b, facts = Builder(), []
     groups = group_identical(objs)
     single_char = len(groups) == 1 and groups[0][0].kind != "shape"
@@ -220,7 +225,7 @@ def caption(objs, background: str, rng: np.random.Generator):
     size = rng.random() < 0.4
     if len(groups) == 1:
         g = groups[0]
-        with_pos = rng.random() < 0.5
+        with_pos = says(0.5)
         if not (with_pos and len(g) == 1 and rng.random() < 0.25):
             if prefix:
                 b.add(_pick(rng, PREFIXES))
@@ -247,7 +252,7 @@ def caption(objs, background: str, rng: np.random.Generator):
     elif len(groups) == 2 and all(len(g) == 1 for g in groups):
         a, c = groups[0][0], groups[1][0]
         rels = relations(a, c)
-        if rels and rng.random() < 0.55:
+        if rels and says(0.55):
             rel = _pick(rng, rels)
             if rng.random() < 0.5:
                 a, c, rel = c, a, CONVERSE[rel]
@@ -256,7 +261,7 @@ def caption(objs, background: str, rng: np.random.Generator):
             describe(b, [c], rng, size=size)
             facts.append(("relation", a.id, rel, c.id))
         else:
-            with_pos = rng.random() < 0.4
+            with_pos = says(0.4)
             describe(b, [a], rng, size=size)
             if with_pos:
                 add_position(b, [a], rng, facts)
@@ -265,7 +270,7 @@ def caption(objs, background: str, rng: np.random.Generator):
             if with_pos:
                 add_position(b, [c], rng, facts)
     else:
-        with_pos = rng.random() < 0.3
+        with_pos = says(0.3)
         for i, g in enumerate(groups):
             if i > 0:
                 if i == len(groups) - 1:

@@ -117,7 +117,9 @@ PRESETS = {
     # 16 pictures, its place decided by the seed. The frozen CLIP text tower gave "left" and
     # "right" (and "circle" and "square") almost the same vectors, so from 30 000 the text
     # encoder learns with the UNet at half its rate, and low-frequency "pyramid" noise hides the
-    # layout that x_T otherwise gives away (see pyramid_noise), on a 50 000-step cosine.
+    # layout that x_T otherwise gives away (see pyramid_noise), and 3 of 4 samples take one of 3
+    # more captions of their scene that say where things are (90%; the world's own say it for
+    # 31% of objects), on a 50 000-step cosine.
     # TI: 200 steps drew alex in 4 of 8 and cora in 1 of 8 samples of "a photo of <name>"; 1 000
     # steps on the same UNet (step 19 147) 5 of 8 and 4 of 8, about 2 minutes a token.
     "cpu": dict(steps=dict(clip=800, vae=7000, unet=50000, ti=1500),
@@ -126,7 +128,8 @@ PRESETS = {
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
                           unet_offset_noise=0.15, unet_offset_noise_from=12000,
                           unet_text_lr_ratio=0.5, unet_text_from=30000,
-                          unet_pyramid_noise=0.6, unet_pyramid_from=30000)),
+                          unet_pyramid_noise=0.6, unet_pyramid_from=30000,
+                          unet_place_captions=3, unet_place_from=30000)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
     "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
@@ -740,6 +743,23 @@ def heldout_eval(pipe, n: int, seed0: int, steps: int, guidance: float, world_se
     return float(np.mean(plain)), float(np.mean(pos)), images, [c for c, _ in caps], plain
 
 
+def place_caption_ids(args, latents_dir: Path, tok, n: int) -> torch.Tensor:
+    """[K, N, 77] token ids of world.place_captions for the N train scenes, built once (about
+    15 ms a scene) into the latents folder."""
+    k, rate = args.unet_place_captions, args.unet_place_rate
+    path = latents_dir / f"place-captions-k{k}-r{rate:g}.npy"
+    if not path.exists():
+        t0 = time.time()
+        caps = [world.place_captions(i, k, rate, IMAGE_SIZE, args.world_seed) for i in range(n)]
+        ids = np.stack([tokenize(tok, [c[j] for c in caps]).numpy().astype(np.int32) for j in range(k)])
+        tk.write_json_atomic(path.with_suffix(".json"), caps)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, ids)
+        os.replace(tmp, path)
+        log(f"[unet] {k} captions saying where for each of {n} scenes in {time.time() - t0:.0f} s: {path}")
+    return torch.from_numpy(np.load(path).astype(np.int64))
+
+
 PYRAMID_GRIDS = (8, 4, 2)   # latent grids of the low-frequency noise: object- and cell-sized
 
 
@@ -791,6 +811,8 @@ def stage_unet(args) -> bool:
                         offset_noise=args.unet_offset_noise, offset_noise_from=args.unet_offset_noise_from,
                         text_lr_ratio=args.unet_text_lr_ratio, text_from=args.unet_text_from,
                         pyramid_noise=args.unet_pyramid_noise, pyramid_from=args.unet_pyramid_from,
+                        place_captions=args.unet_place_captions, place_rate=args.unet_place_rate,
+                        place_from=args.unet_place_from,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
                         sample=dict(every=args.sample_every, captions=args.sample_captions,
                                     sampler=args.sampler, steps=args.sample_steps, guidance=args.guidance))
@@ -803,6 +825,7 @@ def stage_unet(args) -> bool:
     ids = torch.from_numpy(np.load(d / "ids.npy").astype(np.int64))
     sf = float(lat_done["scaling_factor"])
     tok = load_tokenizer()
+    place_ids = place_caption_ids(args, d, tok, len(ids)) if args.unet_place_captions > 0 else None  # [K, N, 77]
     empty = tokenize(tok, [""])[0]
     sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
                              if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
@@ -874,7 +897,12 @@ def stage_unet(args) -> bool:
             noise = pyramid_noise(noise, args.unet_pyramid_noise, g)
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
         drop = torch.rand(b, generator=g) < args.caption_dropout
-        ids_b = ids[idx].clone()
+        ids_b = ids[idx].clone()                                             # [B, 77]
+        if place_ids is not None and s >= args.unet_place_from:
+            # each sample: its own caption or one of the K that say where things are
+            v = torch.randint(0, len(place_ids) + 1, (b,), generator=g)
+            alt = v > 0
+            ids_b[alt] = place_ids[v[alt] - 1, idx[alt]]
         ids_b[drop] = empty
         text_learns = train_text and s >= args.unet_text_from
         te.requires_grad_(text_learns)
@@ -1360,6 +1388,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add low-frequency noise (grids 8, 4, 2, this strength each, total scaled to unit variance) "
                         "so x_T no longer gives the layout away (see pyramid_noise)")
     g.add_argument("--unet-pyramid-from", type=int, default=0, help="the step pyramid noise starts at")
+    g.add_argument("--unet-place-captions", type=int, default=0,
+                   help="K more captions of each train scene that say where its objects are (world.place_captions); "
+                        "each sample then uses its own caption or one of these, evenly")
+    g.add_argument("--unet-place-rate", type=float, default=0.9, help="how often those captions say where (0.3-0.55 in the world's own)")
+    g.add_argument("--unet-place-from", type=int, default=0, help="the step those captions start at")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")

@@ -90,6 +90,28 @@ def scene(split: str, index: int, size: int = 128, seed: int = 0) -> Scene:
                 return Scene(image, text, objs, mentions, bg, split, index, facts=facts)
 
 
+def place_captions(index: int, variants: int, place_rate: float = 0.9, size: int = 128,
+                   seed: int = 0) -> list[str]:
+    """More captions of train scene `index` that say where things are far more often (a training
+    augmentation: the scene is the same picture; each caption stays on train's side of the hash,
+    or is the scene's own caption where 20 tries do not get there)."""
+    s = scene("train", index, size, seed)
+    out = []
+    for v in range(variants):
+        rng = scene_rng("train", index, seed, (PLACE_CAPTIONS_KEY, v))
+        text = s.caption
+        for _ in range(20):
+            t, _, _ = captions.caption(s.objects, s.background, rng, place_rate=place_rate)
+            if not is_heldout_caption(t):
+                text = t
+                break
+        out.append(text)
+    return out
+
+
+PLACE_CAPTIONS_KEY = 100   # spawn-key branch of place_captions' generators
+
+
 def dataset(split: str, n: int, size: int = 128, seed: int = 0, start: int = 0) -> Iterator[Scene]:
     """Scenes start .. start+n-1 of a split ('train' or 'heldout')."""
     for i in range(start, start + n):
