@@ -401,6 +401,21 @@ def pair_outcome(image: np.ndarray, a: str, b: str) -> str:
     return "none"
 
 
+def mixes_pair(image: np.ndarray, a: str, b: str) -> bool:
+    """Whether a character in the image is a true mix of A and B: each of its identifying
+    attributes is A's or B's, at least one from each (alex's skin under cora's hat). A merged
+    character that is not a mix is merely imprecise (an attribute neither has)."""
+    ia, ib = NAMED[a].identity(), NAMED[b].identity()
+    if ia[0] != ib[0]:
+        return False          # a person and a cat have no attributes to mix
+    for c in detect_characters(image):
+        seen = ((c.kind, c.colour, c.hat_colour) if c.kind == "person" else (c.kind, c.colour, c.striped))
+        if (seen[0] == ia[0] and seen not in (ia, ib)
+                and all(x in (u, v) for x, u, v in zip(seen[1:], ia[1:], ib[1:]))):
+            return True
+    return False
+
+
 def peak_in_region(heatmap: np.ndarray, mask: np.ndarray, tolerance: int = 0) -> bool:
     """Whether the heat map's maximum, scaled to the mask's size, falls inside the mask.
 

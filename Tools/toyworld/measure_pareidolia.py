@@ -274,12 +274,14 @@ def pair_outcomes(binary, args, d: Path, prompt: str, a: str, b: str, embs, extr
     # Two characters of any identity: did the pair stay two things (a merge makes one), however
     # faithfully each was drawn?
     two = sum(len(detect.detect_characters(im)) >= 2 for im in images)
+    # Of the merged: how many show a true mix (each attribute one of theirs, one from each).
+    mixed = sum(o == "merged" and detect.mixes_pair(im, a, b) for o, im in zip(outcomes, images))
     return {"a": a, "b": b, "seeds": len(seeds), **{o: outcomes.count(o) for o in OUTCOMES},
-            "two_characters": int(two), "per_seed": dict(zip(map(str, seeds), outcomes))}
+            "mixed": int(mixed), "two_characters": int(two), "per_seed": dict(zip(map(str, seeds), outcomes))}
 
 
 def brief(v: dict) -> dict:
-    return {k: v[k] for k in ("seeds", *OUTCOMES, "two_characters")}
+    return {k: v.get(k) for k in ("seeds", *OUTCOMES, "mixed", "two_characters")}
 
 
 def measure_pairs(binary, args, work: Path) -> dict:
@@ -365,13 +367,14 @@ def card_summary(r: dict, args) -> str:
                      f"{dv['pareidolia_recognised']} of {dv['objects']}", "within 2",
                      mark(dv["apart"], t["diffusers_objects_apart"], more=False)))
     table = "| figure | measured | target | |\n|---|---|---|---|\n" + "".join(f"| {a} | {b} | {c_} | {d} |\n" for a, b, c_, d in rows)
-    pairs = ("| prompt | setting | both | one | merged | none | two characters drawn |\n|---|---|---|---|---|---|---|\n"
-             + "".join(f"| `{p}` | {st} | {v['both']} | {v['one']} | {v['merged']} | {v['none']} | {v.get('two_characters', '–')} |\n"
-                       for p, st, v in pairs_table(r)))
+    pairs = ("| prompt | setting | both | one | merged (a true mix) | none | two characters drawn |\n|---|---|---|---|---|---|---|\n"
+             + "".join(f"| `{p}` | {st} | {v['both']} | {v['one']} | {v['merged']} ({v.get('mixed', '–')}) | {v['none']} | "
+                       f"{v.get('two_characters', '–')} |\n" for p, st, v in pairs_table(r)))
     return (f"{MARK_START}\n**Measured with Pareidolia** (`Tools/toyworld/measure_pareidolia.py`, {'the release build' if not args.bin else args.bin}; "
             f"{args.n} held-out captions, seeds {h['seeds']}; {args.sampler} {args.steps} steps, guidance {args.guidance}, "
             f"128×128; the world's detector):\n\n{table}\nTwo individuals in one prompt, over {args.pair_seeds} seeds each "
-            f"(the detector's outcome: both individuals / only one / a merged character / none; and in how many "
+            f"(the detector's outcome: both individuals / only one / a merged character, in brackets how many of "
+            f"those are a true mix, each attribute one of theirs and one from each / none; and in how many "
             f"images it found at least two characters of any identity), as drawn and with the "
             f"merge remedy (bounded regional attention, halves; `text`: each subject encoded alone, `cross`: + regional "
             f"cross-attention, `full`: + bounded self-attention):\n\n{pairs}\n{MARK_END}")
@@ -422,7 +425,7 @@ def main(argv=None) -> int:
         print(f"diffusers: {result['diffusers']}", flush=True)
     result["wall_s"] = round(time.time() - t0, 1)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    cols = (*OUTCOMES, "two_characters")
+    cols = (*OUTCOMES, "mixed", "two_characters")
     Path(args.pairs_tsv).write_text("prompt\tsetting\tseeds\t" + "\t".join(cols) + "\n" + "".join(
         f"{p}\t{st}\t{v['seeds']}\t" + "\t".join(str(v.get(o, "–")) for o in cols) + "\n" for p, st, v in pairs_table(result)))
     summary = card_summary(result, args)

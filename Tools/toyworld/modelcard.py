@@ -68,6 +68,11 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
         from toyworld.trainkit import file_digest
         if meas.get("model_digest") != file_digest([unet_file]):
             meas = None        # measured on an earlier export
+    unet_cfg = (hist.get("unet") or {}).get("config", {})
+    text_from = unet_cfg.get("text_from") if unet_cfg.get("text_lr_ratio", 0) > 0 else None
+    text_how = ("the CLIP text tower, trained on with the UNet from step "
+                f"{text_from:,} at {unet_cfg['text_lr_ratio']:g}× its learning rate (token table frozen)".replace(",", " ")
+                if text_from is not None else "the frozen CLIP text tower")
     L = []
     w = L.append
     w("# Pareidolia demo model — Shapes world, SD 1.x layout")
@@ -79,7 +84,7 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
       "Shapes world (`Tools/toyworld`: 128×128 scenes of flat shapes, pareidolia people and cats, with "
       "captions). It exists so the workbench has a real, small model whose every concept is known: a CLIP "
       "trained contrastively, an AutoencoderKL with downsampling 8 and 4 latent channels, and a "
-      "UNet2DConditionModel with cross-attention, conditioned on the frozen CLIP text tower, with SD 1.5's "
+      f"UNet2DConditionModel with cross-attention, conditioned on {text_how}, with SD 1.5's "
       "noise schedule and scheduler config. It draws 128×128 images (16×16 latents). It knows nothing "
       "outside the Shapes world.")
     w("")
@@ -100,7 +105,7 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     w("| path | what | size |")
     w("|---|---|---|")
     rows = [("demo-model/", "diffusers folder (StableDiffusionPipeline), fp16 safetensors", model_dir),
-            ("demo-model/text_encoder/", "CLIPTextModel = the CLIP text tower", model_dir / "text_encoder"),
+            ("demo-model/text_encoder/", f"CLIPTextModel: {text_how}", model_dir / "text_encoder"),
             ("demo-model/unet/", "UNet2DConditionModel (EMA weights)", model_dir / "unet"),
             ("demo-model/vae/", "AutoencoderKL", model_dir / "vae"),
             ("demo-model/tokenizer/", "the real CLIP BPE tokenizer (49 408 tokens)", model_dir / "tokenizer"),

@@ -210,6 +210,16 @@ def test_detector_tells_individuals_apart():
     image, _ = scenes.render(items, scenes.place(items, rng, 128, cells=["centre"]), "grass",
                              rng, 128)
     assert detect.pair_outcome(image, "alex", "cora") == "merged"
+    assert detect.mixes_pair(image, "alex", "cora")
+    assert not detect.mixes_pair(s.image, "alex", "cora")      # the two drawn apart
+    assert not detect.mixes_pair(image, "alex", "koko")        # a person and a cat cannot mix
+    # alex's skin under a green hat: merged (closest alex), but not a mix of the two
+    odd = dataclasses.replace(world.NAMED["alex"], hat_colour="green")
+    items = [scenes.character_item(rng, 128, odd, size="large")]
+    image, _ = scenes.render(items, scenes.place(items, rng, 128, cells=["centre"]), "grass",
+                             rng, 128)
+    assert detect.pair_outcome(image, "alex", "cora") == "merged"
+    assert not detect.mixes_pair(image, "alex", "cora")
     assert hits >= 0.9 * total
 
 
