@@ -73,6 +73,7 @@ DEFAULT_WORK = Path("/work/toyworld-run")
 IMAGE_SIZE = 128
 LATENT_SIZE = IMAGE_SIZE // 8
 SEED_TEXT_PREFIX = "text_encoder."   # a UNet seed's text-encoder keys (save_seed_weights)
+SEED_TOKEN_TABLE = "embeddings.token_embedding.weight"   # (key suffix) left out of UNet seeds
 
 # SD 1.5's scheduler/scheduler_config.json (runwayml/stable-diffusion-v1-5), plus the two keys
 # newer diffusers write (prediction_type, timestep_spacing) at SD 1.5's values.
@@ -659,9 +660,11 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
     model.load_state_dict(own, strict=True)
     if text_encoder is not None and len(own) < len(state):
         n = len(SEED_TEXT_PREFIX)
-        text_encoder.load_state_dict({k[n:]: v for k, v in state.items() if k.startswith(SEED_TEXT_PREFIX)},
-                                     strict=True)
-        log(f"[{run.name}] the text encoder too, from the same file")
+        text = {k[n:]: v for k, v in state.items() if k.startswith(SEED_TEXT_PREFIX)}
+        missing, unexpected = text_encoder.load_state_dict(text, strict=False)
+        if unexpected or [k for k in missing if not k.endswith(SEED_TOKEN_TABLE)]:
+            raise SystemExit(f"[{run.name}] {path}: text-encoder keys do not fit (missing {missing}, unused {unexpected})")
+        log(f"[{run.name}] the text encoder too, from the same file (its token table: the CLIP's)")
     step = int(meta.get("step", 0))
     run.step0 = step   # the s/step figure counts from here
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
@@ -675,7 +678,9 @@ def save_seed_weights(model, path: Path, step: int, text_encoder_state: dict | N
     from safetensors.torch import save_file
     path.parent.mkdir(parents=True, exist_ok=True)
     state = dict(model.state_dict())
-    state.update({SEED_TEXT_PREFIX + k: v for k, v in (text_encoder_state or {}).items()})
+    # the token table is the CLIP's (frozen in the UNet stage): 6 MB not stored twice
+    state.update({SEED_TEXT_PREFIX + k: v for k, v in (text_encoder_state or {}).items()
+                  if not k.endswith(SEED_TOKEN_TABLE)})
     save_file({k: v.detach().to(torch.float16).contiguous() for k, v in state.items()}, str(path),
               metadata={"step": str(step)})
 
