@@ -45,7 +45,7 @@ rm -rf "${out:?}/remedy"
 pairs_table() {
     local tsv="$1" prompt setting seeds both one merged none mixed two
     [[ -f $tsv ]] || { echo "<p>(no $tsv: run Tools/toyworld/measure_pareidolia.py)</p>"; return; }
-    echo "<p>What the Shapes world's detector found in each image (<code>Tools/toyworld/measure_pareidolia.py</code>, DDIM 20 steps, guidance 5): both individuals, only one, a merged character (not quite either; in brackets how many of those are a true mix, one of them's skin under the other's hat), or neither; and in how many it found two characters of any identity. The remedy rows re-run the same seeds with <code>--separate</code>, one channel closed after another.</p>"
+    echo "<p>What the Shapes world's detector found in each image (<code>Tools/toyworld/measure_pareidolia.py</code>, DDIM 20 steps, guidance 5): both individuals, only one, a merged character (not quite either; in brackets how many of those are a true mix, one's skin under the other's hat), or neither; and in how many it found two characters of any identity. The remedy rows re-run the same seeds with <code>--separate</code>, one channel closed after another.</p>"
     echo "<table><tr><th>prompt</th><th>setting</th><th>seeds</th><th>both</th><th>one</th><th>merged (a true mix)</th><th>none</th><th>two characters drawn</th></tr>"
     while IFS=$'\t' read -r prompt setting seeds both one merged none mixed two; do
         echo "<tr><td>$prompt</td><td><code>$setting</code></td><td>$seeds</td><td>$both</td><td>$one</td><td>$merged ($mixed)</td><td>$none</td><td>$two</td></tr>"
