@@ -1315,6 +1315,11 @@ RUNNERS = {"data": stage_data, "clip": stage_clip, "vae": stage_vae, "latents": 
            "card": stage_card}
 
 
+def from_step(group, flag: str, what: str) -> None:
+    """--FLAG-from: the training step a recipe change starts at (the cpu preset adds them mid-run)."""
+    group.add_argument(f"--{flag}-from", type=int, default=0, help=f"first step of {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
     g = c.add_argument_group("run")
@@ -1396,24 +1401,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "1/16): trained without it, the background follows the starting noise's mean, not the "
                         "caption (measured at step 12 000: 'on a plain background' drew grass for 9 of 16 seeds; "
                         "+-0.15 on the noise made it 15/16 and 0/16 whatever the caption)")
-    g.add_argument("--unet-offset-noise-from", type=int, default=0, help="the step offset noise starts at")
+    from_step(g, "unet-offset-noise", "offset noise")
     g.add_argument("--unet-text-lr-ratio", type=float, default=0.0,
                    help="train the text encoder with the UNet at this fraction of its learning rate (0: frozen "
                         "CLIP text tower)")
-    g.add_argument("--unet-text-from", type=int, default=0, help="the step the text encoder starts learning at")
+    from_step(g, "unet-text", "the text encoder's learning")
     g.add_argument("--unet-pyramid-noise", type=float, default=0.0,
                    help="add low-frequency noise (grids 8, 4, 2, this strength each, total scaled to unit variance) "
                         "so x_T no longer gives the layout away (see pyramid_noise)")
-    g.add_argument("--unet-pyramid-from", type=int, default=0, help="the step pyramid noise starts at")
+    from_step(g, "unet-pyramid", "pyramid noise")
     g.add_argument("--unet-place-captions", type=int, default=0,
                    help="K more captions of each train scene that say where its objects are (world.place_captions); "
                         "each sample then uses its own caption or one of these, evenly")
     g.add_argument("--unet-place-rate", type=float, default=0.9, help="how often those captions say where (0.3-0.55 in the world's own)")
-    g.add_argument("--unet-place-from", type=int, default=0, help="the step those captions start at")
+    from_step(g, "unet-place", "those captions")
     g.add_argument("--unet-snr-floor", type=float, default=0.0,
                    help="the loss weight in x0 terms is at least this at high noise (min-SNR's min(snr, gamma) "
                         "falls to 0.005 at t=999); 0: plain min-SNR")
-    g.add_argument("--unet-snr-floor-from", type=int, default=0, help="the step that floor starts at")
+    from_step(g, "unet-snr-floor", "that floor")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")
