@@ -71,7 +71,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     unet_cfg = (hist.get("unet") or {}).get("config", {})
     text_from = unet_cfg.get("text_from") if unet_cfg.get("text_lr_ratio", 0) > 0 else None
     text_how = ("the CLIP text tower, trained on with the UNet from step "
-                f"{text_from:,} at {unet_cfg['text_lr_ratio']:g}× its learning rate (token table frozen)".replace(",", " ")
+                + f"{text_from:,}".replace(",", " ")
+                + f" at {unet_cfg['text_lr_ratio']:g}× its learning rate (token table frozen)"
                 if text_from is not None else "the frozen CLIP text tower")
     L = []
     w = L.append
@@ -280,6 +281,6 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     old = out.read_text() if out.exists() else ""
     if start in old and end in old:
         block = old[old.index(start):old.index(end) + len(end)]
-        L += ["", "## Quality, measured with Pareidolia", "", block]
+        L += ["## Quality, measured with Pareidolia", "", block]   # L ends with a blank line
     out.write_text("\n".join(L) + "\n")
     return out
