@@ -155,7 +155,7 @@ PRESETS = {
     "smoke": dict(steps=dict(clip=3, vae=3, unet=3, ti=2),
                   opts=dict(scenes=48, eval_scenes=8, ckpt_every=2, sample_every=2,
                             sample_captions=2, sample_steps=2, scale_samples=16, ti_images=4,
-                            ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2)),
+                            ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2, compile="off")),
 }
 
 
@@ -826,6 +826,12 @@ def _pyramid_std(strength: float, h: int, w: int) -> float:
 _PYRAMID_STD: dict = {}
 
 
+def compiled(args, model):
+    """The model's forward through torch.compile (--compile), else the model itself; the
+    weights stay the model's."""
+    return torch.compile(model) if args.compile == "on" else model
+
+
 def unet_deep_at(args, step: int) -> bool:
     """Whether the UNet that has finished `step` steps has transformers at its lowest level:
     they join when step --unet-deep-attention-from begins."""
@@ -1004,7 +1010,7 @@ def stage_unet(args) -> bool:
             cond = te(ids_b.to(dev)).last_hidden_state   # [B, 77, cross]
         noisy = sched.add_noise(z, noise, t)
         with autocast(args):
-            pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
+            pred = forward(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
         mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
         if args.min_snr > 0:   # min-SNR-gamma weighting for epsilon prediction
             snr = snr_all[t].to(dev)
@@ -1026,6 +1032,7 @@ def stage_unet(args) -> bool:
         return loss.item(), {"lr": lr}
 
     unet.train()
+    forward = compiled(args, unet)
     grow_at = args.unet_deep_attention_from
     if grow_at and not deep:
         step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=grow_at)
@@ -1034,6 +1041,7 @@ def stage_unet(args) -> bool:
         if step < steps:   # see --unet-deep-attention-from
             unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
             unet.train()
+            forward = compiled(args, unet)
             ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, True)).to(dev).eval(), dev)
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
@@ -1421,6 +1429,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, data workers")
     g.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bf16 autocast in vae/unet training steps (auto: CUDA, or a CPU with AVX512-BF16/AMX)")
+    g.add_argument("--compile", choices=["on", "off"], default="on",
+                   help="torch.compile the UNet's training forward (measured on Zen 4, 2 threads, the 4.2 M UNet, "
+                        "batch 32, bf16: 0.366 -> 0.311 s a step; about 2 minutes to compile at each start)")
     g.add_argument("--seed", type=int, default=0, help="training seed (init, batches, noise)")
     g.add_argument("--world-seed", type=int, default=0, help="the Shapes world's seed")
     g.add_argument("--steps", type=int, default=None, help="step target of every training stage")
