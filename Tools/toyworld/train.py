@@ -826,6 +826,15 @@ def _pyramid_std(strength: float, h: int, w: int) -> float:
 _PYRAMID_STD: dict = {}
 
 
+def snr_weight(snr: torch.Tensor, gamma: float, floor: float) -> torch.Tensor:
+    """min-SNR-gamma weighting of an epsilon loss, with a floor: in x0 terms the weight is
+    min(snr, gamma), 0.005 at t = 999, so where the layout is decided a wrong place cost almost
+    nothing; the floor raises it there (1: as a v-prediction loss weighs high noise)."""
+    if gamma <= 0:
+        return torch.ones_like(snr)
+    return torch.clamp(snr, min=floor, max=gamma) / snr
+
+
 def compiled(args, model):
     """The model's forward through torch.compile (--compile), else the model itself; the
     weights stay the model's."""
@@ -1012,13 +1021,9 @@ def stage_unet(args) -> bool:
         with autocast(args):
             pred = forward(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
         mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
-        if args.min_snr > 0:   # min-SNR-gamma weighting for epsilon prediction
-            snr = snr_all[t].to(dev)
-            # In x0 terms the weight is min(snr, gamma): at t = 999 it is 0.005, so where the
-            # layout is decided a wrong place cost almost nothing. --unet-snr-floor raises it
-            # there to at least the floor (1: as a v-prediction loss weighs high noise).
+        if args.min_snr > 0:
             floor = args.unet_snr_floor if s >= args.unet_snr_floor_from else 0.0
-            mse = mse * torch.clamp(snr, min=floor, max=args.min_snr) / snr
+            mse = mse * snr_weight(snr_all[t].to(dev), args.min_snr, floor)
         loss = mse.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -1176,6 +1181,8 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
         t = torch.randint(0, sched.config.num_train_timesteps, (len(idx),), generator=g)
         cond = te(ids[idx].to(dev)).last_hidden_state
         pred = unet(sched.add_noise(z, noise, t).to(dev), t.to(dev), encoder_hidden_states=cond).sample
+        # plain epsilon MSE: the UNet's weighting (min-SNR with its floor) drew one person more
+        # often but found alex in 0 of 32 samples against 5 (step 43 535, 1 500 steps each)
         loss = torch.nn.functional.mse_loss(pred.float(), noise.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
