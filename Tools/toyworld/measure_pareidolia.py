@@ -164,10 +164,23 @@ def placement_claims(scene) -> dict[int, list[tuple]]:
     return out
 
 
+CAPTION_KINDS = {"one": "one thing", "two": "two things", "related": "two things, one placed by the other"}
+
+
+def caption_kind(scene) -> str:
+    """'related' when the caption places one thing by another ("left of", "above"), 'two' when
+    it names two things, else 'one'."""
+    if any(f[0] == "relation" for f in scene.facts):
+        return "related"
+    return "two" if len(scene.objects) > 1 else "one"
+
+
 def measure_heldout(binary, args, work: Path) -> dict:
     c = dict(objects=0, recognised=0, placed=0, claimed=0, claimed_ok=0, chars=0, chars_class=0, attrs=0,
              attrs_ok=0, daam_objects=0, daam_detected=0, daam_in=0)
     per = []
+    # the same figures by what the caption asks for: one thing, two, or two it relates
+    kinds = {k: dict(objects=0, recognised=0, claimed=0, claimed_ok=0) for k in CAPTION_KINDS}
     t0 = time.time()
     for i, scene in enumerate(world.dataset("heldout", args.n)):
         d = work / "heldout" / f"{i:04d}"
@@ -179,6 +192,7 @@ def measure_heldout(binary, args, work: Path) -> dict:
         chars, dets = detect.analyse(image)
         found = match(scene, chars, dets)
         claims = placement_claims(scene)
+        kind = kinds[caption_kind(scene)]
         row = {"caption": scene.caption, "seed": seed, "objects": [], "daam": []}
         for o in scene.objects:
             det = found.get(o.id)
@@ -186,11 +200,15 @@ def measure_heldout(binary, args, work: Path) -> dict:
                 c["objects"] += 1
                 c["recognised"] += det is not None
                 c["placed"] += det is not None and det.position == o.position
+                kind["objects"] += 1
+                kind["recognised"] += det is not None
                 claimed_ok = None
                 if claims.get(o.id):
                     claimed_ok = det is not None and all(claim_honoured(f, found) for f in claims[o.id])
                     c["claimed"] += 1
                     c["claimed_ok"] += claimed_ok
+                    kind["claimed"] += 1
+                    kind["claimed_ok"] += claimed_ok
                 row["objects"].append({"shape": o.shape, "colour": o.colour, "found": det is not None,
                                        "cell_ok": det is not None and det.position == o.position,
                                        "captioned_place_ok": claimed_ok})
@@ -238,7 +256,8 @@ def measure_heldout(binary, args, work: Path) -> dict:
             "objects_in_scene_cell": f("placed", "objects"),
             "characters_class": f("chars_class", "chars"), "characters_attribute": f("attrs_ok", "attrs"),
             "daam_peak_in_region": f("daam_in", "daam_detected"),
-            "daam_peak_in_region_of_all": f("daam_in", "daam_objects"), "per_caption": per}
+            "daam_peak_in_region_of_all": f("daam_in", "daam_objects"), "by_caption_kind": kinds,
+            "per_caption": per}
 
 
 def measure_individuals(binary, args, work: Path) -> dict:
@@ -367,6 +386,12 @@ def card_summary(r: dict, args) -> str:
                      f"{dv['pareidolia_recognised']} of {dv['objects']}", "within 2",
                      mark(dv["apart"], t["diffusers_objects_apart"], more=False)))
     table = "| figure | measured | target | |\n|---|---|---|---|\n" + "".join(f"| {a} | {b} | {c_} | {d} |\n" for a, b, c_, d in rows)
+    kinds = h.get("by_caption_kind")
+    if kinds:
+        table += ("\nThe shapes by what their caption asks for:\n\n| caption | shapes | recognised | placed as captioned |\n"
+                  "|---|---|---|---|\n" + "".join(
+                      f"| {CAPTION_KINDS[k]} | {v['objects']} | {v['recognised'] / max(1, v['objects']):.1%} | "
+                      f"{v['claimed_ok'] / max(1, v['claimed']):.1%} of {v['claimed']} |\n" for k, v in kinds.items()))
     pairs = ("| prompt | setting | both | one | merged (a true mix) | none | two characters drawn |\n|---|---|---|---|---|---|---|\n"
              + "".join(f"| `{p}` | {st} | {v['both']} | {v['one']} | {v['merged']} ({v.get('mixed', '–')}) | {v['none']} | "
                        f"{v.get('two_characters', '–')} |\n" for p, st, v in pairs_table(r)))
