@@ -134,10 +134,13 @@ PRESETS = {
     # mid block's), so at 44 461 the lowest level got transformers too, down and up (+1.06 M
     # parameters, their output zero at first: the grown UNet drew the same pictures; diffusers
     # and Pareidolia agree on it to the pixel), and the learning rate a second cosine from
-    # 3e-4 to the end at 75 000 (the first, 50 000 long, was at 7.6e-5 there).
+    # 3e-4 to the end (the first, 50 000 long, was at 7.6e-5 there). That cosine first ran to
+    # 75 000; at 47 950 it was cut to end at 62 000, within the session: at 3e-4 the EMA's
+    # objects had fallen from 68% to 49% (64 held-out captions, step 47 800; the loss 0.125 ->
+    # 0.147), as after the restart at 30 000, and they come back only as the rate anneals.
     # TI: 200 steps drew alex in 4 of 8 and cora in 1 of 8 samples of "a photo of <name>"; 1 000
     # steps on the same UNet (step 19 147) 5 of 8 and 4 of 8, about 2 minutes a token.
-    "cpu": dict(steps=dict(clip=800, vae=7000, unet=75000, ti=1500),
+    "cpu": dict(steps=dict(clip=800, vae=7000, unet=62000, ti=1500),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128", text_hidden=64, vae_refine_from=4000,
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
