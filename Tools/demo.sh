@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: on the embedded Shapes-world model (Assets/demo-model, Tools/toyworld), a prompt with two
-# objects, the story's four-seed sweep, one seed under three prompts that each add one thing, and
-# the two look-alike characters; images, traces (with the CLIP similarity of each phrase at every
+# objects, the story's four-seed sweep, one seed under three prompts that each add one thing, alex
+# alone, and the two look-alike characters; images, traces (with the CLIP similarity of each phrase at every
 # evaluation, by the demo's own CLIP) and reports under Reports/demo/. Installs the system packages when missing and builds the CLI (release) first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,7 @@ run sweep --prompt "a yellow star and a purple triangle on grass" --seeds "$seed
 run compare --seed 3754952516 --prompt "a red circle on the left" \
     --prompt "a red circle on the left and a blue square on the right" \
     --prompt "a red circle on the left and a blue square on the right on grass"
+run alex-alone --prompt "a photo of alex on grass" --embedding alex --seeds "$seeds"
 run lookalikes --prompt "alex and cora side by side" --embedding alex --embedding cora --seeds "$seeds"
 run pair-token --prompt "alexcora side by side" --embedding alexcora --seeds "$seeds"
 run mixed-pair --prompt "alex and koko side by side" --embedding alex --embedding koko --seeds "$seeds"
@@ -63,6 +64,7 @@ table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;te
 <li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square" — which word landed where</li>
 <li><a href="sweep/report/index.html">the four-seed sweep</a>: "a yellow star and a purple triangle on grass" — how one prompt resolves from four seeds' noise</li>
 <li><a href="compare/report/index.html">one seed, three prompts</a>: "a red circle on the left", then "… and a blue square on the right", then "… on grass" — what each added phrase changed, word by word and step by step</li>
+<li><a href="alex-alone/report/index.html">alex alone</a>: "a photo of alex on grass" — the textual-inversion token by itself over four seeds: is it alex (peach skin, blue top hat) before any pair is asked for</li>
 <li><a href="lookalikes/report/index.html">the look-alikes</a>: "alex and cora side by side" (two people of one class)</li>
 <li><a href="mixed-pair/report/index.html">a mixed pair</a>: "alex and koko side by side" (a person and a cat)</li>
 <li><a href="pair-token/report/index.html">the pair token</a>: "alexcora side by side" (the story's fix)</li>
