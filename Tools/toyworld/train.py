@@ -131,16 +131,16 @@ PRESETS = {
     # found 85% of lone objects against 59% of objects in pairs (37% where the caption relates
     # them: "left of", "above"), colours and shapes swapped between the two, the second one's
     # place ignored. Who goes where is settled at the 4x4 level, which had one transformer (the
-    # mid block's), so at 44 461 the lowest level got transformers too, down and up (+1.06 M
-    # parameters, their output zero at first: the grown UNet drew the same pictures; diffusers
-    # and Pareidolia agree on it to the pixel), and the learning rate a second cosine from
-    # 3e-4 to the end (the first, 50 000 long, was at 7.6e-5 there). That cosine first ran to
-    # 75 000; at 47 950 it was cut to end at 62 000, within the session: at 3e-4 the EMA's
-    # objects had fallen from 68% to 49% (64 held-out captions, step 47 800; the loss 0.125 ->
-    # 0.147), as after the restart at 30 000, and they come back only as the rate anneals.
+    # mid block's), so from 43 535 the lowest level has transformers too, down and up (+1.04 M
+    # parameters, their output zero at first: the grown UNet draws the same pictures; diffusers
+    # and Pareidolia agree on it to the pixel), and the learning rate is a second cosine from
+    # 1.5e-4 to 51 500 (the first, 50 000 long, was at 8.5e-5 there). The run these weights come
+    # from went on to 44 461 first, grew there with a restart at 3e-4, and then trained with
+    # torch.compile, whose gradients were wrong (see README.md): its objects fell from 68% to 45%
+    # (64 held-out captions), so it went back to the 43 535 seed (seeds/unet.safetensors, fresh optimizer).
     # TI: 200 steps drew alex in 4 of 8 and cora in 1 of 8 samples of "a photo of <name>"; 1 000
     # steps on the same UNet (step 19 147) 5 of 8 and 4 of 8, about 2 minutes a token.
-    "cpu": dict(steps=dict(clip=800, vae=7000, unet=62000, ti=1500),
+    "cpu": dict(steps=dict(clip=800, vae=7000, unet=51500, ti=1500),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128", text_hidden=64, vae_refine_from=4000,
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
@@ -149,7 +149,7 @@ PRESETS = {
                           unet_pyramid_noise=0.6, unet_pyramid_from=30000,
                           unet_place_captions=3, unet_place_from=30000,
                           unet_snr_floor=1.0, unet_snr_floor_from=33257, unet_cosine_steps=50000,
-                          unet_deep_attention_from=44461, unet_restart_from=44461, unet_restart_lr=3e-4)),
+                          unet_deep_attention_from=43535, unet_restart_from=43535, unet_restart_lr=1.5e-4)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
     "gpu": dict(steps=dict(clip=6000, vae=6000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
@@ -158,7 +158,7 @@ PRESETS = {
     "smoke": dict(steps=dict(clip=3, vae=3, unet=3, ti=2),
                   opts=dict(scenes=48, eval_scenes=8, ckpt_every=2, sample_every=2,
                             sample_captions=2, sample_steps=2, scale_samples=16, ti_images=4,
-                            ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2, compile="off")),
+                            ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2)),
 }
 
 
@@ -838,12 +838,6 @@ def snr_weight(snr: torch.Tensor, gamma: float, floor: float) -> torch.Tensor:
     return torch.clamp(snr, min=floor, max=gamma) / snr
 
 
-def compiled(args, model):
-    """The model's forward through torch.compile (--compile), else the model itself; the
-    weights stay the model's."""
-    return torch.compile(model) if args.compile == "on" else model
-
-
 def unet_deep_at(args, step: int) -> bool:
     """Whether the UNet that has finished `step` steps has transformers at its lowest level:
     they join when step --unet-deep-attention-from begins."""
@@ -1022,7 +1016,7 @@ def stage_unet(args) -> bool:
             cond = te(ids_b.to(dev)).last_hidden_state   # [B, 77, cross]
         noisy = sched.add_noise(z, noise, t)
         with autocast(args):
-            pred = forward(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
+            pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
         mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
         if args.min_snr > 0:
             floor = args.unet_snr_floor if s >= args.unet_snr_floor_from else 0.0
@@ -1040,7 +1034,6 @@ def stage_unet(args) -> bool:
         return loss.item(), {"lr": lr}
 
     unet.train()
-    forward = compiled(args, unet)
     grow_at = args.unet_deep_attention_from
     if grow_at and not deep:
         step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=grow_at)
@@ -1049,7 +1042,6 @@ def stage_unet(args) -> bool:
         if step < steps:   # see --unet-deep-attention-from
             unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
             unet.train()
-            forward = compiled(args, unet)
             ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, True)).to(dev).eval(), dev)
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
@@ -1439,9 +1431,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, data workers")
     g.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
                    help="bf16 autocast in vae/unet training steps (auto: CUDA, or a CPU with AVX512-BF16/AMX)")
-    g.add_argument("--compile", choices=["on", "off"], default="on",
-                   help="torch.compile the UNet's training forward (measured on Zen 4, 2 threads, the 4.2 M UNet, "
-                        "batch 32, bf16: 0.366 -> 0.311 s a step; about 2 minutes to compile at each start)")
     g.add_argument("--seed", type=int, default=0, help="training seed (init, batches, noise)")
     g.add_argument("--world-seed", type=int, default=0, help="the Shapes world's seed")
     g.add_argument("--steps", type=int, default=None, help="step target of every training stage")
