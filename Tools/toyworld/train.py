@@ -671,10 +671,7 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
     weights and the step they were saved at; the optimizer starts afresh (its moments re-estimate
     within a few dozen steps) and the learning-rate schedule goes on from that step. A UNet seed
     may carry its text encoder (loaded into `text_encoder` when given)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     own = {k: v for k, v in state.items() if not k.startswith(SEED_TEXT_PREFIX)}
     model.load_state_dict(own, strict=True)
@@ -685,7 +682,7 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
         if unexpected or [k for k in missing if not k.endswith(SEED_TOKEN_TABLE)]:
             raise SystemExit(f"[{run.name}] {path}: text-encoder keys do not fit (missing {missing}, unused {unexpected})")
         log(f"[{run.name}] the text encoder too, from the same file (its token table: the CLIP's)")
-    step = int(meta.get("step", 0))
+    step = seed_step(path)
     run.step0 = step   # the s/step figure counts from here
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
     log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
@@ -838,6 +835,12 @@ def snr_weight(snr: torch.Tensor, gamma: float, floor: float) -> torch.Tensor:
     return torch.clamp(snr, min=floor, max=gamma) / snr
 
 
+def new_unet(args, cross: int, deep: bool, dev):
+    """A freshly initialised UNet of the stage's layout (see unet_kwargs), plain attention."""
+    from diffusers import UNet2DConditionModel
+    return plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep)).to(dev), dev)
+
+
 def unet_deep_at(args, step: int) -> bool:
     """Whether the UNet that has finished `step` steps has transformers at its lowest level:
     they join when step --unet-deep-attention-from begins."""
@@ -845,6 +848,7 @@ def unet_deep_at(args, step: int) -> bool:
 
 
 def seed_step(path: Path) -> int:
+    """The step a seed file (save_seed_weights) was written at, from its metadata."""
     from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
         return int((f.metadata() or {}).get("step", 0))
@@ -872,8 +876,7 @@ def grow_unet(args, unet, ema, opt, te, token_table, train_text: bool, cross: in
     """`unet` with transformers at its lowest level too (down and up), their output convs
     (proj_out) zero so the grown UNet predicts exactly what `unet` did; the EMA and the Adam
     moments of every old weight go on."""
-    from diffusers import UNet2DConditionModel
-    deep = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep=True)).to(dev), dev)
+    deep = new_unet(args, cross, True, dev)
     missing, unexpected = deep.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or not missing or any(".attentions." not in k for k in missing):
         raise SystemExit(f"[unet] growing: unexpected keys {unexpected}, missing {missing}")
@@ -901,7 +904,7 @@ def grow_unet(args, unet, ema, opt, te, token_table, train_text: bool, cross: in
 
 
 def stage_unet(args) -> bool:
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDPMScheduler
     work, dev = Path(args.work), device(args)
     steps = stage_steps(args, "unet")
     clip_done, lat_done = require_done(work, "clip"), require_done(work, "latents")
@@ -942,7 +945,7 @@ def stage_unet(args) -> bool:
     start = (json.loads(side.read_text())["step"] if side.exists()
              else seed_step(Path(args.unet_init)) if args.unet_init else 0)
     deep = unet_deep_at(args, start)
-    unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep)).to(dev), dev)
+    unet = new_unet(args, cross, deep, dev)
     # The text encoder learns with the UNet from --unet-text-from on (at a fraction of its rate):
     # the CLIP stage's contrastive loss left "left"/"right" and "circle"/"square" almost the same
     # vectors (relative difference 0.1-0.2 against 1.1 for a colour), so no caption could place
@@ -970,7 +973,7 @@ def stage_unet(args) -> bool:
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
 
     vae = None
-    ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep)).to(dev).eval(), dev)
+    ema_unet = new_unet(args, cross, deep, dev).eval()
     ema_te = copy.deepcopy(te).eval().requires_grad_(False) if train_text else te
 
     def evaluate(at):
@@ -1042,7 +1045,7 @@ def stage_unet(args) -> bool:
         if step < steps:   # see --unet-deep-attention-from
             unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
             unet.train()
-            ema_unet = plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, True)).to(dev).eval(), dev)
+            ema_unet = new_unet(args, cross, True, dev).eval()
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
     if step < steps:
