@@ -102,7 +102,8 @@ def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
 
     Built in chunks that are recorded as they finish, so an interrupted build continues.
     """
-    d = work / "data" / f"{split}-n{n}-s{size}-seed{seed}"
+    from toyworld import world   # noqa: E402 (the version of the world the cache holds)
+    d = work / "data" / f"{split}-n{n}-s{size}-seed{seed}-w{world.WORLD_VERSION}"
     d.mkdir(parents=True, exist_ok=True)
     img_path, cap_path = d / "images.npy", d / "captions.json"
     if cap_path.exists():
