@@ -1,4 +1,5 @@
 import Analysis
+import Imaging
 import Foundation
 
 /// Each embedding vector's nearest vocabulary tokens: a table of label, norm (and its percentile
@@ -32,20 +33,31 @@ public struct NeighbourTable: Figure {
     }
 }
 
-/// "Do A and B merge?": the verdict in words, the two words' overlap at every evaluation (IoU
-/// solid, Pearson dashed; one colour per seed) and their cosines in and out of context.
+/// "Do A and B merge?": the verdict in words, each seed's final image with its verdict under it,
+/// the two words' overlap at every evaluation (IoU solid, Pearson dashed; one colour per seed) and
+/// their cosines in and out of context. The verdict reads attention; the images show whether one
+/// figure was drawn, so the two are seen side by side.
 public struct MergePage: Figure {
     public let study: PairStudy
     public let seeds: [String]
+    /// Each seed's final image (nil where the run stopped before it), in the order of `seeds`.
+    public let images: [RGBImage?]
     public var width: Double = 760
-    public var height: Double { boxHeight + 44 + chart.height + 10 }
+    public var height: Double { boxHeight + 44 + imagesHeight + chart.height + 10 }
     /// The remedy to try, where the verdict is a merge.
     var remedy: String? { study.verdict.remedyCommand(traces: study.folders) }
     var boxHeight: Double { remedy == nil ? 62 : 100 }
+    static let gap = 10.0, maxSide = 170.0
 
-    public init(study: PairStudy, seeds: [String]) {
-        (self.study, self.seeds) = (study, seeds)
+    public init(study: PairStudy, seeds: [String], images: [RGBImage?] = []) {
+        (self.study, self.seeds, self.images) = (study, seeds, images)
     }
+
+    var side: Double {
+        images.isEmpty ? 0 : min(Self.maxSide, (width - Self.gap * Double(images.count - 1)) / Double(images.count))
+    }
+    /// The heading, the images and three caption lines under them; nothing without images.
+    var imagesHeight: Double { images.contains { $0 != nil } ? 20 + side + 58 : 0 }
 
     var chart: LineChart {
         let n = study.timelines.map(\.overlaps.count).max() ?? 0
@@ -74,6 +86,25 @@ public struct MergePage: Figure {
         if let remedy {
             c.text("Try the remedy (docs/REMEDY.md): \(remedy)", x: x + 10, y: y + 96, font: Font(size: 11), maxWidth: width - 20)
         }
-        try chart.draw(c, x: x, y: y + boxHeight + 44)
+        var top = y + boxHeight + 44
+        if imagesHeight > 0 {
+            c.text("Final images, each with its verdict (the verdict reads attention maps; the image shows whether one figure was drawn)",
+                   x: x, y: top - 4, font: .small, colour: .muted, maxWidth: width, oneLine: true)
+            for (i, image) in images.enumerated() {
+                let ix = x + Double(i) * (side + Self.gap), iy = top + 20
+                if let image { c.image(image, x: ix, y: iy, w: side, h: side) } else { c.fill(x: ix, y: iy, w: side, h: side, .panel) }
+                guard i < study.timelines.count else { continue }
+                let t = study.timelines[i], last = t.overlaps.last
+                let verdict = t.mergedFrom.map { "one region from evaluation \($0 + 1)" } ?? "apart"
+                if i < seeds.count {
+                    c.text("seed \(seeds[i])", x: ix, y: iy + side + 3, font: Font(size: 11, bold: true), maxWidth: side, oneLine: true)
+                }
+                c.text(verdict, x: ix, y: iy + side + 18, font: .small, colour: t.mergedFrom != nil ? Colour(hex: 0xB42318) : .ink, maxWidth: side, oneLine: true)
+                c.text("IoU \(String(format: "%.2f", last?.iou ?? 0)) · r \(String(format: "%.2f", last?.pearson ?? 0))",
+                       x: ix, y: iy + side + 33, font: .small, colour: .muted, maxWidth: side, oneLine: true)
+            }
+            top += imagesHeight
+        }
+        try chart.draw(c, x: x, y: top)
     }
 }

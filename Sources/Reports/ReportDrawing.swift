@@ -227,7 +227,7 @@ extension ReportBuilder {
         for i in inPrompt.indices {
             for j in inPrompt.indices where j > i {
                 let pair = try PairStudy(folders: traces.map(\.directory), a: inPrompt[i], b: inPrompt[j], model: options.model)
-                let fig = MergePage(study: pair, seeds: seeds)
+                let fig = MergePage(study: pair, seeds: seeds, images: traces.map(\.image))
                 let name = "merge-\(fileSafe(inPrompt[i]))-\(fileSafe(inPrompt[j])).png"
                 try fig.writePNG(to: path(name))
                 html += HTMLPage.figure(name, alt: "do \(inPrompt[i]) and \(inPrompt[j]) merge: the verdict and their overlap over time")
