@@ -145,8 +145,8 @@ PRESETS = {
     # 40.6% on held-out ones, so not overfitting much: under-trained. Blue stars and purple
     # squares (world.HOLDOUT_PAIRS, never in train, a ninth of the held-out objects) were found
     # 30% of the time, so from 51 500 the world holds them out no more, and a third cosine from
-    # 1.5e-4 runs to 62 000.
-    "cpu": dict(steps=dict(clip=800, vae=7000, unet=62000, ti=1500),
+    # 1.5e-4 runs to 61 000.
+    "cpu": dict(steps=dict(clip=800, vae=7000, unet=61000, ti=1500),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128", text_hidden=64, vae_refine_from=4000,
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
@@ -701,9 +701,33 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
         log(f"[{run.name}] the text encoder too, from the same file (its token table: the CLIP's)")
     step = seed_step(path)
     run.step0 = step   # the s/step figure counts from here
+    prior = seed_history_path(path)
+    if prior.exists():   # the sessions and learning curve that led to the seed go on in this run's log
+        h = json.loads(prior.read_text())
+        for k in ("sessions", "evals", "loss", "seeded_from"):
+            run.history[k] = h.get(k, []) + run.history.get(k, [])
+        run.history["wall_s"] = float(h.get("wall_s", 0.0))
+        run.adopt_history()
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
     log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
     return step
+
+
+def seed_history_path(seed: Path) -> Path:
+    """The history committed beside a seed (unet.safetensors -> unet.history.json)."""
+    return seed.with_name(seed.name.split(".")[0] + ".history.json")
+
+
+def seed_history(history: dict) -> dict:
+    """What of a stage's log goes beside its seed, so that a work folder lost with its machine
+    does not take the learning curve with it: every session, every evaluation, the loss at
+    each evaluation's step (not every 25th), the wall time and earlier seedings."""
+    at = {e["step"] for e in history.get("evals", [])}
+    loss = history.get("loss", [])
+    near = [min(loss, key=lambda r: abs(r["step"] - a)) for a in sorted(at)] if loss else []
+    return {"sessions": history.get("sessions", []), "evals": history.get("evals", []),
+            "loss": [dict(r) for r in {r["step"]: r for r in near}.values()],
+            "wall_s": history.get("wall_s", 0.0), "seeded_from": history.get("seeded_from", [])}
 
 
 def save_seed_weights(model, path: Path, step: int, text_encoder_state: dict | None = None) -> None:
@@ -1635,7 +1659,8 @@ def main(argv=None) -> int:
             text_state = ck["objects"].get("ema_text", {}).get("shadow")
         out = Path(args.seed_out or work / f"{stage}-seed.safetensors")
         save_seed_weights(model, out, int(ck["step"]), text_state)
-        log(f"[seed] {out}: the {stage} at step {ck['step']}, fp16")
+        tk.write_json_atomic(seed_history_path(out), seed_history(ck["history"]))
+        log(f"[seed] {out}: the {stage} at step {ck['step']}, fp16, with its history ({seed_history_path(out).name})")
         return 0
     order = [s for s in STAGES if s != "card"] if args.command == "all" else [args.command]
     t0 = time.time()

@@ -299,6 +299,12 @@ class StageRun:
         self.log(f"[{self.name}] resuming from {self.ckpt} at step {self.step0} of {self.steps}")
         return self.step0
 
+    def adopt_history(self) -> None:
+        """After self.history was given earlier sessions (a seed's): this session is the next
+        one, and the wall time counts on from theirs."""
+        self._wall_before = float(self.history.get("wall_s", 0.0))
+        self._session_index = len(self.history["sessions"])
+
     def save(self, step: int, objects: dict) -> None:
         self._flush_loss(step)
         self._close_session(step)
