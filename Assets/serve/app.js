@@ -441,9 +441,19 @@ async function importFile(file) {
 // ---- the form -------------------------------------------------------------------------------
 
 // The embeddings the server offers, a checkbox each (the request names triggers, never files).
-async function loadEmbeddings() {
+// The server's defaults for what a run leaves out (the demo model's card setting when it serves
+// that model) also start the form.
+async function loadState() {
   let offered = [];
-  try { offered = (await api("/api/state")).embeddings || []; } catch (e) { return; }
+  let state;
+  try { state = await api("/api/state"); } catch (e) { return; }
+  offered = state.embeddings || [];
+  const d = state.defaults;
+  if (d) {
+    if (Number.isFinite(d.steps)) $("steps").value = d.steps;
+    if (Number.isFinite(d.guidance)) $("guidance").value = d.guidance;
+    if ([...$("sampler").options].some((o) => o.value === d.sampler)) $("sampler").value = d.sampler;
+  }
   const box = $("embeddings");
   for (const trigger of offered) {
     const label = document.createElement("label");
@@ -518,7 +528,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("run-form").addEventListener("submit", start);
   $("prompt").addEventListener("input", followTriggers);
   $("negative").addEventListener("input", followTriggers);
-  loadEmbeddings();
+  loadState();
   $("cancel").addEventListener("click", cancel);
   $("fork").addEventListener("click", fork);
   $("merge-check").addEventListener("click", checkMerge);

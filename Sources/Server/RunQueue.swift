@@ -116,16 +116,16 @@ public final class RunQueue: @unchecked Sendable {
         var s = GenerationSettings(prompt: prompt)
         s.negativePrompt = r.negativePrompt ?? ""
         s.seed = r.seed ?? UInt64(UInt32.random(in: 0...UInt32.max))
-        s.steps = r.steps ?? 20
+        s.steps = r.steps ?? configuration.defaults.steps
         guard (1...configuration.maxSteps).contains(s.steps) else { throw bad("steps \(s.steps): expected 1…\(configuration.maxSteps)") }
-        s.guidance = r.guidance ?? 7.5
+        s.guidance = r.guidance ?? configuration.defaults.guidance
         guard s.guidance.isFinite, (0...50).contains(s.guidance) else { throw bad("guidance \(s.guidance): expected 0…50") }
         let side = model.unet.config.sampleSize * 8
         (s.width, s.height) = (r.width ?? side, r.height ?? side)
         for (name, v) in [("width", s.width), ("height", s.height)] {
             guard v % 8 == 0, (8...configuration.maxSide).contains(v) else { throw bad("\(name) \(v): expected a multiple of 8 up to \(configuration.maxSide)") }
         }
-        do { s.samplerChoice = try SamplerChoice.parse(r.sampler ?? "euler_a", schedule: r.schedule) } catch {
+        do { s.samplerChoice = try SamplerChoice.parse(r.sampler ?? configuration.defaults.sampler, schedule: r.schedule) } catch {
             throw bad("sampler \(r.sampler ?? ""): \(error)")
         }
         if let subjects = r.separate {
@@ -186,6 +186,8 @@ public final class RunQueue: @unchecked Sendable {
         defer { condition.unlock() }
         var out = stateLocked()
         out["embeddings"] = embeddings.map(\.trigger)
+        let d = configuration.defaults
+        out["defaults"] = ["sampler": d.sampler, "steps": d.steps, "guidance": Double(d.guidance)] as [String: Any]
         return out
     }
 

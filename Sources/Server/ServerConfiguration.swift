@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     /// Textual-inversion files a run may use, by the page's choice of their triggers (the page
     /// names triggers, never files).
     public var embeddingFiles: [String] = []
+    /// What a run request leaves out gets these (the page's form starts from them too).
+    public var defaults = RunDefaults.diffusers
 
     // Bounds: a request body, a WebSocket message from the page, the queue, a prompt.
     public var maxBodyBytes = 64 * 1024
@@ -32,6 +34,16 @@ public struct ServerConfiguration: Sendable {
     }
 
     public struct Invalid: Error, CustomStringConvertible { public let description: String }
+
+    /// Sampler, steps and guidance of a run that names none.
+    public struct RunDefaults: Sendable, Equatable {
+        public var sampler: String, steps: Int, guidance: Float
+        public init(sampler: String, steps: Int, guidance: Float) { (self.sampler, self.steps, self.guidance) = (sampler, steps, guidance) }
+        /// What diffusers and A1111 users start from on an SD 1.x model.
+        public static let diffusers = RunDefaults(sampler: "euler_a", steps: 20, guidance: 7.5)
+        /// The setting the embedded demo model's card measures every figure with.
+        public static let demoModel = RunDefaults(sampler: "ddim", steps: 20, guidance: 5)
+    }
 
     /// Loopback addresses need no token; any other needs one of at least 16 characters.
     public func validate() throws {

@@ -35,6 +35,7 @@ struct Serve: ParsableCommand {
         if let listen { config.host = listen }
         let demo = model == nil && embedding.isEmpty ? ((try? DefaultModel.embeddings()) ?? [:]).keys.sorted() : []
         config.embeddingFiles = try embeddingFiles(embedding + demo, defaultModel: model == nil)
+        if model == nil { config.defaults = .demoModel }
         do { try config.validate() } catch { throw CLIError("\(error)") }
         let loaded: StableDiffusionModel
         do { loaded = try StableDiffusionModel.load(path, vaeEncoder: false) } catch { throw CLIError("--model \(path): \(error)") }

@@ -1,3 +1,4 @@
+import Diffusion
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -237,6 +238,29 @@ struct ServerTests {
             try await client.execute(uri: "/api/infotext", method: .post, headers: Self.pageHeaders,
                                      body: Self.body(#"{"png_base64": "iVBORw0KGgoAAAANSUhEUg=="}"#)) { r in
                 #expect(r.status == .badRequest, "a truncated PNG is a one-line error")
+            }
+        }
+    }
+
+    @Test("a run that names no sampler, steps or guidance gets the server's defaults, and /api/state gives them to the page's form")
+    func runDefaults() async throws {
+        for defaults in [ServerConfiguration.RunDefaults.diffusers, .demoModel] {
+            let (server, dir) = try Self.makeServer { $0.defaults = defaults }
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let request = try JSONDecoder().decode(RunRequest.self, from: Data(#"{"prompt": "a red circle"}"#.utf8))
+            let s = try server.queue.settings(for: request)
+            #expect(s.steps == defaults.steps && s.guidance == defaults.guidance)
+            #expect(s.samplerChoice == (defaults == .demoModel ? .diffusers(.ddim) : .diffusers(.euler_a)))
+            let named = try JSONDecoder().decode(RunRequest.self, from: Data(#"{"prompt": "a red circle", "sampler": "pndm", "steps": 7, "guidance": 3}"#.utf8))
+            let t = try server.queue.settings(for: named)
+            #expect(t.steps == 7 && t.guidance == 3 && t.samplerChoice == .diffusers(.pndm), "what the request names wins")
+            try await server.application().test(.live) { client in
+                try await client.execute(uri: "/api/state", method: .get) { r in
+                    let body = try #require(try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as? [String: Any])
+                    let d = try #require(body["defaults"] as? [String: Any])
+                    #expect(d["sampler"] as? String == defaults.sampler && d["steps"] as? Int == defaults.steps
+                            && d["guidance"] as? Double == Double(defaults.guidance))
+                }
             }
         }
     }
