@@ -94,7 +94,7 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
       "noise schedule and scheduler config. It draws 128×128 images (16×16 latents). It knows nothing "
       "outside the Shapes world.")
     w("")
-    from toyworld import palette, shapes
+    from toyworld import palette, shapes, world
     w("## The world it was trained on")
     w("")
     w(f"{len(shapes.SHAPES)} shapes ({', '.join(shapes.SHAPES)}), {len(palette.COLOURS)} colours ({', '.join(palette.COLOURS)}), "
@@ -104,7 +104,11 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
       "eyes); the look-alikes alex and cora and the cat koko. Narrowed from the first world (8 shapes, 8 colours, 3 sizes, "
       "9 places, 4 backgrounds, up to three things), which a CPU budget taught only as blobs: ring, diamond and cross, "
       "orange and pink (each between two others, and the VAE drifted one into the other), the smallest size, the corners "
-      "and the sky and stripes backgrounds were dropped. The held-out split stays held out (`world.py`).")
+      "and the sky and stripes backgrounds were dropped. The held-out split stays held out (`world.py`); "
+      + (f"colour-shape pairs never shown in train, a probe of compositional generalisation: "
+         f"{', '.join(f'{c} {s}' for c, s in world.HOLDOUT_PAIRS)}." if world.HOLDOUT_PAIRS else
+         "blue stars and purple squares, never shown in train up to UNet step 51 500 as a probe of compositional "
+         "generalisation, are shown since."))
     w("")
     w("## Files")
     w("")
