@@ -96,6 +96,28 @@ def _render_chunk(job):
     return start, caps
 
 
+def _place_captions_chunk(job):
+    start, n, k, rate, size, seed = job
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from toyworld import world
+    return start, [world.place_captions(i, k, rate, size, seed) for i in range(start, start + n)]
+
+
+def place_captions(n: int, k: int, rate: float, size: int, seed: int, workers: int = 1,
+                   chunk: int = 500) -> list[list[str]]:
+    """world.place_captions of train scenes 0..n-1 (each renders its scene: ~15 ms), in worker
+    processes where there are several: the same captions either way."""
+    jobs = [(s, min(chunk, n - s), k, rate, size, seed) for s in range(0, n, chunk)]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        with mp.get_context("spawn").Pool(workers) as pool:
+            parts = dict(pool.imap_unordered(_place_captions_chunk, jobs))
+    else:
+        parts = dict(_place_captions_chunk(j) for j in jobs)
+    return [c for s in sorted(parts) for c in parts[s]]
+
+
 def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
                 workers: int = 1, chunk: int = 500, log=print) -> tuple[np.ndarray, list[str]]:
     """Scenes 0..n-1 of a split as a uint8 (n, size, size, 3) memmap + captions; built once.
