@@ -444,10 +444,9 @@ async function importFile(file) {
 // The server's defaults for what a run leaves out (the demo model's card setting when it serves
 // that model) also start the form.
 async function loadState() {
-  let offered = [];
   let state;
   try { state = await api("/api/state"); } catch (e) { return; }
-  offered = state.embeddings || [];
+  const offered = state.embeddings || [];
   const d = state.defaults;
   if (d) {
     if (Number.isFinite(d.steps)) $("steps").value = d.steps;

@@ -109,13 +109,19 @@ def place_captions(n: int, k: int, rate: float, size: int, seed: int, workers: i
     """world.place_captions of train scenes 0..n-1 (each renders its scene: ~15 ms), in worker
     processes where there are several: the same captions either way."""
     jobs = [(s, min(chunk, n - s), k, rate, size, seed) for s in range(0, n, chunk)]
+    parts = dict(_in_workers(_place_captions_chunk, jobs, workers))
+    return [c for s in sorted(parts) for c in parts[s]]
+
+
+def _in_workers(fn, jobs: list, workers: int):
+    """fn(job) for every job, as each finishes: in `workers` spawned processes where there are
+    several (fn must be importable from this module), else here."""
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
         with mp.get_context("spawn").Pool(workers) as pool:
-            parts = dict(pool.imap_unordered(_place_captions_chunk, jobs))
+            yield from pool.imap_unordered(fn, jobs)
     else:
-        parts = dict(_place_captions_chunk(j) for j in jobs)
-    return [c for s in sorted(parts) for c in parts[s]]
+        yield from map(fn, jobs)
 
 
 def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
@@ -124,7 +130,7 @@ def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
 
     Built in chunks that are recorded as they finish, so an interrupted build continues.
     """
-    from toyworld import world   # noqa: E402 (the version of the world the cache holds)
+    from toyworld import world   # the version of the world the cache holds
     d = work / "data" / f"{split}-n{n}-s{size}-seed{seed}-w{world.WORLD_VERSION}"
     d.mkdir(parents=True, exist_ok=True)
     img_path, cap_path = d / "images.npy", d / "captions.json"
@@ -144,14 +150,8 @@ def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
             start, caps = res
             write_json_atomic(parts / f"{start:08d}.json", caps)
 
-        if workers > 1 and len(jobs) > 1:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for res in pool.imap_unordered(_render_chunk, jobs):
-                    done(res)
-        else:
-            for j in jobs:
-                done(_render_chunk(j))
+        for res in _in_workers(_render_chunk, jobs, workers):
+            done(res)
         log(f"[data] {split}: {time.time() - t0:.1f} s")
     caps = []
     for s in range(0, n, chunk):
@@ -316,14 +316,13 @@ class StageRun:
         self.history = ck["history"]
         self.history["config"] = self.config
         self.step0 = ck["step"]
-        self._wall_before = float(self.history.get("wall_s", 0.0))
-        self._session_index = len(self.history["sessions"])
+        self.adopt_history()
         self.log(f"[{self.name}] resuming from {self.ckpt} at step {self.step0} of {self.steps}")
         return self.step0
 
     def adopt_history(self) -> None:
-        """After self.history was given earlier sessions (a seed's): this session is the next
-        one, and the wall time counts on from theirs."""
+        """After self.history was given earlier sessions (a checkpoint's or a seed's): this
+        session is the next one, and the wall time counts on from theirs."""
         self._wall_before = float(self.history.get("wall_s", 0.0))
         self._session_index = len(self.history["sessions"])
 
