@@ -60,6 +60,19 @@ def _sessions(hist) -> str:
     return "; ".join(parts)
 
 
+def grounding_sentence(unet_cfg: dict) -> str:
+    """What a reader of its heat maps must know: where they were taught, not only learned."""
+    weight, pixel = unet_cfg.get("ground_weight", 0), unet_cfg.get("ground_pixel_weight", 0)
+    if not (weight or pixel):
+        return ""
+    start = f"{unet_cfg.get('ground_from', 0):,}".replace(",", " ")
+    return (f" From UNet step {start} its cross-attention was also taught where each named object is: "
+            f"TokenCompose's token loss (weight {weight:g}) and pixel loss ({pixel:g}) on the world's masks "
+            "(`grounding.py`), as Wang et al. (CVPR 2024) fine-tuned SD 1.4 on COCO's. So its heat maps show "
+            "grounding it was trained to have, where SD 1.x learned it from scale alone; they are a fair test "
+            "of the workbench's instruments, not evidence of how grounding emerges.")
+
+
 def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     model_dir, clip_dir, emb_dir = assets / "demo-model", assets / "demo-clip", assets / "demo-embeddings"
     out = model_dir / "MODEL_CARD.md"
@@ -92,7 +105,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
       "trained contrastively, an AutoencoderKL with downsampling 8 and 4 latent channels, and a "
       f"UNet2DConditionModel with cross-attention, conditioned on {text_how}, with SD 1.5's "
       "noise schedule and scheduler config. It draws 128×128 images (16×16 latents). It knows nothing "
-      "outside the Shapes world.")
+      "outside the Shapes world."
+      + grounding_sentence(unet_cfg))
     w("")
     from toyworld import palette, shapes, world
     w("## The world it was trained on")

@@ -65,6 +65,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from toyworld import detect, world  # noqa: E402
+from toyworld import grounding as gr  # noqa: E402
 from toyworld import trainkit as tk  # noqa: E402
 
 TOKENIZER_DIR = REPO / "Tests" / "Fixtures" / "tiny-sd" / "tokenizer"
@@ -828,6 +829,26 @@ def place_caption_ids(args, latents_dir: Path, tok, n: int) -> torch.Tensor:
     return torch.from_numpy(np.load(path).astype(np.int64))
 
 
+def grounding_data(args, latents_dir: Path, ids: torch.Tensor, place_ids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masks [N, O, 16, 16], bits [N, K+1, 77]) of grounding.py for the N train scenes, built once
+    into the latents folder. A caption whose ids are not the ones trained on is left ungrounded."""
+    k, rate = args.unet_place_captions, args.unet_place_rate
+    path = latents_dir / f"grounding-k{k}-r{rate:g}.npz"
+    if not path.exists():
+        t0 = time.time()
+        gr.build_cache(path, len(ids), k, rate, IMAGE_SIZE, args.world_seed, str(TOKENIZER_DIR),
+                       workers=max(1, args.threads))
+        log(f"[unet] object masks and the words naming them for {len(ids)} scenes in {time.time() - t0:.0f} s: {path}")
+    f = np.load(path)
+    g_ids, bits = torch.from_numpy(f["ids"].astype(np.int64)), torch.from_numpy(f["bits"])
+    trained = ids[:, None] if place_ids is None else torch.cat([ids[:, None], place_ids.transpose(0, 1)], 1)
+    same = (g_ids[:, :trained.shape[1]] == trained).all(-1)                 # [N, K+1]
+    bits[:, :trained.shape[1]][~same] = 0
+    if not bool(same.all()):
+        log(f"[unet] grounding: {int((~same).sum())} of {same.numel()} captions tokenized otherwise, left ungrounded")
+    return torch.from_numpy(f["masks"].astype(np.float32)), bits
+
+
 PYRAMID_GRIDS = (8, 4, 2)   # latent grids of the low-frequency noise: object- and cell-sized
 
 
@@ -965,6 +986,8 @@ def stage_unet(args) -> bool:
                         place_from=args.unet_place_from,
                         snr_floor=args.unet_snr_floor, snr_floor_from=args.unet_snr_floor_from,
                         deep_attention_from=args.unet_deep_attention_from,
+                        ground_weight=args.unet_ground_weight, ground_pixel_weight=args.unet_ground_pixel_weight,
+                        ground_from=args.unet_ground_from,
                         cosine_steps=args.unet_cosine_steps,
                         restart_from=args.unet_restart_from, restart_lr=args.unet_restart_lr,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
@@ -981,6 +1004,8 @@ def stage_unet(args) -> bool:
     tok = load_tokenizer()
     place_ids = place_caption_ids(args, d, tok, len(ids)) if args.unet_place_captions > 0 else None  # [K, N, 77]
     empty = tokenize(tok, [""])[0]
+    grounding = ((args.unet_ground_weight > 0 or args.unet_ground_pixel_weight > 0)
+                 and grounding_data(args, d, ids, place_ids))   # (masks, bits) or False
     sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
                              if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
     ac = sched.alphas_cumprod
@@ -1014,6 +1039,7 @@ def stage_unet(args) -> bool:
         if train_text:
             objects["ema_text"] = tk.EMA(te, args.ema)
     ema_text = objects.get("ema_text")
+    capture = gr.AttentionCapture(unet) if grounding else None
     order = tk.BatchOrder(len(ids), args.unet_batch, args.seed, "unet")
     log(f"[unet] {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, "
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
@@ -1052,18 +1078,22 @@ def stage_unet(args) -> bool:
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
         drop = torch.rand(b, generator=g) < args.caption_dropout
         ids_b = ids[idx].clone()                                             # [B, 77]
+        v = torch.zeros(b, dtype=torch.long)   # which caption: 0 its own, k the k-th saying where
         if place_ids is not None and s >= args.unet_place_from:
             # each sample: its own caption or one of the K that say where things are
             v = torch.randint(0, len(place_ids) + 1, (b,), generator=g)
             alt = v > 0
             ids_b[alt] = place_ids[v[alt] - 1, idx[alt]]
         ids_b[drop] = empty
+        ground = capture is not None and s >= args.unet_ground_from
         text_learns = train_text and s >= args.unet_text_from
         te.requires_grad_(text_learns)
         token_table.requires_grad_(False)
         with torch.set_grad_enabled(text_learns):
             cond = te(ids_b.to(dev)).last_hidden_state   # [B, 77, cross]
         noisy = sched.add_noise(z, noise, t)
+        if ground:
+            capture.active = True
         with autocast(args):
             pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
         mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
@@ -1071,6 +1101,14 @@ def stage_unet(args) -> bool:
             floor = args.unet_snr_floor if s >= args.unet_snr_floor_from else 0.0
             mse = mse * snr_weight(snr_all[t].to(dev), args.min_snr, floor)
         loss = mse.mean()
+        extra = {"lr": lr}
+        if ground:
+            capture.active = False
+            bits = grounding[1][idx, v]                                      # [B, 77]
+            bits[drop] = 0
+            token_loss, pixel_loss = gr.grounding_losses(capture.take(), grounding[0][idx].to(dev), bits.to(dev))
+            loss = loss + args.unet_ground_weight * token_loss + args.unet_ground_pixel_weight * pixel_loss
+            extra.update(ground_token=round(token_loss.item(), 4), ground_pixel=round(pixel_loss.item(), 4))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -1080,7 +1118,7 @@ def stage_unet(args) -> bool:
         ema.update(unet, s)
         if train_text:
             ema_text.update(te, s)
-        return loss.item(), {"lr": lr}
+        return loss.item(), extra
 
     unet.train()
     grow_at = args.unet_deep_attention_from
@@ -1091,6 +1129,7 @@ def stage_unet(args) -> bool:
         if step < steps:   # see --unet-deep-attention-from
             unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
             unet.train()
+            capture = gr.AttentionCapture(unet) if grounding else None
             ema_unet = new_unet(args, cross, True, dev).eval()
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
@@ -1577,6 +1616,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unet-restart-lr", type=floats, default=(), help="one learning rate per restart")
     g.add_argument("--unet-cosine-steps", type=int, default=0,
                    help="length of the first cosine (0: the stage's steps); a restart may cut it short")
+    g.add_argument("--unet-ground-weight", type=float, default=0.0,
+                   help="weight of TokenCompose's token loss: each word naming an object attends inside it "
+                        "(grounding.py; 0: off)")
+    g.add_argument("--unet-ground-pixel-weight", type=float, default=0.0,
+                   help="weight of its pixel loss (each pixel's attention on the word against the mask)")
+    from_step(g, "unet-ground", "the grounding losses")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")

@@ -109,11 +109,11 @@ def place_captions(n: int, k: int, rate: float, size: int, seed: int, workers: i
     """world.place_captions of train scenes 0..n-1 (each renders its scene: ~15 ms), in worker
     processes where there are several: the same captions either way."""
     jobs = [(s, min(chunk, n - s), k, rate, size, seed) for s in range(0, n, chunk)]
-    parts = dict(_in_workers(_place_captions_chunk, jobs, workers))
+    parts = dict(in_workers(_place_captions_chunk, jobs, workers))
     return [c for s in sorted(parts) for c in parts[s]]
 
 
-def _in_workers(fn, jobs: list, workers: int):
+def in_workers(fn, jobs: list, workers: int):
     """fn(job) for every job, as each finishes: in `workers` spawned processes where there are
     several (fn must be importable from this module), else here."""
     if workers > 1 and len(jobs) > 1:
@@ -150,7 +150,7 @@ def scene_cache(work: Path, split: str, n: int, size: int = 128, seed: int = 0,
             start, caps = res
             write_json_atomic(parts / f"{start:08d}.json", caps)
 
-        for res in _in_workers(_render_chunk, jobs, workers):
+        for res in in_workers(_render_chunk, jobs, workers):
             done(res)
         log(f"[data] {split}: {time.time() - t0:.1f} s")
     caps = []

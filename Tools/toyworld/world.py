@@ -102,17 +102,22 @@ def place_captions(index: int, variants: int, place_rate: float = 0.9, size: int
     """More captions of train scene `index` that say where things are far more often (a training
     augmentation: the scene is the same picture; each caption stays on train's side of the hash,
     or is the scene's own caption where 20 tries do not get there)."""
-    s = scene("train", index, size, seed)
+    return [text for text, _ in place_caption_variants(scene("train", index, size, seed), variants, place_rate, seed)]
+
+
+def place_caption_variants(s: Scene, variants: int, place_rate: float = 0.9,
+                           seed: int = 0) -> list[tuple[str, list]]:
+    """place_captions of a rendered train scene, each with its mentions (captions.Mention)."""
     out = []
     for v in range(variants):
-        rng = scene_rng("train", index, seed, (PLACE_CAPTIONS_KEY, v))
-        text = s.caption
+        rng = scene_rng("train", s.index, seed, (PLACE_CAPTIONS_KEY, v))
+        text, mentions = s.caption, s.mentions
         for _ in range(20):
-            t, _, _ = captions.caption(s.objects, s.background, rng, place_rate=place_rate)
+            t, m, _ = captions.caption(s.objects, s.background, rng, place_rate=place_rate)
             if not is_heldout_caption(t):
-                text = t
+                text, mentions = t, m
                 break
-        out.append(text)
+        out.append((text, mentions))
     return out
 
 
