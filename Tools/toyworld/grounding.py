@@ -127,16 +127,17 @@ def grounding_losses(maps, masks: torch.Tensor, bits: torch.Tensor) -> tuple[tor
     zero = masks.new_zeros(())
     if not bool(grounded.any()):
         return zero, zero
+    targets: dict[int, torch.Tensor] = {}   # per resolution: layers at one share it
     token_losses, pixel_losses = [], []
     for heads, probs in maps:
         hw = probs.shape[1]
-        r = math.isqrt(hw)
-        a = probs.float().view(b, heads, hw, -1).mean(1).transpose(1, 2)           # [B, 77, HW]
-        m = torch.nn.functional.adaptive_avg_pool2d(masks.float(), r)               # [B, O, r, r]
-        # each object's mask relative to its fullest cell: where at this resolution it is most
-        m = (m / m.flatten(2).amax(-1).clamp_min(1e-6)[..., None, None]).flatten(2)  # [B, O, HW]
-        target = (names[..., None] * m[:, None]).amax(2)                            # [B, 77, HW]
-        a, target = a[grounded], target[grounded]                                  # [G, HW]
+        if hw not in targets:
+            m = torch.nn.functional.adaptive_avg_pool2d(masks.float(), math.isqrt(hw))  # [B, O, r, r]
+            # each object's mask relative to its fullest cell: where at this resolution it is most
+            m = (m / m.flatten(2).amax(-1).clamp_min(1e-6)[..., None, None]).flatten(2)  # [B, O, HW]
+            targets[hw] = (names[..., None] * m[:, None]).amax(2)[grounded]          # [G, HW]
+        a = probs.float().view(b, heads, hw, -1).mean(1).transpose(1, 2)[grounded]  # [G, HW]
+        target = targets[hw]
         inside = (a * target).sum(-1) / a.sum(-1).clamp_min(1e-8)                   # [G]
         token_losses.append(((1 - inside) ** 2).mean())
         pixel_losses.append(torch.nn.functional.binary_cross_entropy(a.clamp(1e-6, 1 - 1e-6), target))

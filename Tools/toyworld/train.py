@@ -1012,8 +1012,8 @@ def stage_unet(args) -> bool:
     tok = load_tokenizer()
     place_ids = place_caption_ids(args, d, tok, len(ids)) if args.unet_place_captions > 0 else None  # [K, N, 77]
     empty = tokenize(tok, [""])[0]
-    grounding = ((args.unet_ground_weight > 0 or args.unet_ground_pixel_weight > 0)
-                 and grounding_data(args, d, ids, place_ids))   # (masks, bits) or False
+    grounding = (grounding_data(args, d, ids, place_ids)       # (masks, bits) or None
+                 if args.unet_ground_weight > 0 or args.unet_ground_pixel_weight > 0 else None)
     sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
                              if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
     ac = sched.alphas_cumprod
@@ -1047,7 +1047,7 @@ def stage_unet(args) -> bool:
         if train_text:
             objects["ema_text"] = tk.EMA(te, args.ema)
     ema_text = objects.get("ema_text")
-    capture = gr.AttentionCapture(unet) if grounding else None
+    capture = gr.AttentionCapture(unet) if grounding is not None else None
     order = tk.BatchOrder(len(ids), args.unet_batch, args.seed, "unet")
     log(f"[unet] {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M parameters, "
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
@@ -1137,7 +1137,7 @@ def stage_unet(args) -> bool:
         if step < steps:   # see --unet-deep-attention-from
             unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
             unet.train()
-            capture = gr.AttentionCapture(unet) if grounding else None
+            capture = gr.AttentionCapture(unet) if grounding is not None else None
             ema_unet = new_unet(args, cross, True, dev).eval()
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
