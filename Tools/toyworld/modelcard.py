@@ -62,13 +62,16 @@ def _sessions(hist) -> str:
 
 def grounding_sentence(unet_cfg: dict) -> str:
     """What a reader of its heat maps must know: where they were taught, not only learned."""
-    weight, pixel = unet_cfg.get("ground_weight", 0), unet_cfg.get("ground_pixel_weight", 0)
-    if not (weight or pixel):
+    def listed(v):   # one value (older configs) or one per change
+        return list(v) if isinstance(v, (list, tuple)) else [v]
+    starts, weights, pixels = (listed(unet_cfg.get(k, 0)) for k in ("ground_from", "ground_weight", "ground_pixel_weight"))
+    if not (any(weights) or any(pixels)):
         return ""
-    start = f"{unet_cfg.get('ground_from', 0):,}".replace(",", " ")
-    return (f" From UNet step {start} its cross-attention was also taught where each named object is: "
-            f"TokenCompose's token loss (weight {weight:g}) and pixel loss ({pixel:g}) on the world's masks "
-            "(`grounding.py`), as Wang et al. (CVPR 2024) fine-tuned SD 1.4 on COCO's. So its heat maps show "
+    steps = lambda n: f"{n:,}".replace(",", " ")
+    spans = [f"token loss {w:g} and pixel loss {p:g} from step {steps(s)}" for s, w, p in zip(starts, weights, pixels)]
+    return (f" From UNet step {steps(starts[0])} its cross-attention was also taught where each named object is: "
+            f"TokenCompose's token and pixel losses on the world's masks (`grounding.py`; {'; '.join(spans)}), "
+            "as Wang et al. (CVPR 2024) fine-tuned SD 1.4 on COCO's. So its heat maps show "
             "grounding it was trained to have, where SD 1.x learned it from scale alone; they are a fair test "
             "of the workbench's instruments, not evidence of how grounding emerges.")
 
@@ -76,8 +79,9 @@ def grounding_sentence(unet_cfg: dict) -> str:
 def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     model_dir, clip_dir, emb_dir = assets / "demo-model", assets / "demo-clip", assets / "demo-embeddings"
     out = model_dir / "MODEL_CARD.md"
-    st = {s: _read(work / s / "done.json") for s in ("clip", "vae", "latents", "unet")}
-    hist = {s: _read(work / s / "log.json") for s in ("clip", "vae", "latents", "unet")}
+    stages = ("clip", "vae", "latents", "decoder", "unet")
+    st = {s: _read(work / s / "done.json") for s in stages}
+    hist = {s: _read(work / s / "log.json") for s in stages}
     names = [x for x in args.ti_concepts.split(",") if x]
     ti = {n: (_read(work / "ti" / n / "done.json"), _read(work / "ti" / n / "log.json")) for n in names}
     meas = _read(work / "measure" / "measure.json")
@@ -201,10 +205,16 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     stage_row("vae", lambda d: f"PSNR {d.get('heldout_psnr', 0):.1f} dB, detector on reconstructions "
                                f"{d.get('heldout_recognised', 0):.2f}")
     stage_row("latents", lambda d: f"scaled latent std {d.get('scaled_std', 0):.3f}")
+    if hist.get("decoder"):
+        last = (hist["decoder"].get("evals") or [{}])[-1]
+        stage_row("decoder", lambda d: f"PSNR {last.get('heldout_psnr', 0):.1f} dB, detector on reconstructions "
+                                       f"{last.get('heldout_recognised', 0):.2f}, characters' attribute "
+                                       f"{last.get('characters_attribute', 0):.2f}, alex/cora/koko found "
+                                       f"{last.get('alex_found', 0)}/{last.get('cora_found', 0)}/{last.get('koko_found', 0)} of 8")
     stage_row("unet", lambda d: f"recognised {d.get('recognised', 0):.2f} (with position "
                                 f"{d.get('recognised_position', 0):.2f})")
     w("")
-    for name in ("clip", "vae", "unet"):
+    for name in ("clip", "vae", "decoder", "unet"):
         h = hist.get(name)
         if h:
             c = {k: v for k, v in h.get("config", {}).items() if k not in ("model", "stage", "scheduler")}
@@ -274,7 +284,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     w("/work/venv/bin/python Tools/toyworld/train.py all --preset gpu --work /tmp/run   # a CUDA machine")
     w("```")
     w("")
-    w("Stages: data, clip, vae, latents, unet, ti, export, measure. Each checkpoints (model, optimizer, step, "
+    w("Stages: data, clip, vae, latents, decoder (the VAE's decoder alone tuned further on the cached latents, "
+      "as SD's ft-MSE VAE was: the encoder and every latent stay), unet, ti, export, measure. Each checkpoints (model, optimizer, step, "
       "RNG, loss history) into the work folder and resumes from it; batches, crops, noise and timesteps are "
       "drawn from generators keyed by (seed, stage, step), so an interrupted run continues exactly. "
       "Bit-for-bit equality across machines is not promised (thread counts and CPU kernels change float "

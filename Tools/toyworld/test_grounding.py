@@ -101,3 +101,19 @@ def test_capture_sees_every_cross_attention_layer():
     for heads, probs in maps:
         assert probs.shape[-1] == 77
         assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_ground_weights_follow_their_steps():
+    """The grounding weights in force at a step: off before the first change, then each change's
+    pair; a change to 0, 0 turns the losses off; lists of unequal length are refused."""
+    diffusers = pytest.importorskip("diffusers")  # noqa: F841 (train.py imports it)
+    from toyworld import train
+    args = train.parse_args(["unet", "--unet-ground-weight", "0.05,0.025,0", "--unet-ground-pixel-weight",
+                             "0.01,0.005,0", "--unet-ground-from", "100,200,300"])
+    assert train.ground_weights(args, 99) is None
+    assert train.ground_weights(args, 100) == (0.05, 0.01)
+    assert train.ground_weights(args, 250) == (0.025, 0.005)
+    assert train.ground_weights(args, 300) is None
+    args.unet_ground_from = (100,)
+    with pytest.raises(SystemExit):
+        train.ground_weights(args, 150)

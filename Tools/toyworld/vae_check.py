@@ -10,8 +10,10 @@ max over R, G, B, in levels), and how many scenes have a speck: a background pix
 from every object and outside every object's convex hull) off by more than 60 levels. Such pixels
 inside a hull are counted apart (`scenes_with_filled_concavity`): a decoder that rounds off a
 heart's notch or a star's inner corner has blurred the object's outline, which the recognised
-share already scores, not drawn an artefact on the background. `--sheet` writes originals above
-round trips.
+share already scores, not drawn an artefact on the background. And the ceiling the round trip sets
+on the UNet's character targets: held-out people and cats found by class and with their captioned
+attribute (`measure_pareidolia`'s matching), and each named individual identified in `--individuals`
+renders of it alone. `--sheet` writes originals above round trips.
 """
 from __future__ import annotations
 
@@ -63,16 +65,52 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def check(vae, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    vae.eval()
-    scenes = list(world.dataset("heldout", n))
-    imgs = np.stack([s.image for s in scenes])
+def round_trip(vae, imgs: np.ndarray) -> np.ndarray:
+    """[N, H, W, 3] uint8 images through encode (the posterior's mode) and decode."""
     rec = []
-    for i in range(0, n, 16):
+    for i in range(0, len(imgs), 16):
         x = torch.from_numpy(imgs[i:i + 16]).permute(0, 3, 1, 2).float() / 127.5 - 1  # [B, 3, H, W]
         r = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         rec.append(((r + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())    # [B, H, W, 3]
-    rec = np.concatenate(rec)
+    return np.concatenate(rec)
+
+
+def characters(vae, scenes, rec, per_individual: int) -> dict:
+    """The UNet's ceiling for the character targets: held-out people and cats found by class and
+    with their captioned attributes after the round trip (measure_pareidolia's matching), and
+    each named individual identified in `per_individual` renders of it alone."""
+    from toyworld.measure_pareidolia import captioned_attributes, match
+    c = dict(chars=0, chars_class=0, attrs=0, attrs_ok=0)
+    for s, im in zip(scenes, rec):
+        chars, dets = detect.analyse(im)
+        found = match(s, chars, dets)
+        for o in s.objects:
+            if o.kind == "shape":
+                continue
+            det, want = found.get(o.id), captioned_attributes(s, o)
+            c["chars"] += 1
+            c["chars_class"] += det is not None
+            if want:
+                c["attrs"] += 1
+                c["attrs_ok"] += det is not None and all(getattr(det, k) == v for k, v in want.items())
+    out = {"characters": c["chars"], "characters_class": c["chars_class"] / max(1, c["chars"]),
+           "characters_attribute": c["attrs_ok"] / max(1, c["attrs"]), "individual_found": {}}
+    for name in world.NAMED:
+        # seed 1: not the renders textual inversion learns from (seed 0)
+        shots = world.individual_images(name, per_individual, seed=1)
+        back = round_trip(vae, np.stack([x.image for x in shots]))
+        hits = sum(any(ch.name == name for ch in detect.detect_characters(im)) for im in back)
+        truth = sum(any(ch.name == name for ch in detect.detect_characters(x.image)) for x in shots)
+        out["individual_found"][name] = f"{hits} of {per_individual} (originals {truth})"
+    return out
+
+
+@torch.no_grad()
+def check(vae, n: int, per_individual: int = 16) -> tuple[dict, np.ndarray, np.ndarray]:
+    vae.eval()
+    scenes = list(world.dataset("heldout", n))
+    imgs = np.stack([s.image for s in scenes])
+    rec = round_trip(vae, imgs)
     mse = float(((rec.astype(np.float64) - imgs) ** 2).mean() / 255 ** 2)
     objects = placed = specks = concavities = 0
     shift: dict[str, list[float]] = {}
@@ -96,6 +134,7 @@ def check(vae, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
     result = {"scenes": n, "psnr": 10 * np.log10(1 / mse), "objects": objects, "recognised_with_place": placed / objects,
               "colour_shift": {c: float(np.mean(v)) for c, v in sorted(shift.items())}, "scenes_with_speck": specks,
               "scenes_with_filled_concavity": concavities}
+    result.update(characters(vae, scenes, rec, per_individual))
     return result, imgs, rec
 
 
@@ -103,10 +142,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("path")
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--individuals", type=int, default=16, help="renders of each named individual alone")
     ap.add_argument("--sheet", default=None)
     args = ap.parse_args(argv)
     torch.set_flush_denormal(True)
-    result, imgs, rec = check(load(args.path), args.n)
+    result, imgs, rec = check(load(args.path), args.n, args.individuals)
     print(json.dumps(result, indent=1))
     if args.sheet:
         from PIL import Image
