@@ -210,7 +210,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
         stage_row("decoder", lambda d: f"PSNR {last.get('heldout_psnr', 0):.1f} dB, detector on reconstructions "
                                        f"{last.get('heldout_recognised', 0):.2f}, characters' attribute "
                                        f"{last.get('characters_attribute', 0):.2f}, alex/cora/koko found "
-                                       f"{last.get('alex_found', 0)}/{last.get('cora_found', 0)}/{last.get('koko_found', 0)} of 8")
+                                       f"{last.get('alex_found', 0)}/{last.get('cora_found', 0)}/{last.get('koko_found', 0)} "
+                                       f"of {last.get('individual_renders', 8)} renders each")
     stage_row("unet", lambda d: f"recognised {d.get('recognised', 0):.2f} (with position "
                                 f"{d.get('recognised_position', 0):.2f})")
     w("")

@@ -878,7 +878,8 @@ def stage_decoder(args) -> bool:
         chars = vae_check.characters(vae, ev, rec, per_individual=8)
         run.add_eval(at, heldout_psnr=10 * np.log10(1 / max(mse, 1e-12)), heldout_recognised=frac,
                      characters_class=chars["characters_class"], characters_attribute=chars["characters_attribute"],
-                     **{f"{k}_found": int(v.split()[0]) for k, v in chars["individual_found"].items()}, n=len(ev))
+                     **{f"{k}_found": v["found"] for k, v in chars["individual_found"].items()},
+                     individual_renders=8, n=len(ev))
 
     def body(s):
         lr = tk.set_lr(opt, s, args.decoder_lr, args.decoder_warmup, steps)

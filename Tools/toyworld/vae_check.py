@@ -101,7 +101,7 @@ def characters(vae, scenes, rec, per_individual: int) -> dict:
         back = round_trip(vae, np.stack([x.image for x in shots]))
         hits = sum(any(ch.name == name for ch in detect.detect_characters(im)) for im in back)
         truth = sum(any(ch.name == name for ch in detect.detect_characters(x.image)) for x in shots)
-        out["individual_found"][name] = f"{hits} of {per_individual} (originals {truth})"
+        out["individual_found"][name] = {"found": int(hits), "renders": per_individual, "in_originals": int(truth)}
     return out
 
 
