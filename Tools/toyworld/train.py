@@ -866,14 +866,15 @@ def stage_decoder(args) -> bool:
     with_chars = np.array([bool(CHARACTER_WORDS.search(c)) for c in caps])
     pools = (np.nonzero(with_chars)[0], np.nonzero(~with_chars)[0])
     ev = list(world.dataset("heldout", args.eval_scenes, size=IMAGE_SIZE, seed=args.world_seed))
+    ev_images = np.stack([e.image for e in ev])                          # [N, H, W, 3]
 
     @torch.no_grad()
     def evaluate(at):
         from toyworld import vae_check
         vae.eval()
-        rec = vae_check.round_trip(vae, np.stack([e.image for e in ev]))
+        rec = vae_check.round_trip(vae, ev_images)
         vae.train()
-        mse = float(((rec.astype(np.float64) - np.stack([e.image for e in ev])) ** 2).mean() / 255 ** 2)
+        mse = float(((rec.astype(np.float64) - ev_images) ** 2).mean() / 255 ** 2)
         frac = float(np.mean([detect.recognised_fraction(e.objects, im) for e, im in zip(ev, rec)]))
         chars = vae_check.characters(vae, ev, rec, per_individual=8)
         run.add_eval(at, heldout_psnr=10 * np.log10(1 / max(mse, 1e-12)), heldout_recognised=frac,
