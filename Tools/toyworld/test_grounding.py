@@ -117,3 +117,23 @@ def test_ground_weights_follow_their_steps():
     args.unet_ground_from = (100,)
     with pytest.raises(SystemExit):
         train.ground_weights(args, 150)
+
+
+def test_repeat_draws_some_scenes_more_often():
+    """--unet-repeat two=2,characters=3: an epoch lists each scene with two things twice, each with a
+    person or cat three times (the larger where both hold), the others once, and draws each exactly
+    so often; without it the world's own order stays; a bad spec is refused."""
+    pytest.importorskip("diffusers")
+    from toyworld import train
+    masks = torch.zeros(6, grounding.MAX_OBJECTS, 16, 16)           # [N, O, 16, 16]
+    masks[:, 0, 2:5, 2:5] = 1
+    masks[[1, 4], 1, 9:12, 9:12] = 1                                  # scenes 1 and 4 hold two things
+    captions = ["a red star", "a red star and a blue circle", "a cat", "a green heart",
+                "a person and a black square", "a yellow circle at the top"]
+    args = train.parse_args(["unet", "--unet-repeat", "two=2,characters=3", "--unet-batch", "1"])
+    order = train.focus_batch_order(args, masks, captions)
+    drawn = np.concatenate([order(s) for s in range(11)])             # one epoch: 1 + 2 + 3 + 1 + 3 + 1 draws
+    assert np.bincount(drawn, minlength=6).tolist() == [1, 2, 3, 1, 3, 1]
+    assert train.focus_batch_order(train.parse_args(["unet"]), masks, captions) is None
+    with pytest.raises(SystemExit):
+        train.parse_args(["unet", "--unet-repeat", "shapes=2"])

@@ -1051,6 +1051,38 @@ def unet_lr(args, opt, s: int, steps: int) -> float:
     return tk.set_lr(opt, s, args.unet_lr, args.unet_warmup, args.unet_cosine_steps or steps)
 
 
+CHARACTER_WORDS = ("person", "people", "cat", "cats")   # the class words captions.py names characters by
+
+
+def repeat_spec(text: str) -> dict[str, int]:
+    """--unet-repeat: 'two=2,characters=3' -> {'two': 2, 'characters': 3}."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, _, n = part.partition("=")
+        if key not in ("two", "characters") or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected two=N or characters=N (N ≥ 1)")
+        out[key] = int(n)
+    return out
+
+
+def focus_batch_order(args, masks, captions: list[str]) -> tk.BatchOrder | None:
+    """The batch order from --unet-repeat-from on: an epoch lists each train scene as many times
+    as --unet-repeat asks for its kind (the largest that applies: `two`, a scene with two things,
+    by the grounding cache's object masks [N, O, 16, 16]; `characters`, one with a person or cat,
+    by its caption's class word), others once; None when nothing repeats."""
+    if not any(n > 1 for n in args.unet_repeat.values()):
+        return None
+    things = (masks.flatten(2).sum(-1) > 0).sum(1).numpy()                  # [N]
+    characters = np.array([any(w in CHARACTER_WORDS for w in c.split()) for c in captions])
+    repeat = np.maximum(np.where(things >= 2, args.unet_repeat.get("two", 1), 1),
+                        np.where(characters, args.unet_repeat.get("characters", 1), 1))
+    pool = np.repeat(np.arange(len(repeat)), repeat)
+    log(f"[unet] from step {args.unet_repeat_from}: scenes repeated {args.unet_repeat}; an epoch draws "
+        + ", ".join(f"{k} {int(repeat[m].sum())} of {len(pool)}" for k, m in
+                    (("two-thing scenes", things >= 2), ("character scenes", characters))))
+    return tk.BatchOrder(len(repeat), args.unet_batch, args.seed, "unet", sub=1, pool=pool)
+
+
 def ground_weights(args, s: int) -> tuple[float, float] | None:
     """(token, pixel) weights of the grounding losses at step s: the last of --unet-ground-from
     at or before s picks them from --unet-ground-weight and --unet-ground-pixel-weight; None
@@ -1123,6 +1155,7 @@ def stage_unet(args) -> bool:
                         deep_attention_from=args.unet_deep_attention_from,
                         ground_weight=args.unet_ground_weight, ground_pixel_weight=args.unet_ground_pixel_weight,
                         ground_from=args.unet_ground_from,
+                        repeat=args.unet_repeat, repeat_from=args.unet_repeat_from,
                         cosine_steps=args.unet_cosine_steps,
                         restart_from=args.unet_restart_from, restart_lr=args.unet_restart_lr,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
@@ -1141,6 +1174,8 @@ def stage_unet(args) -> bool:
     empty = tokenize(tok, [""])[0]
     grounding = (grounding_data(args, d, ids, place_ids)       # (masks, bits) or None
                  if any(args.unet_ground_weight) or any(args.unet_ground_pixel_weight) else None)
+    focus_order = focus_batch_order(args, (grounding or grounding_data(args, d, ids, place_ids))[0],
+                                    json.loads((d / "captions.json").read_text())) if args.unet_repeat else None
     sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
                              if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
     ac = sched.alphas_cumprod
@@ -1202,7 +1237,8 @@ def stage_unet(args) -> bool:
     def body(s):
         lr = unet_lr(args, opt, s, steps)
         g = tk.step_generator(args.seed, "unet", s)
-        idx = torch.from_numpy(order(s))
+        focus = focus_order is not None and s >= args.unet_repeat_from   # see --unet-repeat
+        idx = torch.from_numpy(focus_order(s - args.unet_repeat_from) if focus else order(s))
         b = len(idx)
         z = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)) * sf
         noise = torch.randn(z.shape, generator=g)
@@ -1771,6 +1807,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "one per --unet-ground-from step")
     g.add_argument("--unet-ground-from", type=ints, default=(),
                    help="steps (comma-separated) from which the grounding weights of the same position hold")
+    g.add_argument("--unet-repeat", type=repeat_spec, default={},
+                   help="from --unet-repeat-from, draw some train scenes more often: two=N, a scene with two "
+                        "things N times per epoch; characters=N, one with a person or cat (comma-separated; "
+                        "the largest that applies; others once)")
+    from_step(g, "unet-repeat", "drawing some scenes more often")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")

@@ -41,10 +41,14 @@ def step_generator(seed: int, stage: str, step: int, sub: int = 0) -> torch.Gene
 
 
 class BatchOrder:
-    """Epoch-wise permutations of range(n), stateless: batch(step) depends only on its inputs."""
+    """Epoch-wise permutations of range(n), stateless: batch(step) depends only on its inputs.
+    With `pool` (indices, repeats allowed) an epoch is a permutation of the pool instead, so a
+    scene listed twice is drawn twice as often."""
 
-    def __init__(self, n: int, batch: int, seed: int, stage: str, sub: int = 0):
-        self.n, self.batch, self.key = n, batch, (seed, STAGE_IDS[stage], sub)
+    def __init__(self, n: int, batch: int, seed: int, stage: str, sub: int = 0, pool: np.ndarray | None = None):
+        self.pool = None if pool is None else np.asarray(pool, dtype=np.int64)
+        self.n = n if pool is None else len(self.pool)
+        self.batch, self.key = batch, (seed, STAGE_IDS[stage], sub)
         self._cache: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
@@ -52,7 +56,8 @@ class BatchOrder:
             if len(self._cache) > 4:
                 self._cache.clear()
             rng = np.random.default_rng(np.random.SeedSequence([*self.key, 1_000_000 + epoch]))
-            self._cache[epoch] = rng.permutation(self.n)
+            perm = rng.permutation(self.n)
+            self._cache[epoch] = perm if self.pool is None else self.pool[perm]
         return self._cache[epoch]
 
     def __call__(self, step: int) -> np.ndarray:
