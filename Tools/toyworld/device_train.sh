@@ -29,18 +29,15 @@ dev=$("$py" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cp
 threads="${THREADS:-$(nproc)}"
 seeds=Tools/toyworld/seeds
 train() { "$py" Tools/toyworld/train.py "$@" --work "$work" --threads "$threads" --scenes "$scenes"; }
-start=$("$py" -c "
-import sys; sys.path.insert(0, 'Tools/toyworld'); from train import seed_step; from pathlib import Path
-print(seed_step(Path('$seeds/unet.safetensors')))")
-# The preset's restarts, and one more where the seed ends: warm-up, then a cosine over what the
-# minutes allow at a guessed step time (STEP_MS; the stage stops at --max-minutes with a
+# Where the seed ends, and the preset's restarts with one more there: warm-up, then a cosine over
+# what the minutes allow at a guessed step time (STEP_MS; the stage stops at --max-minutes with a
 # checkpoint either way, so a guess too low leaves the cosine unfinished, one too high ends early).
+read -r start restart_from restart_lr < <("$py" -c "
+import sys; sys.path.insert(0, 'Tools/toyworld'); import train; from pathlib import Path
+s, a = train.seed_step(Path('$seeds/unet.safetensors')), train.parse_args(['unet'])
+print(s, ','.join(map(str, [*a.unet_restart_from, s])), ','.join(map(str, [*a.unet_restart_lr, $lr])))")
 step_ms="${STEP_MS:-$([[ $dev == cuda ]] && echo 25 || echo 600)}"
 steps=$(( start + 60000 * minutes / step_ms ))
-restarts=$("$py" -c "
-import sys; sys.path.insert(0, 'Tools/toyworld'); import train
-a = train.parse_args(['unet'])
-print(','.join(map(str, [*a.unet_restart_from, $start])), ','.join(map(str, [*a.unet_restart_lr, $lr])))")
 echo "== device_train: $dev, $threads threads; the UNet from step $start, batch $batch, lr $lr, up to step $steps or $minutes min"
 train data
 train clip --clip-init "$seeds/clip.safetensors"
@@ -48,7 +45,7 @@ train vae --vae-init "$seeds/vae.safetensors"
 train latents --device "$dev"
 set +e
 train unet --device "$dev" --unet-init "$seeds/unet.safetensors" --unet-batch "$batch" --unet-steps "$steps" \
-    --unet-restart-from "${restarts% *}" --unet-restart-lr "${restarts#* }" --max-minutes "$minutes"
+    --unet-restart-from "$restart_from" --unet-restart-lr "$restart_lr" --max-minutes "$minutes"
 status=$?
 set -e
 [[ $status == 0 || $status == 3 ]] || { cp "$work/train.log" "$out/"; exit $status; }
