@@ -2,7 +2,7 @@
 """The workbench page as a person uses it, in headless Chromium, on the tiny test model.
 
     python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR [--embedding FILE] [--screenshot OUT.png]
-    python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY MODEL_DIR --readme-shot OUT.png [--prompt P --fork P --word W --seed N]
+    python3 Tools/test-serve-browser.py PAREIDOLIA_BINARY default --readme-shot OUT.png [--prompt P --fork P --word W --seed N]
 
 Starts `pareidolia serve` on a free port with a fresh runs folder, opens the page in headless
 Chromium and drives it over the DevTools protocol (Python's standard library only): types a
@@ -12,6 +12,7 @@ run and cancels it; drops the first run's PNG and checks its recipe fills the fo
 word diff; and that no script error was raised. One line on success, one line saying what failed
 (exit 1) otherwise; "skipped" (exit 0) without chromium.
 
+MODEL_DIR `default` serves the embedded demo model as `pareidolia serve` with no --model does.
 --readme-shot draws the README's picture instead: on the demo model, a run of --prompt (timing its
 first live frame from Start), a fork of the same seed with --fork, the word --word clicked on the
 fork (its map over the picture) and a pixel hovered, then a screenshot.
@@ -238,7 +239,10 @@ def main() -> int:
         return 0
     work = tempfile.mkdtemp()
     port, devtools_port = free_port(), free_port()
-    server = subprocess.Popen([binary, "serve", "--model", model, "--port", str(port), "--runs", os.path.join(work, "runs")]
+    # MODEL_DIR `default`: the embedded demo model, served as `pareidolia serve` alone serves it
+    # (its sampler settings and embeddings)
+    server = subprocess.Popen([binary, "serve", *(["--model", model] if model != "default" else []),
+                               "--port", str(port), "--runs", os.path.join(work, "runs")]
                               + (["--embedding", embedding] if embedding else []),
                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "server.log"), "w"))
     browser = None
