@@ -1051,9 +1051,6 @@ def unet_lr(args, opt, s: int, steps: int) -> float:
     return tk.set_lr(opt, s, args.unet_lr, args.unet_warmup, args.unet_cosine_steps or steps)
 
 
-CHARACTER_WORDS = ("person", "people", "cat", "cats")   # the class words captions.py names characters by
-
-
 def repeat_spec(text: str) -> dict[str, int]:
     """--unet-repeat: 'two=2,characters=3' -> {'two': 2, 'characters': 3}."""
     out = {}
@@ -1073,7 +1070,7 @@ def focus_batch_order(args, masks, captions: list[str]) -> tk.BatchOrder | None:
     if not any(n > 1 for n in args.unet_repeat.values()):
         return None
     things = (masks.flatten(2).sum(-1) > 0).sum(1).numpy()                  # [N]
-    characters = np.array([any(w in CHARACTER_WORDS for w in c.split()) for c in captions])
+    characters = np.array([bool(CHARACTER_WORDS.search(c)) for c in captions])
     repeat = np.maximum(np.where(things >= 2, args.unet_repeat.get("two", 1), 1),
                         np.where(characters, args.unet_repeat.get("characters", 1), 1))
     pool = np.repeat(np.arange(len(repeat)), repeat)
