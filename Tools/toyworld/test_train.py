@@ -33,3 +33,40 @@ def test_individual_latents_hold_every_named_individual():
     assert bool((std > 0).all()) and -1 <= float(x.min()) and float(x.max()) <= 1
     first = world.individual_images(list(world.NAMED)[0], 2)[0].image
     assert torch.allclose(x[0].permute(1, 2, 0), torch.from_numpy(first).float() / 127.5 - 1)
+    last = list(world.NAMED)[-1]
+    only = train.parse_args(["decoder", "--ti-images", "2", "--decoder-individuals", last])
+    mean, std, x = train.individual_latents(only, vae, "cpu")
+    assert mean.shape == (2, 4, 16, 16)
+    assert torch.allclose(x[0].permute(1, 2, 0), torch.from_numpy(world.individual_images(last, 2)[0].image).float() / 127.5 - 1)
+    with pytest.raises(SystemExit, match="no named individual bob"):
+        train.individual_latents(train.parse_args(["decoder", "--decoder-individuals", "bob"]), vae, "cpu")
+
+
+def test_widened_unet_predicts_what_the_narrow_one_did():
+    """widen.py: every level widened by one factor gives the same noise prediction (to float
+    rounding); one level alone comes close (only groups straddling a seam between factors move);
+    factors that would drop a resnet's shortcut conv are refused."""
+    from diffusers import UNet2DConditionModel
+    from toyworld import train, widen
+    torch.manual_seed(0)
+    cfg = train.unet_kwargs(train.parse_args(["unet"]), 64, True)
+    narrow = UNet2DConditionModel(**cfg).eval()
+    with torch.no_grad():
+        for p in narrow.parameters():      # zero-initialised convs too, so every path counts
+            p.add_(torch.randn_like(p) * 0.05)
+    x, t, c = torch.randn(2, 4, 16, 16), torch.tensor([10, 700]), torch.randn(2, 77, 64)
+
+    def widened_output(factors):
+        wide = UNet2DConditionModel(**widen.widened_config(dict(narrow.config), factors)).eval()
+        wide.load_state_dict(widen.widened_state(narrow.state_dict(), dict(narrow.config), factors))
+        with torch.no_grad():
+            return wide(x, t, encoder_hidden_states=c).sample
+    with torch.no_grad():
+        y = narrow(x, t, encoder_hidden_states=c).sample
+    scale = float(y.abs().max())
+    assert float((widened_output([2, 2, 2]) - y).abs().max()) < 1e-5 * scale
+    assert float((widened_output([3, 3, 3]) - y).abs().max()) < 1e-5 * scale
+    err = float((widened_output([3, 1, 1]) - y).abs().max())
+    assert 1e-5 * scale < err < 0.2 * scale
+    with pytest.raises(ValueError, match="shortcut"):
+        widen.widened_state(narrow.state_dict(), dict(narrow.config), [2, 1, 1])

@@ -312,10 +312,13 @@ def vae_kwargs(args) -> dict:
                 sample_size=IMAGE_SIZE, scaling_factor=1.0)
 
 
-def unet_kwargs(args, cross_dim: int, deep: bool = False) -> dict:
+def unet_kwargs(args, cross_dim: int, deep: bool = False, wide: bool = False) -> dict:
     """SD 1.x's layout; `deep` (see --unet-deep-attention-from): transformers at the lowest
-    level too (SD 1.x has them in every block but the lowest)."""
+    level too (SD 1.x has them in every block but the lowest); `wide` (see --unet-widen): each
+    level's channels times its --unet-widen factor."""
     ch = ints(args.unet_channels)
+    if wide:
+        ch = tuple(c * f for c, f in zip(ch, args.unet_widen))
     n = len(ch)
     plain = 0 if deep else 1
     down = ["CrossAttnDownBlock2D"] * (n - plain) + ["DownBlock2D"] * plain
@@ -857,7 +860,8 @@ def stage_decoder(args) -> bool:
     cfg = common_config(args, "decoder", batch=args.decoder_batch, lr=args.decoder_lr, warmup=args.decoder_warmup,
                         object_weight=args.decoder_object_weight, character_share=args.decoder_character_share,
                         edge_weight=args.edge_weight, peak_weight=args.vae_peak_weight,
-                        individual_share=args.decoder_individual_share, individuals_from=args.decoder_individuals_from)
+                        individual_share=args.decoder_individual_share, individuals_from=args.decoder_individuals_from,
+                        individuals=args.decoder_individuals)
     run = open_stage(args, "decoder", steps, cfg, {"vae": vae_done["digest"], "latents": lat_done["digest"]})
     if run is None:
         return True
@@ -936,8 +940,13 @@ def stage_decoder(args) -> bool:
 @torch.no_grad()
 def individual_latents(args, vae, dev) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(posterior mean, std [N, 4, h, w], pixels [N, 3, H, W]) of textual inversion's renders of
-    every named individual (--ti-images each, seed --world-seed), by the VAE's own encoder."""
-    shots = [x.image for name in world.NAMED for x in world.individual_images(
+    the --decoder-individuals (--ti-images each, seed --world-seed), by the VAE's own encoder."""
+    names = args.decoder_individuals or list(world.NAMED)
+    unknown = sorted(set(names) - set(world.NAMED))
+    if unknown:
+        raise SystemExit(f"[decoder] --decoder-individuals: no named individual {', '.join(unknown)} "
+                         f"(expected some of {', '.join(world.NAMED)})")
+    shots = [x.image for name in names for x in world.individual_images(
         name, args.ti_images, size=IMAGE_SIZE, seed=args.world_seed)]
     x = tk.to_pixels(np.stack(shots))                                    # [N, 3, H, W]
     post = vae.encode(x.to(dev)).latent_dist
@@ -1040,16 +1049,41 @@ def snr_weight(snr: torch.Tensor, gamma: float, floor: float) -> torch.Tensor:
     return torch.clamp(snr, min=floor, max=gamma) / snr
 
 
-def new_unet(args, cross: int, deep: bool, dev):
+def new_unet(args, cross: int, deep: bool, dev, wide: bool = False):
     """A freshly initialised UNet of the stage's layout (see unet_kwargs), plain attention."""
     from diffusers import UNet2DConditionModel
-    return plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep)).to(dev), dev)
+    return plain_attention(UNet2DConditionModel(**unet_kwargs(args, cross, deep, wide)).to(dev), dev)
 
 
 def unet_deep_at(args, step: int) -> bool:
     """Whether the UNet that has finished `step` steps has transformers at its lowest level:
     they join when step --unet-deep-attention-from begins."""
     return 0 < args.unet_deep_attention_from < step
+
+
+def unet_wide_at(args, step: int) -> bool:
+    """Whether the UNet that has finished `step` steps is the widened one (see --unet-widen)."""
+    return bool(args.unet_widen) and 0 < args.unet_widen_from < step
+
+
+def widen_unet(args, unet, ema, te, token_table, train_text: bool, cross: int, dev):
+    """`unet` and its EMA with each level's channels times its --unet-widen factor (widen.py:
+    copies of each channel, the same function, apart from the groups that straddle a seam between
+    two factors); a fresh optimizer, but the text encoder's Adam moments go on."""
+    from toyworld import widen
+    deep = unet_deep_at(args, args.unet_widen_from + 1)
+    wide = new_unet(args, cross, deep, dev, wide=True)
+    config = dict(unet.config)
+    seed = tk.derived_seed(args.seed, tk.STAGE_IDS["unet"], 11)
+    wide.load_state_dict(widen.widened_state(unet.state_dict(), config, list(args.unet_widen), seed=seed))
+    wide_ema = tk.EMA(wide, ema.decay)
+    wide_ema.shadow.update(widen.widened_state({k: v for k, v in ema.shadow.items()}, config,
+                                               list(args.unet_widen), seed=seed))
+    opt = unet_optimizer(args, wide, te, token_table, train_text)
+    log(f"[unet] widened: channels {list(config['block_out_channels'])} -> "
+        f"{list(wide.config['block_out_channels'])}, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M -> "
+        f"{sum(p.numel() for p in wide.parameters()) / 1e6:.2f} M parameters")
+    return wide, wide_ema, opt
 
 
 def seed_step(path: Path) -> int:
@@ -1173,6 +1207,7 @@ def stage_unet(args) -> bool:
                         place_from=args.unet_place_from,
                         snr_floor=args.unet_snr_floor, snr_floor_from=args.unet_snr_floor_from,
                         deep_attention_from=args.unet_deep_attention_from,
+                        widen=args.unet_widen, widen_from=args.unet_widen_from,
                         ground_weight=args.unet_ground_weight, ground_pixel_weight=args.unet_ground_pixel_weight,
                         ground_from=args.unet_ground_from,
                         repeat=args.unet_repeat, repeat_from=args.unet_repeat_from,
@@ -1205,8 +1240,8 @@ def stage_unet(args) -> bool:
     side = run.dir / "ckpt.json"
     start = (json.loads(side.read_text())["step"] if side.exists()
              else seed_step(Path(args.unet_init)) if args.unet_init else 0)
-    deep = unet_deep_at(args, start)
-    unet = new_unet(args, cross, deep, dev)
+    deep, wide = unet_deep_at(args, start), unet_wide_at(args, start)
+    unet = new_unet(args, cross, deep, dev, wide)
     # The text encoder learns with the UNet from --unet-text-from on (at a fraction of its rate):
     # the CLIP stage's contrastive loss left "left"/"right" and "circle"/"square" almost the same
     # vectors (relative difference 0.1-0.2 against 1.1 for a colour), so no caption could place
@@ -1235,7 +1270,7 @@ def stage_unet(args) -> bool:
         f"{len(ids)} latents, scaling_factor {sf:.5f}")
 
     vae = None
-    ema_unet = new_unet(args, cross, deep, dev).eval()
+    ema_unet = new_unet(args, cross, deep, dev, wide).eval()
     ema_te = copy.deepcopy(te).eval().requires_grad_(False) if train_text else te
 
     def evaluate(at):
@@ -1323,6 +1358,17 @@ def stage_unet(args) -> bool:
             unet.train()
             capture = gr.AttentionCapture(unet) if grounding is not None else None
             ema_unet = new_unet(args, cross, True, dev).eval()
+            objects.update(model=unet, ema=ema, opt=opt)
+    widen_at = args.unet_widen_from
+    if args.unet_widen and widen_at and not wide:
+        step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=widen_at)
+        if step < min(widen_at, steps):
+            return False
+        if step < steps:   # see --unet-widen
+            unet, ema, opt = widen_unet(args, unet, ema, te, token_table, train_text, cross, dev)
+            unet.train()
+            capture = gr.AttentionCapture(unet) if grounding is not None else None
+            ema_unet = new_unet(args, cross, unet_deep_at(args, step + 1), dev, wide=True).eval()
             objects.update(model=unet, ema=ema, opt=opt)
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
     if step < steps:
@@ -1776,6 +1822,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from --decoder-individuals-from, share of each batch drawn from renders of the named "
                         "individuals (textual inversion's)")
     from_step(g, "decoder-individuals", "the named individuals' renders in the decoder's batches")
+    g.add_argument("--decoder-individuals", type=lambda v: [n for n in v.split(",") if n], default=None,
+                   metavar="NAME,...", help="whose renders --decoder-individual-share draws (default: every named "
+                                            "individual)")
     g.add_argument("--decoder-init", default=None,
                    help="start from these weights (train.py seed --seed-stage decoder) when there is no checkpoint")
     g = c.add_argument_group("unet")
@@ -1817,6 +1866,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unet-deep-attention-from", type=int, default=0,
                    help="from this step the lowest level (4x4 latents) gets transformers too, down and up, "
                         "their output zero at first (0: SD 1.x's layout throughout)")
+    g.add_argument("--unet-widen", type=ints, default=(),
+                   help="whole factors, one per level (e.g. 3,1,1): from --unet-widen-from the UNet's channels "
+                        "grow that many times, each channel copied (widen.py), not trained from scratch")
+    from_step(g, "unet-widen", "the widened UNet")
     g.add_argument("--unet-restart-from", type=ints, default=(),
                    help="steps (comma-separated) where a new cosine begins (warm-up, then down to the next "
                         "restart or the stage's end), each at its --unet-restart-lr")
@@ -1913,7 +1966,8 @@ def main(argv=None) -> int:
         else:
             from diffusers import UNet2DConditionModel
             cross = load_text_encoder(work, torch.device("cpu")).config.hidden_size
-            model = UNet2DConditionModel(**unet_kwargs(args, cross, unet_deep_at(args, int(ck["step"]))))
+            at = int(ck["step"])
+            model = UNet2DConditionModel(**unet_kwargs(args, cross, unet_deep_at(args, at), unet_wide_at(args, at)))
             model.load_state_dict(ck["objects"]["ema"]["shadow"])
             text_state = ck["objects"].get("ema_text", {}).get("shadow")
         out = Path(args.seed_out or work / f"{stage}-seed.safetensors")
