@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -70,3 +71,19 @@ def test_widened_unet_predicts_what_the_narrow_one_did():
     assert 1e-5 * scale < err < 0.2 * scale
     with pytest.raises(ValueError, match="shortcut"):
         widen.widened_state(narrow.state_dict(), dict(narrow.config), [2, 1, 1])
+
+
+def test_noisy_round_trip_is_repeatable_and_noise_free_at_zero():
+    """vae_check.round_trip(noise=a): the decoder stage's check of latents off by a times their
+    spread; the same images each time, the clean round trip at 0."""
+    from diffusers import AutoencoderKL
+    from toyworld import vae_check
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4).eval()
+    imgs = np.stack([s.image for s in world.dataset("heldout", 2, size=32)])
+    with torch.no_grad():
+        clean, again = vae_check.round_trip(vae, imgs), vae_check.round_trip(vae, imgs, noise=0.0)
+        noisy, noisy2 = vae_check.round_trip(vae, imgs, noise=0.3), vae_check.round_trip(vae, imgs, noise=0.3)
+    assert clean.shape == imgs.shape and clean.dtype == np.uint8
+    assert (clean == again).all() and (noisy == noisy2).all() and (noisy != clean).any()

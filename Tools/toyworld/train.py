@@ -850,7 +850,11 @@ def stage_decoder(args) -> bool:
     background still lost the top of his face (so his hat no longer rested on it) although the
     latent holds it (100 steps on his renders alone: found in 26 of 26 others, from 0): from
     --decoder-individuals-from, --decoder-individual-share of each batch are renders of the named
-    individuals (textual inversion's, seed 0; the checks draw seed 1)."""
+    individuals (textual inversion's, seed 0; the checks draw seed 1). The UNet's cats came out as
+    blobs (brown with red ears, grey turned lavender) that the round trip of a clean latent never
+    showed, and the same blobs came from a clean latent plus white noise of 0.2-0.3 of its spread:
+    from --decoder-latent-noise-from, latents get such noise and are to decode to the clean scene
+    (the checks add 0.2: noisy_class, noisy_attribute)."""
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     vae_done, lat_done = require_done(work, "vae"), require_done(work, "latents")
@@ -861,7 +865,8 @@ def stage_decoder(args) -> bool:
                         object_weight=args.decoder_object_weight, character_share=args.decoder_character_share,
                         edge_weight=args.edge_weight, peak_weight=args.vae_peak_weight,
                         individual_share=args.decoder_individual_share, individuals_from=args.decoder_individuals_from,
-                        individuals=args.decoder_individuals)
+                        individuals=args.decoder_individuals, latent_noise=args.decoder_latent_noise,
+                        latent_noise_from=args.decoder_latent_noise_from)
     run = open_stage(args, "decoder", steps, cfg, {"vae": vae_done["digest"], "latents": lat_done["digest"]})
     if run is None:
         return True
@@ -893,8 +898,10 @@ def stage_decoder(args) -> bool:
         mse = float(((rec.astype(np.float64) - ev_images) ** 2).mean() / 255 ** 2)
         frac = float(np.mean([detect.recognised_fraction(e.objects, im) for e, im in zip(ev, rec)]))
         chars = vae_check.characters(vae, ev, rec, per_individual=8)
+        noisy = vae_check.characters(vae, ev, vae_check.round_trip(vae, ev_images, noise=0.2), per_individual=0)
         run.add_eval(at, heldout_psnr=10 * np.log10(1 / max(mse, 1e-12)), heldout_recognised=frac,
                      characters_class=chars["characters_class"], characters_attribute=chars["characters_attribute"],
+                     noisy_class=noisy["characters_class"], noisy_attribute=noisy["characters_attribute"],
                      **{f"{k}_found": v["found"] for k, v in chars["individual_found"].items()},
                      individual_renders=8, n=len(ev))
 
@@ -914,7 +921,11 @@ def stage_decoder(args) -> bool:
             pick = torch.randint(0, len(individuals[0]), (n_ind,), generator=g)
             mean, std = torch.cat([mean, individuals[0][pick]]), torch.cat([std, individuals[1][pick]])
             x = torch.cat([x, individuals[2][pick].to(dev)])
-        z = (mean + std * torch.randn(mean.shape, generator=g)).to(dev)   # posterior samples, as trained
+        z = mean + std * torch.randn(mean.shape, generator=g)              # posterior samples, as trained
+        if args.decoder_latent_noise > 0 and s >= args.decoder_latent_noise_from:   # see --decoder-latent-noise
+            a = torch.rand(len(z), 1, 1, 1, generator=g) * args.decoder_latent_noise / float(lat_done["scaling_factor"])
+            z = z + a * torch.randn(z.shape, generator=g)
+        z = z.to(dev)
         with autocast(args):
             rec = vae.decode(z).sample.float()
         l_rec, l_edge = reconstruction_losses(x, rec, args.decoder_object_weight)
@@ -1822,6 +1833,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="from --decoder-individuals-from, share of each batch drawn from renders of the named "
                         "individuals (textual inversion's)")
     from_step(g, "decoder-individuals", "the named individuals' renders in the decoder's batches")
+    g.add_argument("--decoder-latent-noise", type=float, default=0.0,
+                   help="from --decoder-latent-noise-from, each latent gets white noise of a uniform random "
+                        "strength up to this (in units of the latents' spread, 1/scaling_factor) and is to "
+                        "decode to its clean scene: the UNet's latents are never exact, and 0.3 of noise "
+                        "turned half the cats of a round trip into the blobs the UNet draws")
+    from_step(g, "decoder-latent-noise", "noisy latents in the decoder's batches")
     g.add_argument("--decoder-individuals", type=lambda v: [n for n in v.split(",") if n], default=None,
                    metavar="NAME,...", help="whose renders --decoder-individual-share draws (default: every named "
                                             "individual)")
