@@ -854,7 +854,9 @@ def stage_decoder(args) -> bool:
     blobs (brown with red ears, grey turned lavender) that the round trip of a clean latent never
     showed, and the same blobs came from a clean latent plus white noise of 0.2-0.3 of its spread:
     from --decoder-latent-noise-from, latents get such noise and are to decode to the clean scene
-    (the checks add 0.2: noisy_class, noisy_attribute)."""
+    (the checks add 0.2: noisy_class, noisy_attribute). 1 000 such steps (up to 0.3) kept 19 cats of
+    24 under noise 0.3 (was 13), yet the UNet's own held-out characters came out no better (57 of
+    69 by class, 27 of 45 with their attribute, before and after): its errors are not white noise."""
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     vae_done, lat_done = require_done(work, "vae"), require_done(work, "latents")
@@ -1088,8 +1090,7 @@ def widen_unet(args, unet, ema, te, token_table, train_text: bool, cross: int, d
     seed = tk.derived_seed(args.seed, tk.STAGE_IDS["unet"], 11)
     wide.load_state_dict(widen.widened_state(unet.state_dict(), config, list(args.unet_widen), seed=seed))
     wide_ema = tk.EMA(wide, ema.decay)
-    wide_ema.shadow.update(widen.widened_state({k: v for k, v in ema.shadow.items()}, config,
-                                               list(args.unet_widen), seed=seed))
+    wide_ema.shadow.update(widen.widened_state(ema.shadow, config, list(args.unet_widen), seed=seed))
     opt = unet_optimizer(args, wide, te, token_table, train_text)
     log(f"[unet] widened: channels {list(config['block_out_channels'])} -> "
         f"{list(wide.config['block_out_channels'])}, {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M -> "
