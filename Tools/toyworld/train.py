@@ -1408,29 +1408,29 @@ def stage_unet(args) -> bool:
             ema_text.update(te, s)
         return loss.item(), extra
 
+    def train_then_change(at: int, change) -> bool:
+        """Trains up to step `at`; there (where steps remain) the UNet, its EMA and optimizer
+        become change()'s. False where the stage stopped first (time limit)."""
+        nonlocal step, unet, ema, opt, capture, ema_unet
+        step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=at)
+        if step < min(at, steps):
+            return False
+        if step < steps:
+            unet, ema, opt = change()
+            unet.train()
+            capture = gr.AttentionCapture(unet) if grounding is not None else None
+            ema_unet = new_unet(args, cross, unet_deep_at(args, step + 1), dev, unet_wide_at(args, step + 1)).eval()
+            objects.update(model=unet, ema=ema, opt=opt)
+        return True
+
     unet.train()
-    grow_at = args.unet_deep_attention_from
-    if grow_at and not deep:
-        step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=grow_at)
-        if step < min(grow_at, steps):
-            return False
-        if step < steps:   # see --unet-deep-attention-from
-            unet, ema, opt = grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)
-            unet.train()
-            capture = gr.AttentionCapture(unet) if grounding is not None else None
-            ema_unet = new_unet(args, cross, True, dev).eval()
-            objects.update(model=unet, ema=ema, opt=opt)
-    widen_at = args.unet_widen_from
-    if args.unet_widen and widen_at and not wide:
-        step = train_loop(run, objects, step, body, evaluate, args.sample_every, until=widen_at)
-        if step < min(widen_at, steps):
-            return False
-        if step < steps:   # see --unet-widen
-            unet, ema, opt = widen_unet(args, unet, ema, te, token_table, train_text, cross, dev)
-            unet.train()
-            capture = gr.AttentionCapture(unet) if grounding is not None else None
-            ema_unet = new_unet(args, cross, unet_deep_at(args, step + 1), dev, wide=True).eval()
-            objects.update(model=unet, ema=ema, opt=opt)
+    if args.unet_deep_attention_from and not deep and not train_then_change(   # see --unet-deep-attention-from
+            args.unet_deep_attention_from,
+            lambda: grow_unet(args, unet, ema, opt, te, token_table, train_text, cross, dev)):
+        return False
+    if args.unet_widen and args.unet_widen_from and not wide and not train_then_change(   # see --unet-widen
+            args.unet_widen_from, lambda: widen_unet(args, unet, ema, te, token_table, train_text, cross, dev)):
+        return False
     step = train_loop(run, objects, step, body, evaluate, args.sample_every)
     if step < steps:
         return False
