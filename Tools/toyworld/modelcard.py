@@ -79,7 +79,7 @@ def grounding_sentence(unet_cfg: dict) -> str:
 def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     model_dir, clip_dir, emb_dir = assets / "demo-model", assets / "demo-clip", assets / "demo-embeddings"
     out = model_dir / "MODEL_CARD.md"
-    stages = ("clip", "vae", "latents", "decoder", "unet", "fit")
+    stages = ("clip", "vae", "latents", "decoder", "unet")
     st = {s: _read(work / s / "done.json") for s in stages}
     hist = {s: _read(work / s / "log.json") for s in stages}
     names = [x for x in args.ti_concepts.split(",") if x]
@@ -214,18 +214,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
                                        f"of {last.get('individual_renders', 8)} renders each")
     stage_row("unet", lambda d: f"recognised {d.get('recognised', 0):.2f} (with position "
                                 f"{d.get('recognised_position', 0):.2f})")
-    if hist.get("fit"):
-        evals = hist["fit"].get("evals") or [{}]
-        first, last = evals[0], evals[-1]
-        stage_row("fit", lambda d: f"the UNet's {last.get('generated_n', 0)} held-out generations decoded, the decoder "
-                                   f"stage's → this: shapes {first.get('generated_objects', 0):.2f} → "
-                                   f"{last.get('generated_objects', 0):.2f}, people and cats by class "
-                                   f"{first.get('generated_class', 0):.2f} → {last.get('generated_class', 0):.2f}, with "
-                                   f"their attribute {first.get('generated_attribute', 0):.2f} → "
-                                   f"{last.get('generated_attribute', 0):.2f}; round trip PSNR "
-                                   f"{last.get('heldout_psnr', 0):.1f} dB")
     w("")
-    for name in ("clip", "vae", "decoder", "unet", "fit"):
+    for name in ("clip", "vae", "decoder", "unet"):
         h = hist.get(name)
         if h:
             c = {k: v for k, v in h.get("config", {}).items() if k not in ("model", "stage", "scheduler")}
@@ -296,8 +286,7 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     w("```")
     w("")
     w("Stages: data, clip, vae, latents, decoder (the VAE's decoder alone tuned further on the cached latents, "
-      "as SD's ft-MSE VAE was: the encoder and every latent stay), unet, fit (that decoder tuned once more on "
-      "latents the UNet drew itself, img2img from train scenes, each paired with its clean scene), ti, export, measure. Each checkpoints (model, optimizer, step, "
+      "as SD's ft-MSE VAE was: the encoder and every latent stay), unet, ti, export, measure. Each checkpoints (model, optimizer, step, "
       "RNG, loss history) into the work folder and resumes from it; batches, crops, noise and timesteps are "
       "drawn from generators keyed by (seed, stage, step), so an interrupted run continues exactly. "
       "Bit-for-bit equality across machines is not promised (thread counts and CPU kernels change float "

@@ -87,34 +87,3 @@ def test_noisy_round_trip_is_repeatable_and_noise_free_at_zero():
         noisy, noisy2 = vae_check.round_trip(vae, imgs, noise=0.3), vae_check.round_trip(vae, imgs, noise=0.3)
     assert clean.shape == imgs.shape and clean.dtype == np.uint8
     assert (clean == again).all() and (noisy == noisy2).all() and (noisy != clean).any()
-
-
-def test_load_vae_takes_the_fitted_decoder_only_for_the_unet_it_was_fitted_to(tmp_path):
-    """load_vae: the fit stage's decoder where it finished on the UNet the work folder holds now;
-    the decoder stage's when the UNet has moved on since (or with fitted=False); else the VAE's."""
-    import json
-    from diffusers import AutoencoderKL
-    from toyworld import train
-    torch.manual_seed(0)
-    kw = dict(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
-              up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=4)
-    for k, stage in enumerate(("vae", "decoder", "fit")):
-        vae = AutoencoderKL(**kw)
-        with torch.no_grad():
-            vae.post_quant_conv.bias.fill_(k)     # which stage's weights were loaded
-        vae.save_pretrained(str(tmp_path / stage / "final"))
-
-    def done(stage, **kv):
-        (tmp_path / stage).mkdir(exist_ok=True)
-        (tmp_path / stage / "done.json").write_text(json.dumps(kv))
-
-    def loaded(**kw):
-        return int(train.load_vae(tmp_path, "cpu", **kw).post_quant_conv.bias[0])
-    assert loaded() == 0
-    done("decoder", digest="d")
-    done("unet", digest="u1")
-    assert loaded() == 1
-    done("fit", digest="f", upstream={"unet": "u1"})
-    assert loaded() == 2 and loaded(fitted=False) == 1
-    done("unet", digest="u2")
-    assert loaded() == 1

@@ -92,7 +92,7 @@ CONCEPTS = {"alex": ("person", ("alex",)), "cora": ("person", ("cora",)),
 MEASURE_PAIRS = (("alex", "cora", "<alex> and <cora>"), ("alex", "koko", "<alex> and <koko>"),
                  ("alex", "cora", "<alexcora>"))
 
-STAGES = ("data", "clip", "vae", "latents", "decoder", "unet", "fit", "ti", "export", "measure", "card")
+STAGES = ("data", "clip", "vae", "latents", "decoder", "unet", "ti", "export", "measure", "card")
 
 # Step targets: an explicit --<stage>-steps wins, then --steps, then the preset's.
 PRESETS = {
@@ -160,7 +160,7 @@ PRESETS = {
     # the check takes 32 captions, and a fifth cosine from 1.5e-4 runs to 80 000. The VAE smudged
     # faces (after its round trip alex was found in 4 renders of 16, a character's captioned
     # attribute in 67%): the decoder stage tunes its decoder alone, 1 000 steps, encoder and latents kept.
-    "cpu": dict(steps=dict(clip=800, vae=7000, decoder=1000, unet=80000, fit=1000, ti=1500),
+    "cpu": dict(steps=dict(clip=800, vae=7000, decoder=1000, unet=80000, ti=1500),
                 opts=dict(scenes=10000, vae_full_from=0, vae_full_batch=8, vae_lr=1e-3,
                           vae_channels="32,64,128,128", text_hidden=64, vae_refine_from=4000,
                           vae_object_weight=4.0, vae_peak_weight=1.0, vae_peak_boost_from=6500,
@@ -174,13 +174,13 @@ PRESETS = {
                           unet_ground_pixel_weight=(0.01, 0.005), unet_ground_from=(61412, 69000),
                           sample_captions=32, sample_every=1000)),
     # a GPU machine: the same shippable architecture, bigger batches and more steps (untested)
-    "gpu": dict(steps=dict(clip=6000, vae=6000, decoder=1000, unet=30000, fit=1000, ti=1000),
+    "gpu": dict(steps=dict(clip=6000, vae=6000, decoder=1000, unet=30000, ti=1000),
                 opts=dict(scenes=40000, clip_batch=256, vae_batch=32, unet_batch=128,
                           unet_lr=1e-3, sample_every=2000, device="cuda")),
     # seconds: tiny data and a handful of steps per stage, default architectures
-    "smoke": dict(steps=dict(clip=3, vae=3, decoder=2, unet=3, fit=2, ti=2),
+    "smoke": dict(steps=dict(clip=3, vae=3, decoder=2, unet=3, ti=2),
                   opts=dict(scenes=48, eval_scenes=8, ckpt_every=2, sample_every=2,
-                            sample_captions=2, sample_steps=2, scale_samples=16, ti_images=4, fit_pairs=4, fit_eval_captions=2,
+                            sample_captions=2, sample_steps=2, scale_samples=16, ti_images=4,
                             ti_eval=1, measure_captions=2, measure_seeds=1, clip_extra=2)),
 }
 
@@ -275,7 +275,7 @@ def require_done(work: Path, stage: str) -> dict:
 
 
 def common_config(args, stage: str, **kw) -> dict:
-    return {"stage": stage, "steps": stage_steps(args, stage) if stage in ("clip", "vae", "decoder", "unet", "fit", "ti") else None,
+    return {"stage": stage, "steps": stage_steps(args, stage) if stage in ("clip", "vae", "decoder", "unet", "ti") else None,
             "seed": args.seed, "device": args.device,
             **({"bf16_autocast": use_bf16(args)} if stage in ("vae", "unet") else {}), **kw}
 
@@ -365,22 +365,12 @@ def load_text_encoder(work: Path, dev):
     return te
 
 
-def load_vae(work: Path, dev, fitted: bool = True):
-    """The VAE with the latest decoder its stages made (the encoder is always the VAE stage's, so
-    every cached latent holds): the fit stage's, fitted to the UNet's latents, where it finished
-    on the UNet the unet stage holds now (and `fitted`); else the decoder stage's where it
-    finished; else the VAE stage's."""
+def load_vae(work: Path, dev):
+    """The VAE with the decoder stage's decoder where that stage has finished (its encoder is the
+    VAE stage's, so every cached latent holds)."""
     from diffusers import AutoencoderKL
-    src = work / "vae" / "final"
-    if (work / "decoder" / "done.json").exists():
-        src = work / "decoder" / "final"
-    fit_done, unet_done = work / "fit" / "done.json", work / "unet" / "done.json"
-    if fitted and fit_done.exists() and unet_done.exists():
-        fitted_on = json.loads(fit_done.read_text()).get("upstream", {}).get("unet")
-        if fitted_on == json.loads(unet_done.read_text()).get("digest"):
-            src = work / "fit" / "final"
-        else:
-            log(f"[vae] {work / 'fit'} was fitted to another UNet: using {src} (re-run `train.py fit --restart fit`)")
+    tuned = work / "decoder" / "final"
+    src = tuned if (work / "decoder" / "done.json").exists() else work / "vae" / "final"
     vae = AutoencoderKL.from_pretrained(str(src), dtype=torch.float32).to(dev).eval()
     vae.requires_grad_(False)
     return vae
@@ -866,7 +856,15 @@ def stage_decoder(args) -> bool:
     from --decoder-latent-noise-from, latents get such noise and are to decode to the clean scene
     (the checks add 0.2: noisy_class, noisy_attribute). 1 000 such steps (up to 0.3) kept 19 cats of
     24 under noise 0.3 (was 13), yet the UNet's own held-out characters came out no better (57 of
-    69 by class, 27 of 45 with their attribute, before and after): its errors are not white noise."""
+    69 by class, 27 of 45 with their attribute, before and after): its errors are not white noise.
+    Nor did the UNet's own latents help: train scenes' latents redrawn by the UNet (img2img, their
+    caption, DDIM 20 g5), each paired with its clean scene, as a share of each batch made every
+    figure worse (2 400 pairs at strength 0.3-0.8, half of each batch, 250 steps: the UNet's 69
+    held-out people and cats by class 57 -> 49, with their attribute 27 -> 16 of 45, the round
+    trip's objects 98.4 -> 91.4%; 1 200 pairs at 0.15-0.45, a quarter, 200 steps: 57 -> 55 and
+    27 -> 22, 98.4 -> 95.3%), while the same 200 steps on posterior samples alone left them as they
+    were (56 and 28; 98.4%): the UNet redraws what it is given (a hat's colour, a cat's place), and a decoder taught to
+    map that back to the scene learns to blur."""
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     vae_done, lat_done = require_done(work, "vae"), require_done(work, "latents")
@@ -1447,165 +1445,6 @@ def stage_unet(args) -> bool:
 
 
 # ============================================================================================
-# stage: fit (the decoder fitted to the UNet's own latents)
-# ============================================================================================
-def stage_fit(args) -> bool:
-    """The decoder tuned further on latents the trained UNet drew itself. Its people and cats came
-    out as blobs (brown cats with red specks on their ears, read as a person with a red bow; grey
-    ones with lavender patches) that no clean round trip shows; a clean latent plus white noise
-    of 0.2-0.3 of its spread decodes to the same blobs, yet a decoder trained on such noise drew
-    the UNet's own characters no better: its errors are not white noise. So: train scenes'
-    latents noised to a random img2img strength (--fit-strength) and denoised by the UNet with
-    their caption (--sampler, --sample-steps, --guidance: DDIM 20, guidance 5, as the demo samples), each paired with its clean scene,
-    are --fit-share of each batch; the rest are the decoder stage's posterior samples, so
-    clean decodes hold. A probe (800 pairs from scenes with characters, 400 steps) drew the
-    held-out people and cats generated from noise by class 57 -> 61 of 69, with their attribute
-    27 -> 29 of 45. The checks decode the same held-out generations (--fit-eval-captions,
-    seeds 20000.., the UNet's latents cached) with the decoder as it is."""
-    work, dev = Path(args.work), device(args)
-    vae_done, lat_done, unet_done = (require_done(work, s) for s in ("vae", "latents", "unet"))
-    steps = stage_steps(args, "fit")
-    if steps == 0:
-        return True
-    upstream = {"vae": vae_done["digest"], "latents": lat_done["digest"], "unet": unet_done["digest"]}
-    if (work / "decoder" / "done.json").exists():
-        upstream["decoder"] = require_done(work, "decoder")["digest"]
-    cfg = common_config(args, "fit", batch=args.decoder_batch, lr=args.fit_lr, warmup=args.decoder_warmup,
-                        pairs=args.fit_pairs, strength=args.fit_strength, share=args.fit_share,
-                        pair_character_share=args.fit_character_share, object_weight=args.decoder_object_weight,
-                        character_share=args.decoder_character_share, edge_weight=args.edge_weight,
-                        peak_weight=args.vae_peak_weight, sample=dict(sampler=args.sampler, steps=args.sample_steps,
-                                                                      guidance=args.guidance))
-    run = open_stage(args, "fit", steps, cfg, upstream)
-    if run is None:
-        return True
-    vae = load_vae(work, dev, fitted=False)
-    batches = DecoderBatches(args, work, lat_done, None)
-    unet, te, tok = load_unet(work, dev), load_text_encoder(work, dev), load_tokenizer()
-    pair_latents, pair_scenes = unet_pairs(args, run.dir, vae, te, tok, unet, batches)
-    generated = GeneratedChecks(args, run.dir, vae, te, tok, unet)
-    del unet, te
-    tuned, opt = decoder_optimizer(args, vae, args.fit_lr)
-    objects = {"model": vae, "opt": opt}
-    step = run.resume(objects)
-    if step == 0 and args.fit_init:
-        step = seed_from_weights(vae, Path(args.fit_init), run)
-    checks = DecoderChecks(args, noisy=False)
-
-    def evaluate(at):
-        run.add_eval(at, **checks(vae), **generated(vae))
-
-    if step == 0:
-        evaluate(0)   # the decoder stage's decoder on the same figures
-
-    def body(s):
-        lr = tk.set_lr(opt, s, args.fit_lr, args.decoder_warmup, steps)
-        g = tk.step_generator(args.seed, "vae", s, sub=3)
-        n_pairs = int(round(args.decoder_batch * args.fit_share))
-        z, x = batches.draw(s, args.decoder_batch - n_pairs, g)             # [B-P, 4, h, w], [B-P, 3, H, W]
-        pick = np.sort(torch.randint(0, len(pair_latents), (n_pairs,), generator=g).numpy())
-        z = torch.cat([z, torch.from_numpy(np.asarray(pair_latents[pick]))])               # [B, 4, h, w]
-        x = torch.cat([x, tk.to_pixels(batches.imgs[pair_scenes[pick]])])                 # [B, 3, H, W]
-        return decoder_update(args, vae, opt, tuned, z, x, lr)
-
-    vae.train()
-    step = train_loop(run, objects, step, body, evaluate, args.eval_every)
-    if step < steps:
-        return False
-    evaluate(step)
-    vae.eval()
-    final = run.dir / "final"
-    vae.save_pretrained(str(final))
-    return run.finish(step, objects, digest=tk.file_digest(sorted(final.glob("*.safetensors"))))
-
-
-@torch.no_grad()
-def unet_pairs(args, d: Path, vae, te, tok, unet, batches: "DecoderBatches") -> tuple[np.ndarray, np.ndarray]:
-    """(UNet latents [N, 4, h, w] unscaled, as the decoder reads them; their train scenes [N]):
-    --fit-pairs train scenes (--fit-character-share with people or cats), each latent's
-    posterior mean noised to an img2img strength drawn from --fit-strength and denoised with
-    its caption. Cached in the stage's folder, resumable chunk by chunk."""
-    from diffusers import StableDiffusionImg2ImgPipeline
-    n, chunk = args.fit_pairs, 8
-    rng = np.random.default_rng([args.seed, 7])
-    n_chars = int(round(n * args.fit_character_share))
-    scenes = np.concatenate([rng.choice(batches.pools[0], n_chars), rng.choice(batches.pools[1], n - n_chars)])
-    scenes = scenes[rng.permutation(n)]
-    lo, hi = args.fit_strength
-    strengths = rng.uniform(lo, hi, (n + chunk - 1) // chunk)
-    path, progress = d / "pairs.npy", d / "pairs.json"
-    done = json.loads(progress.read_text())["done"] if progress.exists() and path.exists() else 0
-    if done == 0:
-        np.lib.format.open_memmap(path, "w+", np.float32, (n, 4, LATENT_SIZE, LATENT_SIZE)).flush()
-    out = np.load(path, mmap_mode="r+")
-    if done < n:
-        pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
-                                              scheduler=make_scheduler(args.sampler), safety_checker=None,
-                                              feature_extractor=None, requires_safety_checker=False)
-        pipe.set_progress_bar_config(disable=True)
-        _, caps = train_scenes(args)
-        sf = float(vae.config.scaling_factor)
-        t0 = time.time()
-        for a in range(done, n, chunk):
-            idx = scenes[a:a + chunk]
-            init = torch.from_numpy(np.asarray(batches.mean[idx])) * sf                     # [b, 4, h, w]
-            gens = [torch.Generator("cpu").manual_seed(tk.derived_seed(args.seed, tk.STAGE_IDS["vae"], 4, a + k))
-                    for k in range(len(idx))]
-            z = pipe(prompt=[caps[i] for i in idx], image=init.to(vae.device), strength=float(strengths[a // chunk]),
-                     num_inference_steps=args.sample_steps, guidance_scale=args.guidance, generator=gens,
-                     output_type="latent").images                              # [b, 4, h, w], scaled
-            out[a:a + len(idx)] = (z / sf).float().cpu().numpy()
-            out.flush()
-            tk.write_json_atomic(progress, {"done": a + len(idx)})
-            if (a // chunk) % 25 == 0:
-                log(f"[fit] UNet pairs {a + len(idx)}/{n} ({time.time() - t0:.0f} s)")
-    np.save(d / "pair_scenes.npy", scenes)
-    return np.load(path, mmap_mode="r"), scenes
-
-
-class GeneratedChecks:
-    """The held-out captions' scenes (--fit-eval-captions, seeds 20000.. as measure_pareidolia
-    draws them) generated from noise by the UNet once (latents cached), decoded by the decoder as
-    it is: shapes found, people and cats by class and with their captioned attribute."""
-
-    def __init__(self, args, d: Path, vae, te, tok, unet):
-        self.scenes = list(world.dataset("heldout", args.fit_eval_captions, size=IMAGE_SIZE, seed=args.world_seed))
-        path = d / "heldout_latents.npy"
-        if not path.exists():
-            pipe = make_pipeline(vae, te, tok, unet, args.sampler)
-            lat = []
-            for i in range(0, len(self.scenes), 8):
-                part = self.scenes[i:i + 8]
-                gens = [torch.Generator("cpu").manual_seed(20000 + i + k) for k in range(len(part))]
-                with torch.no_grad():
-                    r = pipe(prompt=[x.caption for x in part], num_inference_steps=args.sample_steps,
-                             guidance_scale=args.guidance, generator=gens, height=IMAGE_SIZE, width=IMAGE_SIZE,
-                             output_type="latent")
-                lat.append((r.images / float(vae.config.scaling_factor)).float().cpu().numpy())   # [b, 4, h, w]
-            tk.save_npy_atomic(path, np.concatenate(lat))
-        self.latents = torch.from_numpy(np.load(path))                     # [N, 4, h, w]
-
-    @torch.no_grad()
-    def __call__(self, vae) -> dict:
-        from toyworld import vae_check
-        from toyworld.measure_pareidolia import match
-        was_training = vae.training
-        vae.eval()
-        images = np.concatenate([tk.to_uint8(vae.decode(self.latents[i:i + 16].to(vae.device)).sample)
-                                 for i in range(0, len(self.latents), 16)])  # [N, H, W, 3]
-        vae.train(was_training)
-        shapes = found = 0
-        for s, im in zip(self.scenes, images):
-            hits = match(s, *detect.analyse(im))
-            shapes += sum(o.kind == "shape" for o in s.objects)
-            found += sum(o.kind == "shape" and o.id in hits for o in s.objects)
-        chars = vae_check.characters(vae, self.scenes, images, per_individual=0)
-        return dict(generated_objects=found / max(1, shapes), generated_class=chars["characters_class"],
-                    generated_attribute=chars["characters_attribute"], generated_characters=chars["characters"],
-                    generated_n=len(self.scenes))
-
-
-# ============================================================================================
 # stage: ti
 # ============================================================================================
 def placeholder_tokens(name: str, n_vectors: int) -> list[str]:
@@ -1957,7 +1796,7 @@ def stage_card(args) -> bool:
 # CLI
 # ============================================================================================
 RUNNERS = {"data": stage_data, "clip": stage_clip, "vae": stage_vae, "latents": stage_latents,
-           "decoder": stage_decoder, "unet": stage_unet, "fit": stage_fit, "ti": stage_ti, "export": stage_export, "measure": stage_measure,
+           "decoder": stage_decoder, "unet": stage_unet, "ti": stage_ti, "export": stage_export, "measure": stage_measure,
            "card": stage_card}
 
 
@@ -2012,7 +1851,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae-warmup", type=int, default=100)
     g.add_argument("--vae-channels", default="32,64,64,64")
     g.add_argument("--vae-init", default=None, help="start from these weights (.safetensors with a 'step' in its metadata) when there is no checkpoint")
-    g.add_argument("--seed-stage", choices=["clip", "vae", "decoder", "fit", "unet"], default="vae", help="(seed command) whose checkpoint to write")
+    g.add_argument("--seed-stage", choices=["clip", "vae", "decoder", "unet"], default="vae", help="(seed command) whose checkpoint to write")
     g.add_argument("--seed-out", default=None, help="(seed command) where to write the VAE checkpoint's weights, fp16")
     g.add_argument("--vae-layers", type=int, default=1)
     g.add_argument("--kl-weight", type=float, default=1e-6)
@@ -2053,21 +1892,6 @@ def build_parser() -> argparse.ArgumentParser:
                                             "individual)")
     g.add_argument("--decoder-init", default=None,
                    help="start from these weights (train.py seed --seed-stage decoder) when there is no checkpoint")
-    g = c.add_argument_group("fit (the decoder fitted to the UNet's own latents)")
-    g.add_argument("--fit-steps", type=int)
-    g.add_argument("--fit-lr", type=float, default=1e-4)
-    g.add_argument("--fit-pairs", type=int, default=2400,
-                   help="train scenes whose latents the UNet redraws (img2img) to pair with the clean scene")
-    g.add_argument("--fit-strength", type=floats, default=(0.3, 0.8), metavar="LO,HI",
-                   help="each chunk of 8 pairs is noised to an img2img strength drawn uniformly from LO..HI")
-    g.add_argument("--fit-share", type=float, default=0.5,
-                   help="share of each batch drawn from the pairs (the rest: the decoder stage's posterior samples)")
-    g.add_argument("--fit-character-share", type=float, default=0.75,
-                   help="share of the pairs drawn from train scenes with people or cats")
-    g.add_argument("--fit-init", default=None,
-                   help="start from these weights (train.py seed --seed-stage fit) when there is no checkpoint")
-    g.add_argument("--fit-eval-captions", type=int, default=200,
-                   help="held-out captions the checks generate (once) and decode (measure_pareidolia's seeds)")
     g = c.add_argument_group("unet")
     g.add_argument("--unet-steps", type=int)
     g.add_argument("--unet-batch", type=int, default=32)
@@ -2196,7 +2020,7 @@ def main(argv=None) -> int:
         stage = args.seed_stage
         ck = torch.load(str(work / stage / "ckpt.pt"), map_location="cpu", weights_only=False)
         text_state = None
-        if stage in ("vae", "decoder", "fit"):   # a decoder's seed is the whole VAE, its encoder unchanged
+        if stage in ("vae", "decoder"):   # a decoder's seed is the whole VAE, its encoder unchanged
             from diffusers import AutoencoderKL
             model = AutoencoderKL(**vae_kwargs(args))
             model.load_state_dict(ck["objects"]["model"])

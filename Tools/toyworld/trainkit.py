@@ -186,14 +186,6 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
 def torch_save_atomic(obj, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
