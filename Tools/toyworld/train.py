@@ -863,8 +863,8 @@ def stage_decoder(args) -> bool:
     held-out people and cats by class 57 -> 49, with their attribute 27 -> 16 of 45, the round
     trip's objects 98.4 -> 91.4%; 1 200 pairs at 0.15-0.45, a quarter, 200 steps: 57 -> 55 and
     27 -> 22, 98.4 -> 95.3%), while the same 200 steps on posterior samples alone left them as they
-    were (56 and 28; 98.4%): the UNet redraws what it is given (a hat's colour, a cat's place), and a decoder taught to
-    map that back to the scene learns to blur."""
+    were (56 and 28; 98.4%): the UNet redraws what it is given (a hat's colour, a cat's place), and
+    a decoder taught to map that back to the scene learns to blur."""
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     vae_done, lat_done = require_done(work, "vae"), require_done(work, "latents")
@@ -881,7 +881,7 @@ def stage_decoder(args) -> bool:
     if run is None:
         return True
     vae = AutoencoderKL.from_pretrained(str(work / "vae" / "final"), dtype=torch.float32).to(dev)
-    tuned, opt = decoder_optimizer(args, vae, args.decoder_lr)
+    tuned, opt = decoder_optimizer(vae, args.decoder_lr)
     objects = {"model": vae, "opt": opt}
     step = run.resume(objects)
     if step == 0 and args.decoder_init:
@@ -906,7 +906,7 @@ def stage_decoder(args) -> bool:
     return run.finish(step, objects, digest=tk.file_digest(sorted(final.glob("*.safetensors"))))
 
 
-def decoder_optimizer(args, vae, lr: float):
+def decoder_optimizer(vae, lr: float):
     """The decoder and post_quant_conv trainable, the encoder frozen (every cached latent holds)."""
     vae.requires_grad_(False)
     tuned = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
