@@ -876,18 +876,13 @@ def stage_decoder(args) -> bool:
                         edge_weight=args.edge_weight, peak_weight=args.vae_peak_weight,
                         individual_share=args.decoder_individual_share, individuals_from=args.decoder_individuals_from,
                         individuals=args.decoder_individuals, latent_noise=args.decoder_latent_noise,
-                        latent_noise_from=args.decoder_latent_noise_from,
-                        **({"gan_weight": args.decoder_gan_weight, "gan_from": args.decoder_gan_from,
-                            "disc_lr": args.decoder_disc_lr or args.decoder_lr} if args.decoder_gan_weight > 0 else {}))
+                        latent_noise_from=args.decoder_latent_noise_from)
     run = open_stage(args, "decoder", steps, cfg, {"vae": vae_done["digest"], "latents": lat_done["digest"]})
     if run is None:
         return True
     vae = AutoencoderKL.from_pretrained(str(work / "vae" / "final"), dtype=torch.float32).to(dev)
     tuned, opt = decoder_optimizer(vae, args.decoder_lr)
     objects = {"model": vae, "opt": opt}
-    gan = DecoderGAN(args, dev) if args.decoder_gan_weight > 0 else None
-    if gan is not None:
-        objects.update(disc=gan.disc, disc_opt=gan.opt)
     step = run.resume(objects)
     if step == 0 and args.decoder_init:
         step = seed_from_weights(vae, Path(args.decoder_init), run)
@@ -898,8 +893,7 @@ def stage_decoder(args) -> bool:
         lr = tk.set_lr(opt, s, args.decoder_lr, args.decoder_warmup, steps)
         g = tk.step_generator(args.seed, "vae", s, sub=2)
         z, x = batches.draw(s, args.decoder_batch, g)
-        return decoder_update(args, vae, opt, tuned, z, x, lr,
-                              gan if gan is not None and s >= args.decoder_gan_from else None)
+        return decoder_update(args, vae, opt, tuned, z, x, lr)
 
     vae.train()
     step = train_loop(run, objects, step, body, lambda at: run.add_eval(at, **checks(vae)), args.eval_every)
@@ -956,11 +950,8 @@ class DecoderBatches:
         return z, x
 
 
-def decoder_update(args, vae, opt, tuned, z: torch.Tensor, x: torch.Tensor, lr: float,
-                   gan: "DecoderGAN | None" = None) -> tuple[float, dict]:
-    """One step: decode z [B, 4, h, w] towards the scenes x [B, 3, H, W]; with `gan`, the
-    adversarial term too (see --decoder-gan-weight), then one step of its discriminator."""
-    from toyworld import patchgan
+def decoder_update(args, vae, opt, tuned, z: torch.Tensor, x: torch.Tensor, lr: float) -> tuple[float, dict]:
+    """One step: decode z [B, 4, h, w] towards the scenes x [B, 3, H, W]."""
     dev = next(vae.parameters()).device
     z, x = z.to(dev), x.to(dev)
     with autocast(args):
@@ -968,40 +959,11 @@ def decoder_update(args, vae, opt, tuned, z: torch.Tensor, x: torch.Tensor, lr: 
     l_rec, l_edge = reconstruction_losses(x, rec, args.decoder_object_weight)
     l_peak = peak_loss(x, rec - x, 32)
     loss = l_rec + args.edge_weight * l_edge + args.vae_peak_weight * l_peak
-    extra = {"rec": l_rec.item(), "edge": l_edge.item(), "peak": l_peak.item(), "lr": lr}
-    if gan is not None:
-        with autocast(args):
-            l_adv = patchgan.generator_loss(gan.disc(rec).float())
-        w = args.decoder_gan_weight * patchgan.adaptive_weight(loss, l_adv, vae.decoder.conv_out.weight)
-        loss = loss + w * l_adv
-        extra.update(adv=l_adv.item(), adv_weight=float(w))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(tuned, 1.0)
     opt.step()
-    if gan is not None:
-        extra["disc"] = gan.step(args, x, rec.detach())
-    return loss.item(), extra
-
-
-class DecoderGAN:
-    """The decoder stage's discriminator (patchgan.py) and its optimizer (Adam betas 0.5, 0.9,
-    as LDM's autoencoders)."""
-
-    def __init__(self, args, dev):
-        from toyworld import patchgan
-        self.disc = patchgan.PatchDiscriminator().to(dev)
-        self.opt = torch.optim.AdamW(self.disc.parameters(), lr=args.decoder_disc_lr or args.decoder_lr,
-                                     betas=(0.5, 0.9), weight_decay=0.0)
-
-    def step(self, args, real: torch.Tensor, fake: torch.Tensor) -> float:
-        from toyworld import patchgan
-        with autocast(args):
-            loss = patchgan.hinge_loss(self.disc(real).float(), self.disc(fake).float())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return loss.item()
+    return loss.item(), {"rec": l_rec.item(), "edge": l_edge.item(), "peak": l_peak.item(), "lr": lr}
 
 
 class DecoderChecks:
@@ -1925,12 +1887,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "decode to its clean scene: the UNet's latents are never exact, and 0.3 of noise "
                         "turned half the cats of a round trip into the blobs the UNet draws")
     from_step(g, "decoder-latent-noise", "noisy latents in the decoder's batches")
-    g.add_argument("--decoder-gan-weight", type=float, default=0.0,
-                   help="from --decoder-gan-from, an adversarial term (a PatchGAN discriminator, hinge loss, "
-                        "weighed against the reconstruction by their gradients at the last layer, times this; "
-                        "LDM's autoencoders: 0.5): where a latent is unsure of a detail, L1/L2 draw a blur")
-    from_step(g, "decoder-gan", "the adversarial term and its discriminator's training")
-    g.add_argument("--decoder-disc-lr", type=float, default=None, help="the discriminator's rate (default: --decoder-lr)")
     g.add_argument("--decoder-individuals", type=lambda v: [n for n in v.split(",") if n], default=None,
                    metavar="NAME,...", help="whose renders --decoder-individual-share draws (default: every named "
                                             "individual)")
