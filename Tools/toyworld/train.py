@@ -1197,7 +1197,7 @@ def focus_batch_order(args, masks, captions: list[str]) -> tk.BatchOrder | None:
     log(f"[unet] from step {args.unet_repeat_from}: scenes repeated {args.unet_repeat}; an epoch draws "
         + ", ".join(f"{k} {int(repeat[m].sum())} of {len(pool)}" for k, m in
                     (("two-thing scenes", things >= 2), ("character scenes", characters))))
-    return tk.BatchOrder(len(repeat), args.unet_batch, args.seed, "unet", sub=1, pool=pool)
+    return tk.BatchOrder(pool, args.unet_batch, args.seed, "unet", sub=1)
 
 
 def ground_weights(args, s: int) -> tuple[float, float] | None:

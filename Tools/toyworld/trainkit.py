@@ -41,13 +41,13 @@ def step_generator(seed: int, stage: str, step: int, sub: int = 0) -> torch.Gene
 
 
 class BatchOrder:
-    """Epoch-wise permutations of range(n), stateless: batch(step) depends only on its inputs.
-    With `pool` (indices, repeats allowed) an epoch is a permutation of the pool instead, so a
-    scene listed twice is drawn twice as often."""
+    """Epoch-wise permutations of `items`, stateless: batch(step) depends only on its inputs.
+    `items` is n for range(n), or an array of indices (repeats allowed: a scene listed twice is
+    drawn twice as often)."""
 
-    def __init__(self, n: int, batch: int, seed: int, stage: str, sub: int = 0, pool: np.ndarray | None = None):
-        self.pool = None if pool is None else np.asarray(pool, dtype=np.int64)
-        self.n = n if pool is None else len(self.pool)
+    def __init__(self, items: int | np.ndarray, batch: int, seed: int, stage: str, sub: int = 0):
+        self.pool = None if np.ndim(items) == 0 else np.asarray(items, dtype=np.int64)
+        self.n = int(items) if self.pool is None else len(self.pool)
         self.batch, self.key = batch, (seed, STAGE_IDS[stage], sub)
         self._cache: dict[int, np.ndarray] = {}
 
