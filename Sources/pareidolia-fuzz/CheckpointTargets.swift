@@ -33,7 +33,7 @@ let checkpointTargets: [FuzzTarget] = [
         let torch = try TorchFile(file: file, container: .legacy)
         try readTensors(Checkpoint.flatten(torch.root, file: file.name))
     },
-    FuzzTarget(name: "embedding", about: "textual-inversion files: A1111 .pt, diffusers .bin, kohya .safetensors") { bytes in
+    FuzzTarget(name: "embedding", about: "textual-inversion files: A1111 .pt, diffusers .bin, kohya .safetensors", usesVocabulary: true) { bytes in
         // The first byte picks the extension, which decides how a damaged header is reported.
         guard let first = bytes.first else { return }
         let ext = ["pt", "bin", "safetensors"][Int(first) % 3]
@@ -42,7 +42,7 @@ let checkpointTargets: [FuzzTarget] = [
         _ = ModelDetection(archive)
         _ = try EmbeddingLoader.load("trigger=\(path)", tokenizer: sharedTokenizer, width: nil)
     },
-    FuzzTarget(name: "bind", about: "model-kind detection and weight binding of a checkpoint whose shapes lie") { bytes in
+    FuzzTarget(name: "bind", about: "model-kind detection and weight binding of a checkpoint whose shapes lie", usesVocabulary: true) { bytes in
         // The input lists tensors, one per line: `DTYPE NAME DIM DIM …`; the file is built from it
         // with zero data, so the fuzzer can change shapes without also having to fix offsets.
         guard let file = syntheticCheckpoint(bytes) else { return }

@@ -9,6 +9,9 @@ import Foundation
 struct FuzzTarget {
     let name: String
     let about: String
+    /// Whether the reader tokenizes: then main.swift reads the bundled CLIP vocabulary before
+    /// libFuzzer's clock starts (see there); the other targets never load it.
+    var usesVocabulary = false
     let run: (UnsafeRawBufferPointer) throws -> Void
 }
 

@@ -18,7 +18,7 @@ let textTargets: [FuzzTarget] = [
         _ = try? CLIPVocabulary(tokenizerJSON: data, source: "tokenizer.json")
         _ = try CLIPVocabulary(vocabJSON: data, mergesText: "#version: 0.2\na b\n", source: "tokenizer")
     },
-    FuzzTarget(name: "tokenizer", about: "the CLIP tokenizer on any bytes (invalid UTF-8 too), and merges.txt") { bytes in
+    FuzzTarget(name: "tokenizer", about: "the CLIP tokenizer on any bytes (invalid UTF-8 too), and merges.txt", usesVocabulary: true) { bytes in
         let s = text(bytes)
         let tokens = sharedTokenizer.tokenize(s)
         _ = sharedTokenizer.encode(s)
@@ -26,7 +26,7 @@ let textTargets: [FuzzTarget] = [
         if let id = bytes.first { _ = sharedTokenizer.decode(Int32(id) * 200 - 1000) }  // ids outside the table too
         _ = try CLIPVocabulary(openAIMerges: s, source: "merges.txt")
     },
-    FuzzTarget(name: "prompt", about: "the A1111 prompt parser and chunker: brackets, weights, BREAK, embedding triggers") { bytes in
+    FuzzTarget(name: "prompt", about: "the A1111 prompt parser and chunker: brackets, weights, BREAK, embedding triggers", usesVocabulary: true) { bytes in
         let s = text(bytes)
         _ = PromptParser.parse(s)
         let chunker = PromptChunker(tokenizer: sharedTokenizer, embeddings: fuzzEmbeddings)

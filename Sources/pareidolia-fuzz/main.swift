@@ -14,8 +14,7 @@ func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>,
 // sanitizer). Read here, before the driver's clock starts, so the input that first needs it is
 // not timed with it: in -fork mode every job is a new process, and on a loaded machine that
 // input passed the 1 s limit (three false timeouts of bind in a 25-minute run).
-_ = selectedTarget
-_ = CLIPVocabulary.bundled
+if selectedTarget.usesVocabulary { _ = CLIPVocabulary.bundled }
 
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
