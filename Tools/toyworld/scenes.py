@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import characters, palette, shapes, version
+from . import characters, palette, shapes
 from .canvas import Canvas
 from .characters import Character
 
-# Head size (fraction of the width) of characters, by size class and world version.
-CHARACTER_SIZES_BY_VERSION = {2: {"medium": 0.28, "large": 0.36},
-                              3: {"medium": 0.36, "large": 0.44}}
-CHARACTER_SIZES = CHARACTER_SIZES_BY_VERSION[version.VERSION]
+# Head size (fraction of the width) of characters, by size class.
+CHARACTER_SIZES = {"medium": 0.28, "large": 0.36}
 
 
 @dataclass
