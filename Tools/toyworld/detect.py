@@ -6,7 +6,8 @@
    half of, so blurred edges land where the renderer's 50%-coverage masks put them.
 2. Characters first: large solid skin/fur components (holes filled, a closing seals outlines a
    blur broke); both sides of the top edge rising above its middle make a cat (ears); an
-   object-coloured component resting on a head is its hat. Named individuals are read off
+   object-coloured component resting on a head is its hat, the main colour of the blob of
+   object colours holding it its colour. Named individuals are read off
    (kind, head colour, hat colour) or (cat, fur colour, forehead stripes).
 3. Shapes: components of each object colour with an eroded core (blur fringes, lines and
    specks have none), outside the characters' zones, classified by IoU of the bbox-normalised
@@ -23,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import palette, shapes
-from .imageops import (bbox as mask_bbox, components, dilate, erode, fill_holes, gaussian_blur,
+from .imageops import (bbox as mask_bbox, components, dilate, erode, fill_holes, gaussian_blur, label_components,
                        median3, upsample)
 from .characters import NAMED
 
@@ -270,9 +271,11 @@ def _stripe_score(image, filled, bbox, kind) -> float:
 
 
 def _hat(labels, filled, bbox, obj_ids, names):
-    """The object-coloured component resting on the head's upper half, if any.
+    """The object-coloured component resting on the head's upper half, if any, and its colour.
 
-    It must lie mostly outside the (hole-filled) head, so eyes and mouth never count.
+    It must lie mostly outside the (hole-filled) head, so eyes and mouth never count. Its colour
+    is the main colour of the blob of object colours that holds it: a decoder blurs a blue hat
+    into the skin below it through a band of purple, and the band is what touches the head.
     """
     h, w = labels.shape
     x0, y0, x1, y1 = bbox
@@ -282,7 +285,7 @@ def _hat(labels, filled, bbox, obj_ids, names):
     touch = dilate(filled, 2) & upper
     # Only look in a window around the head: hats are at most one head high above it.
     win = (slice(max(0, y0 - bh), y1), slice(max(0, x0 - bw // 2), min(w, x1 + bw)))
-    best_hits, colour, hat = 0, None, np.zeros_like(filled)
+    best_hits, hat = 0, np.zeros_like(filled)
     for k in obj_ids:
         m = np.zeros_like(filled)
         m[win] = labels[win] == k
@@ -291,9 +294,15 @@ def _hat(labels, filled, bbox, obj_ids, names):
         for comp in components(m, max(6, int(0.0015 * h * w)), 0.1):
             hits = (comp & touch).sum()
             if hits > best_hits and (comp & ~filled).sum() > 0.6 * comp.sum():
-                best_hits, colour, hat = hits, names[k], comp
+                best_hits, hat = hits, comp
     if best_hits == 0:
         return "none", None, hat
+    blob = np.zeros_like(filled)
+    blob[win] = np.isin(labels[win], obj_ids)
+    blob_labels, _ = label_components(blob)
+    hat = (blob_labels == blob_labels[hat].max()) & ~filled                  # the whole hat
+    counts = np.bincount(labels[hat], minlength=len(names))
+    colour = names[max(obj_ids, key=lambda k: counts[k])]
     hx0, hy0, hx1, hy1 = mask_bbox(hat)
     hh, hw = (hy1 - hy0) / bw, (hx1 - hx0) / bw
     kind = "top hat" if hh > 0.5 else ("cap" if hw > 0.95 else "bow")

@@ -236,6 +236,23 @@ def test_detector_tells_individuals_apart():
     assert hits >= 0.9 * total
 
 
+def test_detector_reads_a_hat_by_its_area():
+    """A decoder blurs a blue hat into the skin below it through purple: the hat is the colour
+    of most of it, not of the band that touches the head."""
+    rng = np.random.default_rng(0)
+    items = [scenes.character_item(rng, 128, world.NAMED["alex"], size="large")]
+    placed = scenes.place(items, rng, 128, cells=["centre"])
+    image, objs = scenes.render(items, placed, "plain", rng, 128)
+    hat, head = objs[0].parts["hat"], objs[0].parts["head"]
+    band = hat & ~np.roll(hat, 3, axis=0)                      # the hat's lowest 3 rows
+    band |= head & np.roll(hat, 2, axis=0)                    # and 2 rows into the head
+    assert band.sum() > 0 and (hat & ~band).sum() > 2 * band.sum()
+    image = image.copy()
+    image[band] = palette.COLOURS["purple"]
+    (person,) = detect.detect_characters(image)
+    assert (person.hat, person.hat_colour, person.name) == ("top hat", "blue", "alex")
+
+
 def test_detector_on_empty_and_sizes():
     rng = np.random.default_rng(0)
     for style in palette.BACKGROUNDS:
