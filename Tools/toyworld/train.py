@@ -1274,7 +1274,6 @@ def stage_unet(args) -> bool:
                         ground_weight=args.unet_ground_weight, ground_pixel_weight=args.unet_ground_pixel_weight,
                         ground_from=args.unet_ground_from,
                         repeat=args.unet_repeat, repeat_from=args.unet_repeat_from,
-                        low_t=args.unet_low_t, low_t_from=args.unet_low_t_from,
                         cosine_steps=args.unet_cosine_steps,
                         restart_from=args.unet_restart_from, restart_lr=args.unet_restart_lr,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
@@ -1366,9 +1365,6 @@ def stage_unet(args) -> bool:
         if args.unet_pyramid_noise > 0 and s >= args.unet_pyramid_from:   # see --unet-pyramid-noise
             noise = pyramid_noise(noise, args.unet_pyramid_noise, g)
         t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=g)
-        if args.unet_low_t and s >= args.unet_low_t_from:                   # see --unet-low-t
-            k = int(round(b * args.unet_low_t[0]))
-            t[:k] = torch.randint(0, int(args.unet_low_t[1]), (k,), generator=g)
         drop = torch.rand(b, generator=g) < args.caption_dropout
         ids_b = ids[idx].clone()                                             # [B, 77]
         v = torch.zeros(b, dtype=torch.long)   # which caption: 0 its own, k the k-th saying where
@@ -1455,17 +1451,6 @@ def stage_unet(args) -> bool:
 # ============================================================================================
 # stage: ti
 # ============================================================================================
-def ti_init_texts(args) -> dict[str, str]:
-    """--ti-init NAME=TEXT flags as {name: text}."""
-    out = {}
-    for item in args.ti_init:
-        name, sep, text = item.partition("=")
-        if not sep or name not in CONCEPTS or not text.strip():
-            raise SystemExit(f"--ti-init {item!r}: expected NAME=TEXT with NAME one of {', '.join(CONCEPTS)}")
-        out[name] = text.strip()
-    return out
-
-
 def placeholder_tokens(name: str, n_vectors: int) -> list[str]:
     return [f"<{name}>"] + [f"<{name}>_{i}" for i in range(1, n_vectors)]
 
@@ -1517,11 +1502,8 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
     up = {"unet": require_done(work, "unet")["digest"], "clip": require_done(work, "clip")["digest"],
           "vae": require_done(work, "vae")["digest"]}
     word, who = CONCEPTS[name]
-    init_text = ti_init_texts(args).get(name, word)
     cfg = common_config(args, "ti", concept=name, init_word=word, shows=list(who), images=args.ti_images,
                         batch=args.ti_batch, lr=args.ti_lr, vectors=args.ti_vectors)
-    if init_text != word:   # recorded only when given, so runs from before the option still resume
-        cfg["init_text"] = init_text
     cfg["steps"] = steps
     run = tk.StageRun(work, f"ti/{name}", steps, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,
                       config=cfg, upstream=up, log=log, restart="ti" in args.restart or name in args.restart)
@@ -1530,12 +1512,7 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
         log(f"[ti/{name}] already done")
         return True
     scenes, key, word = ti_data(name, args.ti_images, args.world_seed)
-    tok = load_tokenizer()
-    init_ids = tok(init_text, add_special_tokens=False).input_ids
-    if init_text == word:
-        assert len(init_ids) == 1, f"class word {word!r} is not one token: {init_ids}"
-        init_ids = init_ids * args.ti_vectors
-    ph = placeholder_tokens(name, len(init_ids))
+    ph = placeholder_tokens(name, args.ti_vectors)
     texts = []
     for s in scenes:
         t = s.template.replace(key, " ".join(ph))
@@ -1545,12 +1522,15 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
     base = 49408
     ph_ids = tok.convert_tokens_to_ids(ph)
     assert ph_ids == list(range(base, base + len(ph))), ph_ids
+    init_ids = tok(word, add_special_tokens=False).input_ids
+    assert len(init_ids) == 1, f"class word {word!r} is not one token: {init_ids}"
     ids = tokenize(tok, texts)
 
     te = load_text_encoder(work, dev)
     te.resize_token_embeddings(len(tok), mean_resizing=False)
     te.requires_grad_(False)
-    vec = torch.nn.Parameter(te.get_input_embeddings().weight[init_ids].detach().clone().to(dev))  # [V, D]
+    init = te.get_input_embeddings().weight[init_ids[0]].detach().clone()
+    vec = torch.nn.Parameter(init.repeat(len(ph), 1).to(dev))
     hook = InjectedEmbedding(te, base, vec)
     unet = load_unet(work, dev)
     vae = load_vae(work, dev)
@@ -1574,7 +1554,7 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
     objects = {"vectors": VecState(), "opt": opt}
     step = run.resume(objects)
     order = tk.BatchOrder(len(scenes), args.ti_batch, args.seed, "ti", sub)
-    log(f"[ti/{name}] {len(scenes)} images, tokens {ph} from {init_text!r}; e.g. {texts[0]!r}")
+    log(f"[ti/{name}] {len(scenes)} images, tokens {ph} from {word!r}; e.g. {texts[0]!r}")
 
     def body(s):
         lr = tk.set_lr(opt, s, args.ti_lr, min(50, steps // 10), steps, final_ratio=1.0)
@@ -1615,7 +1595,7 @@ def ti_one(args, work: Path, dev, name: str, sub: int) -> bool:
                                                                 ("both", "one", "merged", "none")}}
         run.add_eval(step, **summary)
     hook.handle.remove()
-    return run.finish(step, objects, file=str(out_pt), init_word=word, init_text=init_text, tokens=ph,
+    return run.finish(step, objects, file=str(out_pt), init_word=word, tokens=ph,
                       vector_norm=float(vec.detach().norm(dim=1).mean()), **summary)
 
 
@@ -1978,10 +1958,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "things N times per epoch; characters=N, one with a person or cat (comma-separated; "
                         "the largest that applies; others once)")
     from_step(g, "unet-repeat", "drawing some scenes more often")
-    g.add_argument("--unet-low-t", type=floats, default=(),
-                   help="SHARE,TMAX: from --unet-low-t-from that share of each batch draws its timestep from "
-                        "[0, TMAX) (the last steps of sampling, where a cat's ears and a hat's colour are drawn)")
-    from_step(g, "unet-low-t", "drawing low timesteps more often")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)
     g = c.add_argument_group("sampling (unet checks, ti, measure)")
@@ -1994,10 +1970,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ti-lr", type=float, default=5e-3)
     g.add_argument("--ti-images", type=int, default=50)
     g.add_argument("--ti-vectors", type=int, default=1)
-    g.add_argument("--ti-init", action="append", default=[], metavar="NAME=TEXT",
-                   help="start NAME's token from TEXT, as AUTOMATIC1111's initialization text does: one "
-                        "vector per token of TEXT, each from that token's embedding (default: "
-                        "--ti-vectors copies of the class word)")
     g.add_argument("--ti-concepts", default="alex,cora,koko,alexcora")
     g.add_argument("--ti-eval", type=int, default=8, help="images sampled per token after training")
     g = c.add_argument_group("measure / export")
