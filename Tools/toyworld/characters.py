@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageChops
 
-from . import palette
+from . import palette, version
 from .canvas import Canvas
 
 HEAD_SHAPES = ("round", "oval", "square")
@@ -22,6 +22,9 @@ HATS = ("none", "top hat", "cap", "bow")
 PERSON_PATTERNS = ("plain", "freckles", "stripes")
 CAT_PATTERNS = ("plain", "stripes", "spots")
 EYES = ("dots", "big", "closed")
+if version.VERSION >= 4:  # a few attributes each (version.py)
+    HEAD_SHAPES, HATS, PERSON_PATTERNS = ("round",), ("none", "top hat"), ("plain",)
+    CAT_PATTERNS, EYES = ("plain", "stripes"), ("dots",)
 # Hats take object colours; the detector reads a hat's colour like an object's.
 HAT_COLOURS = tuple(palette.COLOURS)
 
@@ -64,12 +67,12 @@ def random_character(rng: np.random.Generator, kind: str | None = None) -> Chara
             hat = HATS[rng.integers(len(HATS))]
             ch = Character(
                 "person", list(palette.SKINS)[rng.integers(3)],
-                HEAD_SHAPES[rng.integers(3)], hat,
+                HEAD_SHAPES[rng.integers(len(HEAD_SHAPES))], hat,
                 None if hat == "none" else HAT_COLOURS[rng.integers(len(HAT_COLOURS))],
-                PERSON_PATTERNS[rng.integers(3)], EYES[rng.integers(3)])
+                PERSON_PATTERNS[rng.integers(len(PERSON_PATTERNS))], EYES[rng.integers(len(EYES))])
         else:
             ch = Character("cat", list(palette.FURS)[rng.integers(3)], "cat", "none", None,
-                           CAT_PATTERNS[rng.integers(3)], EYES[rng.integers(3)])
+                           CAT_PATTERNS[rng.integers(len(CAT_PATTERNS))], EYES[rng.integers(len(EYES))])
         if ch.identity() not in named:
             return ch
 

@@ -28,15 +28,15 @@ if __package__ in (None, ""):  # run as a script: make `toyworld` importable
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from toyworld import captions, scenes  # noqa: E402
+from toyworld import captions, scenes, version  # noqa: E402
 from toyworld.imageops import gaussian_blur  # noqa: E402
 from toyworld.captions import Mention  # noqa: E402
 from toyworld.characters import NAMED  # noqa: E402
 from toyworld.scenes import Obj  # noqa: E402
 
-# Bumped by every change that alters a scene: caches of rendered scenes are keyed by it.
-# 2: HOLDOUT_PAIRS emptied.
-WORLD_VERSION = 2
+# Bumped by every change that alters a scene: caches of rendered scenes are keyed by it (the
+# versions and how to draw another are in version.py).
+WORLD_VERSION = version.VERSION
 SPLITS = {"train": 0, "heldout": 1, "individual": 2, "pair": 3}
 HELDOUT_PERCENT = 10          # share of caption hash buckets reserved for heldout
 # Colour-shape pairs train never shows, a probe of compositional generalisation. Empty: the demo
