@@ -28,8 +28,14 @@ has it), INFERENCE_NUM_THREADS = --threads, after one warm-up call each, best of
   generate       with --generate STEPS: OVStableDiffusionPipeline txt2img (EulerAncestralDiscrete,
                  guidance 7.5, 8L x 8L, seed 1887838105), after a 1-step warm-up
 
-plus the process's peak RSS (VmHWM) at the end; the whole pipeline's compiled models are loaded
+plus the process's peak RSS (VmHWM) after them; the whole pipeline's compiled models are loaded
 beside the component ones only when --generate is given.
+
+Then each output is checked against PyTorch fp32 on the same inputs (diffusers' models from DIR,
+in this venv): a difference above 1e-3 of the output's range ends the run with status 1 and no
+figures. An f32 hint does not make a result f32: with ONEDNN_MAX_CPU_ISA=AVX2 (the cap the AVX2
+columns once used) OpenVINO 2026.4 returned a UNet output 0.81 of its range away from PyTorch's
+and a text encoding 1.66 away on an AVX-512 machine, in times that looked like any other.
 """
 
 from __future__ import annotations
@@ -66,6 +72,39 @@ def export(model: str, out: Path) -> None:
     tmp.rename(out)
     stamp.write_text(json.dumps(source))
     print(f"exported in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+MAX_REL_DIFF = 1e-3
+
+
+def check_against_torch(model: str, ids, context, sample, timestep, eps, z, image) -> dict[str, float]:
+    """max |OpenVINO - PyTorch fp32| / max |PyTorch| of each output, on the same inputs (the UNet
+    given OpenVINO's context); exits with status 1 where one is above MAX_REL_DIFF."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    def rel(ours: np.ndarray, ref: torch.Tensor) -> float:
+        ref = ref.float().numpy()
+        return float(np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+    diffs = {}
+    with torch.no_grad():
+        te = CLIPTextModel.from_pretrained(model, subfolder="text_encoder").eval()
+        diffs["text_encoder"] = rel(context, te(torch.from_numpy(ids)).last_hidden_state)
+        del te
+        unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet").eval()
+        t = int(np.asarray(timestep).reshape(-1)[0])
+        diffs["unet"] = rel(eps, unet(torch.from_numpy(sample), t, encoder_hidden_states=torch.from_numpy(context)).sample)
+        del unet
+        vae = AutoencoderKL.from_pretrained(model, subfolder="vae").eval()
+        diffs["vae_decode"] = rel(image, vae.decode(torch.from_numpy(z)).sample)
+    bad = {k: v for k, v in diffs.items() if not v <= MAX_REL_DIFF}
+    if bad:
+        caps = " ".join(f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA") if k in os.environ)
+        sys.exit("OpenVINO's " + ", ".join(f"{k} differs from PyTorch fp32 by {v:.3g} of its range" for k, v in bad.items())
+                 + f" (at most {MAX_REL_DIFF:g}): not an f32 result" + (f" under {caps}" if caps else "") + "; no figures")
+    return diffs
 
 
 def main() -> None:
@@ -133,6 +172,7 @@ def main() -> None:
     assert image.shape == (1, 3, lat * 8, lat * 8), image.shape
 
     generate_s = None
+    peak = peak_rss_bytes()
     if args.generate:
         from diffusers import EulerAncestralDiscreteScheduler
         from optimum.intel import OVStableDiffusionPipeline
@@ -158,11 +198,13 @@ def main() -> None:
         "load_s": load_s,
         "generate_s": generate_s,
         "generate_steps": args.generate,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": max(peak, peak_rss_bytes()),
         "inference_precision": "f32",
         "repeats": args.repeats,
         "latent": lat,
     }
+    del te_req, unet_req, vae_req, text_encoder, unet, vae
+    result["max_rel_diff_torch"] = check_against_torch(args.model, ids, context, sample, timestep, eps, z, image)
     gib = 1024 ** 3
     print(f"OpenVINO {result['openvino']}, {args.threads} threads, f32, best of {args.repeats}: "
           f"text {text_s:.3f} s, UNet {unet_s:.2f} s, VAE {vae_s:.2f} s"
