@@ -67,14 +67,16 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def round_trip(vae, imgs: np.ndarray, noise: float = 0.0) -> np.ndarray:
     """[N, H, W, 3] uint8 images through encode (the posterior's mode) and decode; `noise`: white
-    noise of that many times the latents' spread added first (the UNet's latents are not exact)."""
+    noise of that many times the latents' spread (1 / scaling_factor, the train latents' std, as
+    the decoder stage's --decoder-latent-noise) added first (the UNet's latents are not exact)."""
     rec = []
     g = torch.Generator().manual_seed(0)
+    spread = 1 / float(vae.config.scaling_factor)
     for i in range(0, len(imgs), 16):
         x = torch.from_numpy(imgs[i:i + 16]).permute(0, 3, 1, 2).float() / 127.5 - 1  # [B, 3, H, W]
         z = vae.encode(x).latent_dist.mode()                                          # [B, 4, h, w]
         if noise > 0:
-            z = z + noise * float(z.std()) * torch.randn(z.shape, generator=g)
+            z = z + noise * spread * torch.randn(z.shape, generator=g)
         r = vae.decode(z).sample.clamp(-1, 1)
         rec.append(((r + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())    # [B, H, W, 3]
     return np.concatenate(rec)
