@@ -6,8 +6,8 @@
    half of, so blurred edges land where the renderer's 50%-coverage masks put them.
 2. Characters first: large solid skin/fur components (holes filled, a closing seals outlines a
    blur broke); both sides of the top edge rising above its middle make a cat (ears); an
-   object-coloured component resting on a head is its hat, the main colour of the blob of
-   object colours holding it its colour. Named individuals are read off
+   object-coloured component resting on a head is its hat, and the hat's colour is the main
+   colour of the blob of object colours that holds it. Named individuals are read off
    (kind, head colour, hat colour) or (cat, fur colour, forehead stripes).
 3. Shapes: components of each object colour with an eroded core (blur fringes, lines and
    specks have none), outside the characters' zones, classified by IoU of the bbox-normalised
@@ -24,8 +24,8 @@ from functools import lru_cache
 import numpy as np
 
 from . import palette, shapes
-from .imageops import (bbox as mask_bbox, components, dilate, erode, fill_holes, gaussian_blur, label_components,
-                       median3, upsample)
+from .imageops import (bbox as mask_bbox, components, dilate, erode, fill_holes, gaussian_blur,
+                       label_components, median3, upsample)
 from .characters import NAMED
 
 MAX_DIST = 100.0       # beyond this RGB distance from every reference a pixel is unlabelled

@@ -236,7 +236,7 @@ def test_detector_tells_individuals_apart():
     assert hits >= 0.9 * total
 
 
-def test_detector_reads_a_hat_by_its_area():
+def test_detector_reads_a_hat_by_its_main_colour():
     """A decoder blurs a blue hat into the skin below it through purple: the hat is the colour
     of most of it, not of the band that touches the head."""
     rng = np.random.default_rng(0)
