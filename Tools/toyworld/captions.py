@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import palette
+from . import palette, version
 from .shapes import PLURALS
 
 NUMBERS = {2: "two", 3: "three"}
@@ -157,7 +157,10 @@ def describe_character(b: Builder, o, rng: np.random.Generator, *, attrs: bool =
         if attrs and ch.eyes != "dots" and rng.random() < 0.2:
             b.add("with").add(ch.eyes, ids, "eyes").add("eyes")
         return
-    b.add("a").add("person", ids, "class")
+    b.add("a")
+    if attrs and version.VERSION >= 5 and rng.random() < 0.6:  # its skin, as a cat's fur
+        b.add(ch.colour, ids, "colour")
+    b.add("person", ids, "class")
     if alt:
         b.end_alt()
     if not attrs:

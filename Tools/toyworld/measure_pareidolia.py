@@ -77,7 +77,7 @@ def captioned_attributes(scene, obj) -> dict[str, object]:
     ch, out = obj.character, {}
     if "hat" in said and ch.hat_colour:
         out["hat_colour"] = ch.hat_colour
-    if ch.kind == "cat" and "colour" in said:
+    if "colour" in said:  # a cat's fur; a person's skin (world version 5)
         out["colour"] = ch.colour
     if ch.kind == "cat" and "pattern" in said:
         out["striped"] = ch.pattern == "stripes"

@@ -295,3 +295,39 @@ if __name__ == "__main__":
             else:
                 fn()
             print("ok", name)
+
+
+_V5_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from toyworld import detect, measure_pareidolia as mp, world
+said = skins = striped = striped_found = 0
+for s in world.dataset("heldout", 400):
+    for o in s.objects:
+        if o.kind == "person":
+            named = [m for m in s.mentions if o.id in m.object_ids and m.kind == "colour"]
+            said += bool(named)
+            skins += bool(named) and named[0].word == o.character.colour and mp.captioned_attributes(s, o).get("colour") == o.character.colour
+        elif o.kind == "cat" and o.character.pattern == "stripes":
+            striped += 1
+            found = mp.match(s, *detect.analyse(s.image)).get(o.id)
+            striped_found += found is not None and found.striped
+print(said, skins, striped, striped_found)
+"""
+
+
+def test_version_5_says_skin_and_draws_stripes_the_detector_reads():
+    """TOYWORLD_VERSION=5: most people's captions name their skin (a 'colour' mention, which the
+    measurement then checks), and every striped cat of a clean render reads as striped."""
+    import subprocess
+    env = {**os.environ, "TOYWORLD_VERSION": "5"}
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _V5_CHECK, tools], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    said, skins, striped, striped_found = map(int, out)
+    people = sum(o.kind == "person" for s in _scenes("heldout", 400) for o in s.objects)
+    assert said == skins and 0.4 * people < said < 0.8 * people, (said, people)
+    assert striped >= 10 and striped_found == striped, (striped, striped_found)
+    # the shipped version says no skin
+    assert not any(m.kind == "colour" for s in _scenes("heldout", 400) for o in s.objects
+                   if o.kind == "person" for m in s.mentions if o.id in m.object_ids)
