@@ -33,8 +33,8 @@ train() { "$py" Tools/toyworld/train.py "$@" --work "$work" --threads "$threads"
 # what the minutes allow at a guessed step time (STEP_MS; the stage stops at --max-minutes with a
 # checkpoint either way, so a guess too low leaves the cosine unfinished, one too high ends early).
 read -r start restart_from restart_lr < <("$py" -c "
-import sys; sys.path.insert(0, 'Tools/toyworld'); import train; from pathlib import Path
-s, a = train.seed_step(Path('$seeds/unet.safetensors')), train.parse_args(['unet'])
+import sys; sys.path.insert(0, 'Tools'); from toyworld import seedweights, train; from pathlib import Path
+s, a = seedweights.seed_step(Path('$seeds/unet.safetensors')), train.parse_args(['unet'])
 print(s, ','.join(map(str, [*a.unet_restart_from, s])), ','.join(map(str, [*a.unet_restart_lr, $lr])))")
 step_ms="${STEP_MS:-$([[ $dev == cuda ]] && echo 25 || echo 600)}"
 steps=$(( start + 60000 * minutes / step_ms ))

@@ -337,15 +337,15 @@ def pairs_table(r: dict) -> list[tuple[str, str, dict]]:
 
 def measure_diffusers(args, heldout: dict) -> dict:
     """The held-out captions through diffusers on the same folder, seeds and sampler."""
-    from toyworld import train as tr
+    from toyworld import stagekit as sk
     from diffusers import StableDiffusionPipeline
     model = args.model or str(REPO / "Assets" / "demo-model")
     pipe = StableDiffusionPipeline.from_pretrained(model, dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
-    pipe.scheduler = tr.make_scheduler(args.sampler)
+    pipe.scheduler = sk.make_scheduler(args.sampler)
     pipe.set_progress_bar_config(disable=True)
     scenes = list(world.dataset("heldout", args.n))
-    images = tr.generate(pipe, [s.caption for s in scenes], [20000 + i for i in range(args.n)], args.steps, args.guidance)
+    images = sk.generate(pipe, [s.caption for s in scenes], [20000 + i for i in range(args.n)], args.steps, args.guidance)
     recognised = 0
     for s, im in zip(scenes, images):
         chars, dets = detect.analyse(im)

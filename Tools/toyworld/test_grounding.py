@@ -106,17 +106,17 @@ def test_capture_sees_every_cross_attention_layer():
 def test_ground_weights_follow_their_steps():
     """The grounding weights in force at a step: off before the first change, then each change's
     pair; a change to 0, 0 turns the losses off; lists of unequal length are refused."""
-    diffusers = pytest.importorskip("diffusers")  # noqa: F841 (train.py imports it)
-    from toyworld import train
+    diffusers = pytest.importorskip("diffusers")  # noqa: F841 (train.py's stages import it)
+    from toyworld import train, unet_parts
     args = train.parse_args(["unet", "--unet-ground-weight", "0.05,0.025,0", "--unet-ground-pixel-weight",
                              "0.01,0.005,0", "--unet-ground-from", "100,200,300"])
-    assert train.ground_weights(args, 99) is None
-    assert train.ground_weights(args, 100) == (0.05, 0.01)
-    assert train.ground_weights(args, 250) == (0.025, 0.005)
-    assert train.ground_weights(args, 300) is None
+    assert unet_parts.ground_weights(args, 99) is None
+    assert unet_parts.ground_weights(args, 100) == (0.05, 0.01)
+    assert unet_parts.ground_weights(args, 250) == (0.025, 0.005)
+    assert unet_parts.ground_weights(args, 300) is None
     args.unet_ground_from = (100,)
     with pytest.raises(SystemExit):
-        train.ground_weights(args, 150)
+        unet_parts.ground_weights(args, 150)
 
 
 def test_repeat_draws_some_scenes_more_often():
@@ -124,16 +124,16 @@ def test_repeat_draws_some_scenes_more_often():
     person or cat three times (the larger where both hold), the others once, and draws each exactly
     so often; without it the world's own order stays; a bad spec is refused."""
     pytest.importorskip("diffusers")
-    from toyworld import train
+    from toyworld import train, unet_parts
     masks = torch.zeros(6, grounding.MAX_OBJECTS, 16, 16)           # [N, O, 16, 16]
     masks[:, 0, 2:5, 2:5] = 1
     masks[[1, 4], 1, 9:12, 9:12] = 1                                  # scenes 1 and 4 hold two things
     captions = ["a red star", "a red star and a blue circle", "a cat", "a green heart",
                 "a person and a black square", "a yellow circle at the top"]
     args = train.parse_args(["unet", "--unet-repeat", "two=2,characters=3", "--unet-batch", "1"])
-    order = train.focus_batch_order(args, masks, captions)
+    order = unet_parts.focus_batch_order(args, masks, captions)
     drawn = np.concatenate([order(s) for s in range(11)])             # one epoch: 1 + 2 + 3 + 1 + 3 + 1 draws
     assert np.bincount(drawn, minlength=6).tolist() == [1, 2, 3, 1, 3, 1]
-    assert train.focus_batch_order(train.parse_args(["unet"]), masks, captions) is None
+    assert unet_parts.focus_batch_order(train.parse_args(["unet"]), masks, captions) is None
     with pytest.raises(SystemExit):
         train.parse_args(["unet", "--unet-repeat", "shapes=2"])

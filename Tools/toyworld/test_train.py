@@ -1,4 +1,4 @@
-"""Checks of train.py's data helpers that need no work folder.
+"""Checks of the training chain's helpers (train.py and its stage modules) that need no work folder.
 
 Run with `python -m pytest Tools/toyworld` (needs torch and diffusers; skipped without).
 """
@@ -24,11 +24,11 @@ def test_individual_latents_hold_every_named_individual():
     """The decoder stage's individual renders: --ti-images of each named individual, encoded by the
     VAE given (latents 1/8 of the side) beside their pixels in [-1, 1], in world.NAMED's order."""
     from diffusers import AutoencoderKL
-    from toyworld import train
+    from toyworld import stage_decoder, train
     vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
                         up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=4)
     args = train.parse_args(["decoder", "--ti-images", "2"])
-    mean, std, x = train.individual_latents(args, vae, "cpu")
+    mean, std, x = stage_decoder.individual_latents(args, vae, "cpu")
     n = 2 * len(world.NAMED)
     assert mean.shape == std.shape == (n, 4, 16, 16) and x.shape == (n, 3, 128, 128)
     assert bool((std > 0).all()) and -1 <= float(x.min()) and float(x.max()) <= 1
@@ -36,11 +36,11 @@ def test_individual_latents_hold_every_named_individual():
     assert torch.allclose(x[0].permute(1, 2, 0), torch.from_numpy(first).float() / 127.5 - 1)
     last = list(world.NAMED)[-1]
     only = train.parse_args(["decoder", "--ti-images", "2", "--decoder-individuals", last])
-    mean, std, x = train.individual_latents(only, vae, "cpu")
+    mean, std, x = stage_decoder.individual_latents(only, vae, "cpu")
     assert mean.shape == (2, 4, 16, 16)
     assert torch.allclose(x[0].permute(1, 2, 0), torch.from_numpy(world.individual_images(last, 2)[0].image).float() / 127.5 - 1)
     with pytest.raises(SystemExit, match="no named individual bob"):
-        train.individual_latents(train.parse_args(["decoder", "--decoder-individuals", "bob"]), vae, "cpu")
+        stage_decoder.individual_latents(train.parse_args(["decoder", "--decoder-individuals", "bob"]), vae, "cpu")
 
 
 def test_widened_unet_predicts_what_the_narrow_one_did():
@@ -48,9 +48,9 @@ def test_widened_unet_predicts_what_the_narrow_one_did():
     rounding); one level alone comes close (only groups straddling a seam between factors move);
     factors that would drop a resnet's shortcut conv are refused."""
     from diffusers import UNet2DConditionModel
-    from toyworld import train, widen
+    from toyworld import stagekit, train, widen
     torch.manual_seed(0)
-    cfg = train.unet_kwargs(train.parse_args(["unet"]), 64, True)
+    cfg = stagekit.unet_kwargs(train.parse_args(["unet"]), 64, True)
     narrow = UNet2DConditionModel(**cfg).eval()
     with torch.no_grad():
         for p in narrow.parameters():      # zero-initialised convs too, so every path counts

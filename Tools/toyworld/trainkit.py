@@ -1,8 +1,8 @@
 """Plumbing for train.py: seeds, data order, the scene cache, checkpoints, logs, EMA, files.
 
-Nothing here knows about a particular model; train.py holds the stages. Everything random in
-training is drawn from a generator derived from (seed, stage, step), so a stage resumed from a
-checkpoint sees the same batches, noise and timesteps as one that ran straight through.
+Nothing here knows about a particular model; the stage_*.py modules hold the stages. Everything
+random in training is drawn from a generator derived from (seed, stage, step), so a stage resumed
+from a checkpoint sees the same batches, noise and timesteps as one that ran straight through.
 """
 
 from __future__ import annotations

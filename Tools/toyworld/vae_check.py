@@ -36,9 +36,9 @@ def load(path: str):
     p = Path(path)
     if p.is_dir():
         return AutoencoderKL.from_pretrained(str(p))
-    from toyworld import train
+    from toyworld import stagekit, train
     args = train.parse_args(["vae"])
-    vae = AutoencoderKL(**train.vae_kwargs(args))
+    vae = AutoencoderKL(**stagekit.vae_kwargs(args))
     if p.suffix == ".pt":
         vae.load_state_dict(torch.load(str(p), map_location="cpu", weights_only=False)["objects"]["model"])
     else:

@@ -41,7 +41,7 @@ SPLITS = {"train": 0, "heldout": 1, "individual": 2, "pair": 3}
 HELDOUT_PERCENT = 10          # share of caption hash buckets reserved for heldout
 # Colour-shape pairs train never shows, a probe of compositional generalisation. Empty: the demo
 # model is asked to draw any caption. Blue stars and purple squares (a ninth of the held-out
-# objects) were held out until UNet step 51 500 (see train.py's cpu preset); there 5 of the 27 in
+# objects) were held out until UNet step 51 500 (see presets.py's cpu preset); there 5 of the 27 in
 # 200 held-out captions were drawn, against 68% of the other shapes.
 HOLDOUT_PAIRS: tuple[tuple[str, str], ...] = ()
 
