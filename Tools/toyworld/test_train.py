@@ -87,3 +87,27 @@ def test_noisy_round_trip_is_repeatable_and_noise_free_at_zero():
         noisy, noisy2 = vae_check.round_trip(vae, imgs, noise=0.3), vae_check.round_trip(vae, imgs, noise=0.3)
     assert clean.shape == imgs.shape and clean.dtype == np.uint8
     assert (clean == again).all() and (noisy == noisy2).all() and (noisy != clean).any()
+
+
+def test_probe_scores_clean_renders_as_drawn_right_and_a_wrong_fur_as_a_miss():
+    """probe.score counts as the measurement does: on the scenes themselves every object and
+    character is found with its captioned attributes; a cat repainted to another fur keeps its
+    class but misses the attribute."""
+    from toyworld import palette, probe
+    scenes = [s for s in world.dataset("heldout", 60)]
+    counts, tally, misses = probe.score(scenes, [s.image for s in scenes])
+    assert counts["objects"] > 20 and counts["recognised"] == counts["objects"]
+    assert counts["characters"] > 5 and counts["by_class"] == counts["characters"]
+    assert counts["attributes_ok"] == counts["with_attributes"] and not misses
+    assert all(found == total for found, total in tally.values())
+    cats = [s for s in world.dataset("heldout", 400) if any(
+        o.kind == "cat" and "colour" in probe.captioned_attributes(s, o) for o in s.objects)][:1]
+    assert cats, "no held-out cat whose caption names its fur"
+    s = cats[0]
+    cat = next(o for o in s.objects if o.kind == "cat" and "colour" in probe.captioned_attributes(s, o))
+    image = s.image.copy()
+    fur = np.array(cat.character.rgb)
+    other = next(v for k, v in palette.FURS.items() if k != cat.character.colour)
+    image[np.all(image == fur, axis=-1)] = other                     # repaint the fur
+    counts, tally, misses = probe.score([s], [image])
+    assert counts["by_class"] == counts["characters"] and counts["attributes_ok"] < counts["with_attributes"]
