@@ -14,10 +14,10 @@ model must be measured in the world it learned).
        spots and eye styles go
     5  version 4 with the two identity attributes a 16×16 latent lost made learnable: a person's
        skin is said in most captions ("a tan person", as a cat's fur is), since the UNet never
-       heard it and drew peach people in 1 of 16 images; a cat's forehead stripes are drawn
-       twice as wide and darker (0.11 of the head, 0.45 of the fur colour, was 0.06 and 0.7),
-       since at 0.06 they were thinner than a latent pixel and the UNet drew them on 0–3 of 16
-       striped cats even when asked
+       heard it and drew peach people in 1 of 16 images; a cat's forehead bars are drawn wider,
+       farther apart and darker (0.08 of the head wide, 0.17 of its width apart, 0.45 of the fur's
+       brightness; were 0.06, 0.12 and 0.7), since the old ones were finer than a latent pixel
+       and the UNet drew them on 0–3 of 16 striped cats even when asked
 """
 
 from __future__ import annotations
