@@ -5,7 +5,8 @@ Every figure of the model card's targets, from one sampler setting (ddim 20, gui
 - held-out captions (seeds 20000..): `pareidolia generate` draws each with a trace; the world's
   detector checks every captioned object — shapes by shape and colour, and where the caption says
   where (a cell, a row or column, or a relation to another object: "left of", "above", "side by
-  side"), by the detections' cells and centroids — people and cats by class and by their captioned attribute (hat colour, fur colour, stripes) — and whether
+  side"), by the detections' cells and centroids — people and cats by class and by their
+  captioned attributes (hat colour, fur colour, stripes; skin in world version 5) — and whether
   the DAAM map of each object's noun peaks inside the region where that object was drawn;
 - alex, cora and koko alone (4 templates × 4 seeds each, their textual-inversion files): how
   often the detector finds that very individual;
