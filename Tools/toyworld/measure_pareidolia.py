@@ -85,6 +85,11 @@ def captioned_attributes(scene, obj) -> dict[str, object]:
     return out
 
 
+def has_attributes(det, want: dict[str, object]) -> bool:
+    """Whether a character detection shows every attribute in `want` (captioned_attributes)."""
+    return det is not None and all(getattr(det, k) == v for k, v in want.items())
+
+
 def match(scene, chars, dets) -> dict[int, object]:
     """Object id -> the detection that shows it: shapes by shape and colour, characters by class,
     preferring one with the captioned attributes; among equals the nearest (two red circles are
@@ -218,7 +223,7 @@ def measure_heldout(binary, args, work: Path) -> dict:
                 c["chars"] += 1
                 c["chars_class"] += det is not None
                 if want:
-                    ok = det is not None and all(getattr(det, k) == v for k, v in want.items())
+                    ok = has_attributes(det, want)
                     c["attrs"] += 1
                     c["attrs_ok"] += ok
                 row["objects"].append({"kind": o.kind, "found": det is not None, "attributes": want})

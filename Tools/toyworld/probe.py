@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 from toyworld import stagekit as sk  # noqa: E402  (sets up the Hugging Face environment first)
 from toyworld import detect, trainkit as tk, vae_check, world  # noqa: E402
-from toyworld.measure_pareidolia import captioned_attributes, match  # noqa: E402
+from toyworld.measure_pareidolia import captioned_attributes, has_attributes, match  # noqa: E402
 from toyworld.seedweights import SEED_TEXT_PREFIX  # noqa: E402
 
 import torch  # noqa: E402
@@ -92,7 +92,7 @@ def score(scenes, images) -> tuple[dict, dict, list]:
             want = captioned_attributes(s, o)
             if not want:
                 continue
-            ok = d is not None and all(getattr(d, k) == v for k, v in want.items())
+            ok = has_attributes(d, want)
             counts["with_attributes"] += 1
             counts["attributes_ok"] += ok
             for k, v in want.items():
