@@ -6,7 +6,7 @@ Every figure of the model card's targets, from one sampler setting (ddim 20, gui
   detector checks every captioned object — shapes by shape and colour, and where the caption says
   where (a cell, a row or column, or a relation to another object: "left of", "above", "side by
   side"), by the detections' cells and centroids — people and cats by class and by their
-  captioned attributes (hat colour, fur colour, stripes; skin in world version 5) — and whether
+  captioned attributes (hat colour, fur colour, stripes; skin from world version 5) — and whether
   the DAAM map of each object's noun peaks inside the region where that object was drawn;
 - alex, cora and koko alone (4 templates × 4 seeds each, their textual-inversion files): how
   often the detector finds that very individual;
@@ -78,7 +78,7 @@ def captioned_attributes(scene, obj) -> dict[str, object]:
     ch, out = obj.character, {}
     if "hat" in said and ch.hat_colour:
         out["hat_colour"] = ch.hat_colour
-    if "colour" in said:  # a cat's fur; a person's skin (world version 5)
+    if "colour" in said:  # a cat's fur; a person's skin (world version 5 on)
         out["colour"] = ch.colour
     if ch.kind == "cat" and "pattern" in said:
         out["striped"] = ch.pattern == "stripes"
