@@ -378,7 +378,7 @@ def card_summary(r: dict, args) -> str:
              f"{h['objects_in_scene_cell']:.1%}", "–", ""),
             ("people and cats recognised as their class", f"{h['characters_class']:.1%} of {c['chars']}",
              f"≥ {t['characters_class']:.0%}", mark(h["characters_class"], t["characters_class"])),
-            ("… with their captioned attribute (hat colour, fur)", f"{h['characters_attribute']:.1%} of {c['attrs']}",
+            (f"… with every captioned attribute ({'skin, ' if world.WORLD_VERSION >= 5 else ''}hat colour, fur, stripes)", f"{h['characters_attribute']:.1%} of {c['attrs']}",
              f"≥ {t['characters_attribute']:.0%}", mark(h["characters_attribute"], t["characters_attribute"])),
             ("DAAM map of an object's noun peaks inside it", f"{h['daam_peak_in_region']:.1%} of {c['daam_detected']} drawn "
              f"({h['daam_peak_in_region_of_all']:.1%} of all {c['daam_objects']})", f"≥ {t['daam_peak_in_region']:.0%}",

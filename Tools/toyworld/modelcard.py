@@ -7,6 +7,24 @@ import time
 from pathlib import Path
 
 
+
+def characters_sentence() -> str:
+    """The people and cats of the world version in use, and the named individuals' looks."""
+    from toyworld import characters as ch
+    from toyworld import palette
+
+    def look(c) -> str:
+        if c.kind == "person":
+            return f"{c.colour} skin, {c.hat_colour} {c.hat}" if c.hat != "none" else f"{c.colour} skin, no hat"
+        return f"a {c.colour}{' striped' if c.pattern == 'stripes' else ''} cat with {c.eyes} eyes"
+
+    hats = [h for h in ch.HATS if h != "none"]
+    return (f"people ({', '.join(ch.HEAD_SHAPES)} heads; skin {', '.join(palette.SKINS)}; no hat, or a "
+            f"{', '.join(hats)} in an object colour; face patterns {', '.join(ch.PERSON_PATTERNS)}; eyes {', '.join(ch.EYES)}) "
+            f"and cats (fur {', '.join(palette.FURS)}; {', '.join(ch.CAT_PATTERNS)}); the look-alikes "
+            + " and ".join(f"{n} ({look(c)})" for n, c in ch.NAMED.items() if c.kind == "person")
+            + " and the cat " + ", ".join(f"{n} ({look(c)})" for n, c in ch.NAMED.items() if c.kind == "cat"))
+
 def _read(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -118,8 +136,7 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     w(f"{len(shapes.SHAPES)} shapes ({', '.join(shapes.SHAPES)}), {len(palette.COLOURS)} colours ({', '.join(palette.COLOURS)}), "
       f"{len(palette.SIZES)} sizes ({', '.join(f'{k} {v:.0%}' for k, v in palette.SIZES.items())} of the width, every object at least "
       f"3 latent pixels across), {len(palette.PLACES)} places ({', '.join(palette.PLACES)}), backgrounds {', '.join(palette.BACKGROUNDS)}; "
-      "one or two things a scene; people and cats with a few attributes (skin or fur, hat and its colour, freckles, stripes, "
-      "eyes); the look-alikes alex and cora and the cat koko. Narrowed from the first world (8 shapes, 8 colours, 3 sizes, "
+      f"one or two things a scene; {characters_sentence()}. Narrowed from the first world (8 shapes, 8 colours, 3 sizes, "
       "9 places, 4 backgrounds, up to three things), which a CPU budget taught only as blobs: ring, diamond and cross, "
       "orange and pink (each between two others, and the VAE drifted one into the other), the smallest size, the corners "
       "and the sky and stripes backgrounds were dropped. The held-out split stays held out (`world.py`); "
@@ -127,6 +144,8 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
          f"{', '.join(f'{c} {s}' for c, s in world.HOLDOUT_PAIRS)}." if world.HOLDOUT_PAIRS else
          "blue stars and purple squares, never shown in train up to UNet step 51 500 as a probe of compositional "
          "generalisation, are shown since."))
+    w("")
+    w(f"World version {world.WORLD_VERSION} (`version.py` says what each version changed and why).")
     w("")
     w("## Files")
     w("")
