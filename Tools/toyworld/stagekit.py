@@ -349,7 +349,7 @@ def open_stage(args, name: str, steps: int, cfg: dict, upstream: dict, ckpt_ever
     """The stage's run (checkpoints, log, upstream digests), or None when it is already done."""
     run = tk.StageRun(Path(args.work), name, steps, ckpt_every=args.ckpt_every if ckpt_every is None else ckpt_every,
                       max_minutes=args.max_minutes, config=cfg, upstream=upstream, log=log,
-                      restart=name in args.restart)
+                      restart=name in args.restart, stop_at=getattr(args, "stop_at", None))
     if run.is_done():
         log(f"[{name}] already done")
         return None

@@ -111,3 +111,27 @@ def test_probe_scores_clean_renders_as_drawn_right_and_a_wrong_fur_as_a_miss():
     image[np.all(image == fur, axis=-1)] = other                     # repaint the fur
     counts, tally, misses = probe.score([s], [image])
     assert counts["by_class"] == counts["characters"] and counts["attributes_ok"] < counts["with_attributes"]
+
+
+def test_stop_at_ends_a_phase_on_the_full_schedule_and_the_run_resumes_there(tmp_path):
+    """--stop-at: the stage stops with a checkpoint at that step (not done), and a run without it
+    resumes there and finishes at the stage's own end."""
+    from toyworld import stagekit
+    from toyworld import trainkit as tk
+    model, seen = torch.nn.Linear(2, 2), []
+
+    def body(step):
+        seen.append(step)
+        return 0.0, {}
+
+    def run_once(stop_at):
+        run = tk.StageRun(tmp_path, "toy", 10, ckpt_every=100, max_minutes=None, config={}, log=lambda *_: None,
+                          stop_at=stop_at)
+        objects = {"model": model}
+        step = stagekit.train_loop(run, objects, run.resume(objects), body)
+        return run, step, run.finish(step, objects)
+
+    run, step, done = run_once(4)
+    assert (step, done, run.stopped, seen) == (4, False, "step", [0, 1, 2, 3])
+    run, step, done = run_once(None)
+    assert (step, done, run.stopped, seen[4:]) == (10, True, None, [4, 5, 6, 7, 8, 9])

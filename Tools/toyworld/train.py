@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--world-seed", type=int, default=0, help="the Shapes world's seed")
     g.add_argument("--steps", type=int, default=None, help="step target of every training stage")
     g.add_argument("--max-minutes", type=float, default=None, help="per stage: stop cleanly at a checkpoint")
+    g.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                   help="per stage: stop cleanly at a checkpoint at STEP, its schedule still the stage's full "
+                        "length (a phase of a longer run ended where the next began from its weights)")
     g.add_argument("--ckpt-every", type=int, default=200, help="checkpoint every K steps")
     g.add_argument("--eval-every", type=int, default=250, help="clip/vae held-out checks every K steps")
     g.add_argument("--restart", action="append", default=[], metavar="STAGE",

@@ -268,7 +268,8 @@ class StageRun:
     """
 
     def __init__(self, work: Path, name: str, steps: int, *, ckpt_every: int, max_minutes: float | None,
-                 config: dict, upstream: dict | None = None, log=print, restart: bool = False):
+                 config: dict, upstream: dict | None = None, log=print, restart: bool = False,
+                 stop_at: int | None = None):
         self.name, self.steps, self.ckpt_every, self.log = name, steps, ckpt_every, log
         self.dir = Path(work) / name
         if restart and self.dir.exists():
@@ -284,11 +285,12 @@ class StageRun:
         self.config = config
         self.upstream = upstream or {}
         self.max_s = None if max_minutes is None else max_minutes * 60
+        self.stop_at = stop_at       # a step short of `steps` to stop at, the schedule still `steps` long
         self.t0 = time.time()
         self.step0 = 0
         self.history = {"stage": name, "config": config, "upstream": self.upstream, "loss": [],
                         "evals": [], "sessions": [], "wall_s": 0.0}
-        self.stopped = None          # 'time' | 'interrupt' | None
+        self.stopped = None          # 'time' | 'step' | 'interrupt' | None
         self._acc = []               # losses since the last log point
         self._extra = {}
         self._wall_before = 0.0      # wall time of earlier sessions (from the checkpoint)
@@ -385,12 +387,18 @@ class StageRun:
         return self.max_s is not None and time.time() - self.t0 >= self.max_s
 
     def should_stop(self, step: int, objects: dict) -> bool:
-        """Checkpoint every ckpt_every steps; True (after checkpointing) when the time is up."""
+        """Checkpoint every ckpt_every steps; True (after checkpointing) when the time is up or
+        --stop-at is reached."""
         if self.out_of_time() and step < self.steps:
             self.stopped = "time"
             self.save(step, objects)
             self.log(f"[{self.name}] --max-minutes reached at step {step}/{self.steps}; "
                      f"checkpoint written, re-run the same command to continue")
+            return True
+        if self.stop_at is not None and step >= self.stop_at and step < self.steps:
+            self.stopped = "step"
+            self.save(step, objects)
+            self.log(f"[{self.name}] --stop-at reached at step {step}/{self.steps}; checkpoint written")
             return True
         if step % self.ckpt_every == 0 and step < self.steps:
             self.save(step, objects)
