@@ -313,9 +313,11 @@ def contact_sheet(images, path: Path, cols: int = 8) -> None:
 
 def train_loop(run: tk.StageRun, objects: dict, step: int, body, evaluate=None, eval_every: int = 0,
                until: int | None = None) -> int:
-    """Runs body(step) -> (loss, extras) until run.steps (or `until`), with checkpoints, time
-    limit, Ctrl-C."""
+    """Runs body(step) -> (loss, extras) until run.steps (or `until`, or --stop-at), with
+    checkpoints, time limit, Ctrl-C."""
     end = run.steps if until is None else min(until, run.steps)
+    if run.stop_at is not None:
+        end = min(end, max(step, run.stop_at))
     try:
         while step < end:
             loss, extra = body(step)
@@ -328,6 +330,7 @@ def train_loop(run: tk.StageRun, objects: dict, step: int, body, evaluate=None, 
     except KeyboardInterrupt:
         run.interrupted(step, objects)
         raise SystemExit(130)
+    run.stop_here(step, objects)
     return step
 
 

@@ -133,5 +133,7 @@ def test_stop_at_ends_a_phase_on_the_full_schedule_and_the_run_resumes_there(tmp
 
     run, step, done = run_once(4)
     assert (step, done, run.stopped, seen) == (4, False, "step", [0, 1, 2, 3])
+    run, step, done = run_once(4)   # run again: no step past it
+    assert (step, done, run.stopped, seen) == (4, False, "step", [0, 1, 2, 3])
     run, step, done = run_once(None)
     assert (step, done, run.stopped, seen[4:]) == (10, True, None, [4, 5, 6, 7, 8, 9])

@@ -387,22 +387,25 @@ class StageRun:
         return self.max_s is not None and time.time() - self.t0 >= self.max_s
 
     def should_stop(self, step: int, objects: dict) -> bool:
-        """Checkpoint every ckpt_every steps; True (after checkpointing) when the time is up or
-        --stop-at is reached."""
+        """Checkpoint every ckpt_every steps; True (after checkpointing) when the time is up."""
         if self.out_of_time() and step < self.steps:
             self.stopped = "time"
             self.save(step, objects)
             self.log(f"[{self.name}] --max-minutes reached at step {step}/{self.steps}; "
                      f"checkpoint written, re-run the same command to continue")
             return True
-        if self.stop_at is not None and step >= self.stop_at and step < self.steps:
-            self.stopped = "step"
-            self.save(step, objects)
-            self.log(f"[{self.name}] --stop-at reached at step {step}/{self.steps}; checkpoint written")
-            return True
         if step % self.ckpt_every == 0 and step < self.steps:
             self.save(step, objects)
         return False
+
+    def stop_here(self, step: int, objects: dict) -> bool:
+        """At --stop-at (short of the stage's end): checkpoint, and True."""
+        if self.stop_at is None or step < self.stop_at or step >= self.steps:
+            return False
+        self.stopped = "step"
+        self.save(step, objects)
+        self.log(f"[{self.name}] --stop-at reached at step {step}/{self.steps}; checkpoint written")
+        return True
 
     def finish(self, step: int, objects: dict, **summary) -> bool:
         """Final checkpoint; done.json when the step target is reached. True if complete."""
