@@ -86,32 +86,14 @@ def stage_latents(args) -> bool:
 def stage_decoder(args) -> bool:
     """The VAE's decoder alone, tuned further on the cached latents (the recipe of SD's ft-MSE
     VAE): the encoder, every latent and the UNet trained on them stay as they are. The VAE drew
-    shapes well (98.7% recognised after a round trip) but smudged faces: after the round trip the
-    detector found alex in 4 renders of 16 (his top hat lost its brim), and a cat's or hat's
-    captioned attribute in 67% of held-out characters. So scenes with people or cats are drawn
-    --decoder-character-share of the time, and non-background pixels weigh more. Alex on a plain
-    background still lost the top of his face (so his hat no longer rested on it) although the
-    latent holds it (100 steps on his renders alone: found in 26 of 26 others, from 0): from
+    shapes well but smudged faces, so scenes with people or cats are drawn
+    --decoder-character-share of the time and non-background pixels weigh more; from
     --decoder-individuals-from, --decoder-individual-share of each batch are renders of the named
-    individuals (textual inversion's, seed 0; the checks draw seed 1). The UNet's cats came out as
-    blobs (brown with red ears, grey turned lavender) that the round trip of a clean latent never
-    showed, and the same blobs came from a clean latent plus white noise of 0.2-0.3 of its spread:
-    from --decoder-latent-noise-from, latents get such noise and are to decode to the clean scene
-    (the checks add 0.2: noisy_class, noisy_attribute). 1 000 such steps (up to 0.3) kept 19 cats of
-    24 under noise 0.3 (was 13), yet the UNet's own held-out characters came out no better (57 of
-    69 by class, 27 of 45 with their attribute, before and after): its errors are not white noise.
-    Nor did the UNet's own latents help: train scenes' latents redrawn by the UNet (img2img, their
-    caption, DDIM 20 g5), each paired with its clean scene, as a share of each batch made every
-    figure worse (2 400 pairs at strength 0.3-0.8, half of each batch, 250 steps: the UNet's 69
-    held-out people and cats by class 57 -> 49, with their attribute 27 -> 16 of 45, the round
-    trip's objects 98.4 -> 91.4%; 1 200 pairs at 0.15-0.45, a quarter, 200 steps: 57 -> 55 and
-    27 -> 22, 98.4 -> 95.3%), while the same 200 steps on posterior samples alone left them as they
-    were (56 and 28; 98.4%): the UNet redraws what it is given (a hat's colour, a cat's place), and
-    a decoder taught to map that back to the scene learns to blur. Decoded from clean latents the
-    characters are soft too (a brown cat a blob with ears), so LDM's adversarial term was tried (a
-    PatchGAN, hinge loss, weighed by the gradients at the last layer, 0.5): 400 steps from this
-    decoder drew halos, specks and rainbow edges, and the UNet's held-out people and cats by class
-    57 -> 45 of 69, with their attribute 27 -> 21 (shapes 207 -> 210 of 238)."""
+    individuals (textual inversion's, seed 0; the checks draw seed 1); from
+    --decoder-latent-noise-from, latents get white noise and are to decode to the clean scene.
+    What each of these did, and what was tried and dropped (noisy latents, the UNet's own latents,
+    an adversarial term; a larger share of the individuals' renders), is in the README's stage
+    table and its "Tried" list."""
     from diffusers import AutoencoderKL
     work, dev = Path(args.work), device(args)
     vae_done, lat_done = require_done(work, "vae"), require_done(work, "latents")
