@@ -36,7 +36,7 @@ struct Embeddings: ParsableCommand {
         guard !embedding.isEmpty || !words.isEmpty else { throw CLIError("nothing to show: give --embedding FILE or words") }
         let sd: StableDiffusionModel
         let model = try modelPath(self.model)
-        let embedding = try embeddingFiles(self.embedding, defaultModel: self.model == nil)
+        let embedding = try embeddingFiles(self.embedding, model: self.model)
         do { sd = try StableDiffusionModel.load(model, vaeEncoder: false, fast: []) } catch { throw CLIError("\(error)") }
         let width = sd.textEncoder.config.hiddenSize
         let loaded: [PromptEmbedding]

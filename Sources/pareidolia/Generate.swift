@@ -187,7 +187,7 @@ struct Generate: ParsableCommand {
         request.trace = trace
         request.traceOptions.attention = attentionMode
         request.traceOptions.eps = traceEps
-        request.embeddingFiles = try embeddingFiles(embedding, defaultModel: self.model == nil)
+        request.embeddingFiles = try embeddingFiles(embedding, model: self.model)
         request.clip = clipModel.map { GenerationRun.ClipRequest(folder: $0, every: clipEvery, phrases: ClipSimilarity.listedPhrases(clipPhrases)) }
         if separate != nil && regions == "auto" { request.autoRegions = .init() }
         request.precision = weightPrecision

@@ -29,8 +29,8 @@ func traceFolders(_ paths: [String]) throws -> [String] {
 
 /// `--embedding` values as files: with the default model a bare name (`alex`) that is not a file
 /// names one of its own textual-inversion files.
-func embeddingFiles(_ specs: [String], defaultModel: Bool) throws -> [String] {
-    guard defaultModel else { return specs }
+func embeddingFiles(_ specs: [String], model: String?) throws -> [String] {
+    guard isDemoModel(model) else { return specs }
     let known = (try? DefaultModel.embeddings()) ?? [:]
     return try specs.map { spec in
         if FileManager.default.fileExists(atPath: spec) || spec.contains("=") || spec.contains("/") { return spec }
@@ -40,6 +40,9 @@ func embeddingFiles(_ specs: [String], defaultModel: Bool) throws -> [String] {
         return path
     }
 }
+
+/// Whether `--model` (nil: not given) is the embedded demo model, named or not.
+func isDemoModel(_ given: String?) -> Bool { given.map { DefaultModel.isDefaultModel($0) } ?? true }
 
 /// `--model`, or the embedded default model when none is given.
 func modelPath(_ given: String?) throws -> String {

@@ -33,9 +33,11 @@ struct Serve: ParsableCommand {
         config.port = port
         config.token = token
         if let listen { config.host = listen }
-        let demo = model == nil && embedding.isEmpty ? ((try? DefaultModel.embeddings()) ?? [:]).keys.sorted() : []
-        config.embeddingFiles = try embeddingFiles(embedding + demo, defaultModel: model == nil)
-        if model == nil { config.defaults = .demoModel }
+        // The demo model, named or not, brings its characters and the settings its card measures with.
+        let isDemo = isDemoModel(model)
+        let demo = isDemo && embedding.isEmpty ? ((try? DefaultModel.embeddings()) ?? [:]).keys.sorted() : []
+        config.embeddingFiles = try embeddingFiles(embedding + demo, model: model)
+        if isDemo { config.defaults = .demoModel }
         do { try config.validate() } catch { throw CLIError("\(error)") }
         let loaded: StableDiffusionModel
         do { loaded = try StableDiffusionModel.load(path, vaeEncoder: false) } catch { throw CLIError("--model \(path): \(error)") }

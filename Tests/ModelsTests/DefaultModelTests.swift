@@ -37,6 +37,20 @@ struct DefaultModelTests {
         }
     }
 
+    @Test func theDefaultModelKnownHoweverSpelled() throws {
+        try withAssets { dir in
+            let env = ["PAREIDOLIA_ASSETS": dir]
+            let link = FileManager.default.temporaryDirectory.appendingPathComponent("pd-link-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: link) }
+            try FileManager.default.createSymbolicLink(atPath: link.path, withDestinationPath: dir + "/demo-model")
+            for spelled in [dir + "/demo-model", dir + "/demo-model/", dir + "/demo-embeddings/../demo-model", link.path] {
+                #expect(DefaultModel.isDefaultModel(spelled, environment: env, executable: nil), "\(spelled)")
+            }
+            #expect(!DefaultModel.isDefaultModel(dir, environment: env, executable: nil))
+            #expect(!DefaultModel.isDefaultModel(dir + "/demo-embeddings", environment: env, executable: nil))
+        }
+    }
+
     @Test func missingEverywhereNamesEveryPlace() throws {
         let nowhere = "/nonexistent-\(UUID().uuidString)"
         let candidates = DefaultModel.candidates(environment: ["PAREIDOLIA_ASSETS": nowhere], executable: URL(fileURLWithPath: nowhere + "/bin/pareidolia"))

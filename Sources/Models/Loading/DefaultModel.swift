@@ -39,6 +39,15 @@ public enum DefaultModel {
     /// The default SD 1.x diffusers folder.
     public static func modelPath() throws -> String { try assetsDirectory() + "/" + modelFolder }
 
+    /// Whether `path` names the default model's folder (however spelled: relative, with `..`, through
+    /// a link), so a command given it explicitly can use what belongs to it (its run defaults).
+    public static func isDefaultModel(_ path: String, environment: [String: String] = ProcessInfo.processInfo.environment,
+                                      executable: URL? = Bundle.main.executableURL) -> Bool {
+        guard let dir = try? assetsDirectory(environment: environment, executable: executable) else { return false }
+        func canonical(_ p: String) -> String { URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+        return canonical(path) == canonical(dir + "/" + modelFolder)
+    }
+
     /// The default CLIP model (`CLIPModel` layout) that belongs to the default SD model.
     public static func clipPath() throws -> String { try assetsDirectory() + "/" + clipFolder }
 
