@@ -24,7 +24,7 @@ from toyworld.stagekit import (SD15_SCHEDULER, autocast, clip_text_encoder, comm
                                device, load_tokenizer, load_vae, log, make_pipeline, open_stage,
                                require_done, stage_steps, tokenize, train_loop, unet_kwargs)
 from toyworld.unet_parts import (focus_batch_order, ground_weights, grounding_data, grow_unet,  # noqa: E402
-                                 heldout_eval, new_unet, place_caption_ids, pyramid_noise, snr_weight,
+                                 heldout_eval, new_unet, object_weighted_mean, place_caption_ids, pyramid_noise, snr_weight,
                                  unet_deep_at, unet_lr, unet_optimizer, unet_wide_at, widen_unet)
 
 
@@ -51,6 +51,7 @@ def stage_unet(args) -> bool:
                         ground_weight=args.unet_ground_weight, ground_pixel_weight=args.unet_ground_pixel_weight,
                         ground_from=args.unet_ground_from,
                         repeat=args.unet_repeat, repeat_from=args.unet_repeat_from,
+                        object_weight=args.unet_object_weight, object_weight_from=args.unet_object_weight_from,
                         cosine_steps=args.unet_cosine_steps,
                         restart_from=args.unet_restart_from, restart_lr=args.unet_restart_lr,
                         model=unet_kwargs(args, cross), scheduler=SD15_SCHEDULER,
@@ -69,8 +70,11 @@ def stage_unet(args) -> bool:
     empty = tokenize(tok, [""])[0]
     grounding = (grounding_data(args, d, ids, place_ids)       # (masks, bits) or None
                  if any(args.unet_ground_weight) or any(args.unet_ground_pixel_weight) else None)
-    focus_order = focus_batch_order(args, (grounding or grounding_data(args, d, ids, place_ids))[0],
-                                    json.loads((d / "captions.json").read_text())) if args.unet_repeat else None
+    if grounding is None and (args.unet_repeat or args.unet_object_weight > 0):
+        masks = grounding_data(args, d, ids, place_ids)[0]                  # [N, O, 16, 16]
+    else:
+        masks = None if grounding is None else grounding[0]
+    focus_order = focus_batch_order(args, masks, json.loads((d / "captions.json").read_text())) if args.unet_repeat else None
     sched = DDPMScheduler(**{k: v for k, v in SD15_SCHEDULER.items()
                              if k not in ("skip_prk_steps", "set_alpha_to_one", "steps_offset")})
     ac = sched.alphas_cumprod
@@ -163,7 +167,11 @@ def stage_unet(args) -> bool:
             capture.active = True
         with autocast(args):
             pred = unet(noisy.to(dev), t.to(dev), encoder_hidden_states=cond).sample
-        mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
+        if args.unet_object_weight > 0 and s >= args.unet_object_weight_from:   # see --unet-object-weight
+            err = ((pred.float() - noise.to(dev)) ** 2).mean(dim=1)           # [B, h, w]
+            mse = object_weighted_mean(err, masks[idx].to(dev), args.unet_object_weight)
+        else:
+            mse = ((pred.float() - noise.to(dev)) ** 2).mean(dim=(1, 2, 3))
         if args.min_snr > 0:
             floor = args.unet_snr_floor if s >= args.unet_snr_floor_from else 0.0
             mse = mse * snr_weight(snr_all[t].to(dev), args.min_snr, floor)

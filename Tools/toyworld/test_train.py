@@ -137,3 +137,16 @@ def test_stop_at_ends_a_phase_on_the_full_schedule_and_the_run_resumes_there(tmp
     assert (step, done, run.stopped, seen) == (4, False, "step", [0, 1, 2, 3])
     run, step, done = run_once(None)
     assert (step, done, run.stopped, seen[4:]) == (10, True, None, [4, 5, 6, 7, 8, 9])
+
+
+def test_object_weighted_mean_counts_object_pixels_more():
+    """--unet-object-weight: no objects is the plain mean; an object pixel weighs 1 + w."""
+    from toyworld.unet_parts import object_weighted_mean
+    err = torch.rand(2, 4, 4)
+    none = torch.zeros(2, 3, 4, 4)
+    assert torch.allclose(object_weighted_mean(err, none, 3.0), err.mean(dim=(1, 2)))
+    masks = none.clone()
+    masks[0, 1, 2, 3] = 1.0                                     # one object pixel in sample 0
+    got = object_weighted_mean(err, masks, 3.0)
+    want0 = (err[0].sum() + 3.0 * err[0, 2, 3]) / (16 + 3.0)
+    assert torch.allclose(got[0], want0) and torch.allclose(got[1], err[1].mean())

@@ -205,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "each sample then uses its own caption or one of these, evenly")
     g.add_argument("--unet-place-rate", type=float, default=0.9, help="how often those captions say where (0.3-0.55 in the world's own)")
     from_step(g, "unet-place", "those captions")
+    g.add_argument("--unet-object-weight", type=float, default=0.0,
+                   help="from --unet-object-weight-from, the noise loss at latent pixels inside an object weighs "
+                        "1 + this (the others 1; each sample's weighted mean), so detail inside things counts "
+                        "more than background")
+    from_step(g, "unet-object-weight", "the object-weighted loss")
     g.add_argument("--unet-snr-floor", type=float, default=0.0,
                    help="the loss weight in x0 terms is at least this at high noise (min-SNR's min(snr, gamma) "
                         "falls to 0.005 at t=999); 0: plain min-SNR")
