@@ -24,8 +24,9 @@ from toyworld.stagekit import (SD15_SCHEDULER, autocast, clip_text_encoder, comm
                                device, load_tokenizer, load_vae, log, make_pipeline, open_stage,
                                require_done, stage_steps, tokenize, train_loop, unet_kwargs)
 from toyworld.unet_parts import (focus_batch_order, ground_weights, grounding_data, grow_unet,  # noqa: E402
-                                 heldout_eval, new_unet, object_weighted_mean, place_caption_ids, pyramid_noise, snr_weight,
-                                 unet_deep_at, unet_lr, unet_optimizer, unet_wide_at, widen_unet)
+                                 heldout_eval, new_unet, object_weighted_mean, place_caption_ids,
+                                 pyramid_noise, snr_weight, unet_deep_at, unet_lr, unet_optimizer,
+                                 unet_wide_at, widen_unet)
 
 
 # ============================================================================================
