@@ -64,7 +64,7 @@ table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;te
 <li><a href="two-objects/report/index.html">two objects</a>: "a red circle to the left of a blue square" — which word landed where</li>
 <li><a href="sweep/report/index.html">the four-seed sweep</a>: "a yellow star and a purple triangle on grass" — how one prompt resolves from four seeds' noise</li>
 <li><a href="compare/report/index.html">one seed, three prompts</a>: "a red circle on the left", then "… and a blue square on the right", then "… on grass" — what each added phrase changed, word by word and step by step</li>
-<li><a href="alex-alone/report/index.html">alex alone</a>: "a photo of alex on grass" — the textual-inversion token by itself over four seeds: is it alex (peach skin, blue top hat) before any pair is asked for</li>
+<li><a href="alex-alone/report/index.html">alex alone</a>: "a photo of alex on grass" — the textual-inversion token by itself over four seeds: is it alex (peach skin, red top hat) before any pair is asked for</li>
 <li><a href="lookalikes/report/index.html">the look-alikes</a>: "alex and cora side by side" (two people of one class)</li>
 <li><a href="mixed-pair/report/index.html">a mixed pair</a>: "alex and koko side by side" (a person and a cat)</li>
 <li><a href="pair-token/report/index.html">the pair token</a>: "alexcora side by side" (the story's fix)</li>

@@ -256,9 +256,12 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
         w("")
     w("### Textual inversion")
     w("")
-    w("diffusers' recipe: the model frozen, one new token per embedding initialised from the class word, "
-      "only its embedding row trained with the plain ε-MSE loss, on renders of the individual(s) with the "
-      "world's captions (the class phrase replaced by the token). Saved as A1111 `.pt` files "
+    counts = sorted({(h or {}).get("config", {}).get("vectors", 1) for _, h in ti.values() if h})
+    many = " or ".join(map(str, counts)) if counts and counts != [1] else "one"
+    w(f"diffusers' recipe: the model frozen, {many} new token{'s' if many != 'one' else ''} per embedding "
+      "(vectors), each initialised from the class word, only their embedding rows trained with the plain ε-MSE "
+      "loss, on renders of the individual(s) with the world's captions (the class phrase replaced by the tokens). "
+      "Saved as A1111 `.pt` files "
       "(`string_to_param['*']`, float32 `[n_vectors, dim]`); the trigger word is the file name.")
     w("")
     w("| embedding | shows | init word | images | steps | final loss | wall time | quick check |")
@@ -299,10 +302,15 @@ def write_card(args, work: Path, assets: Path, scheduler: dict) -> Path:
     w("## Retraining")
     w("")
     w("```sh")
-    w("/work/venv/bin/python Tools/toyworld/train.py all                 # the whole chain; 2-core CPU ≈ 2.5 h")
+    w("bash Tools/toyworld/retrain.sh /work/retrain     # this model's whole path, world by world (about 12 h on 2 cores)")
+    w("/work/venv/bin/python Tools/toyworld/train.py all                 # one world's chain from scratch (the cpu preset)")
     w("/work/venv/bin/python Tools/toyworld/train.py unet --max-minutes 30   # one stage; re-run to continue")
     w("/work/venv/bin/python Tools/toyworld/train.py all --preset gpu --work /tmp/run   # a CUDA machine")
     w("```")
+    w("")
+    w("The model was trained across sessions and world versions; `retrain.sh` runs that path: the cpu preset in "
+      "world 2 to UNet step 80 000, then each later world from the weights the last one ended with (`train.py seed`), "
+      "its UNet stopped where the next took over (`--stop-at`).")
     w("")
     w("Stages: data, clip, vae, latents, decoder (the VAE's decoder alone tuned further on the cached latents, "
       "as SD's ft-MSE VAE was: the encoder and every latent stay), unet, ti, export, measure. Each checkpoints (model, optimizer, step, "

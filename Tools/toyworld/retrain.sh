@@ -1,0 +1,72 @@
+#!/bin/bash
+# The shipped demo model's whole training path in one command:
+#
+#     bash Tools/toyworld/retrain.sh [WORK]          # DRY=1 prints the commands instead
+#
+# The model was trained across sessions and world versions (version.py): the cpu preset in world 2
+# to UNet step 80 000, then world 4, 5 and 6, each phase going on from the weights the last one
+# ended with (`train.py seed`: the UNet's EMA in fp16, a fresh optimizer), as the README's
+# "Training path" tells. Each phase has its own work folder under WORK; a phase's UNet stops at
+# the step where the next one took over (--stop-at), its learning-rate schedule still the one it
+# ran on. Every stage checkpoints and resumes: re-run the same command to continue after a stop.
+# 2-core CPU: about 12 h (the UNet's 114 000 steps at 0.3-0.4 s); the textual inversion, export
+# and measurement at the end as the shipped model's.
+set -euo pipefail
+WORK=${1:-/work/toyworld-retrain}
+PY=${PYTHON:-/work/venv/bin/python}
+TRAIN="$(cd "$(dirname "$0")" && pwd)/train.py"
+ASSETS="$WORK/assets"
+# The UNet's cosine restarts of world 2 (the preset's, and the one at 80 000 that world 4 began with).
+R=43535,51500,61000,69000,80000
+L=1.5e-4,1.5e-4,1.5e-4,1.5e-4,1.5e-4
+
+run() {   # WORLD_VERSION STAGE ARGS...: one train.py stage; exit 3 is a stop (--stop-at), not a failure
+    local version=$1; shift
+    if [ -n "${DRY:-}" ]; then echo "TOYWORLD_VERSION=$version train.py $*"; return 0; fi
+    local rc=0
+    TOYWORLD_VERSION=$version nice -n 19 "$PY" "$TRAIN" "$@" || rc=$?
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ] || exit "$rc"
+}
+seed() {   # WORLD_VERSION PHASE_DIR STAGE: the stage's weights for the next phase
+    run "$1" seed --seed-stage "$3" --work "$2" --seed-out "$2/seeds/$3.safetensors"
+}
+chain() {   # WORLD_VERSION DIR: the stages every phase starts with, from phase w2's CLIP and VAE
+    run "$1" data --work "$2"
+    run "$1" clip --work "$2" --clip-init "$WORK/w2/seeds/clip.safetensors"
+    run "$1" vae --work "$2" --vae-init "$WORK/w2/seeds/vae.safetensors"
+    run "$1" latents --work "$2"
+}
+
+# world 2: the cpu preset from scratch, UNet to 80 000
+W=$WORK/w2
+for stage in data clip vae latents decoder unet; do run 2 "$stage" --work "$W"; done
+for stage in clip vae decoder unet; do seed 2 "$W" "$stage"; done
+
+# world 4 (a few attributes a character): the decoder 1 000 steps more, the UNet a sixth cosine, 80 000 -> 86 871
+W=$WORK/w4
+chain 4 "$W"
+run 4 decoder --work "$W" --decoder-init "$WORK/w2/seeds/decoder.safetensors" --decoder-steps 2000
+run 4 unet --work "$W" --unet-init "$WORK/w2/seeds/unet.safetensors" --unet-steps 90000 \
+    --unet-restart-from $R --unet-restart-lr $L --stop-at 86871
+for stage in decoder unet; do seed 4 "$W" "$stage"; done
+
+# world 5 (skin said, bolder stripes): a seventh cosine to 92 000, an eighth toward 110 000 with
+# character scenes three times an epoch from 92 152, stopped at 103 732
+W=$WORK/w5
+chain 5 "$W"
+run 5 decoder --work "$W" --decoder-init "$WORK/w4/seeds/decoder.safetensors" --decoder-steps 2000
+run 5 unet --work "$W" --unet-init "$WORK/w4/seeds/unet.safetensors" --unet-steps 110000 \
+    --unet-restart-from $R,86871,92000 --unet-restart-lr $L,1.5e-4,1.5e-4 \
+    --unet-repeat characters=3 --unet-repeat-from 92152 --stop-at 103732
+for stage in decoder unet; do seed 5 "$W" "$stage"; done
+
+# world 6 (alex's and cora's hats swapped): a ninth cosine from 8e-5, then textual inversion and export
+W=$WORK/w6
+chain 6 "$W"
+run 6 decoder --work "$W" --decoder-init "$WORK/w5/seeds/decoder.safetensors" --decoder-steps 2000
+run 6 unet --work "$W" --unet-init "$WORK/w5/seeds/unet.safetensors" --unet-steps 114000 \
+    --unet-restart-from $R,86871,92000,103732 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5 \
+    --unet-repeat characters=3 --unet-repeat-from 103732
+run 6 ti --work "$W" --ti-vectors 2
+run 6 export --work "$W" --assets "$ASSETS"
+echo "retrain.sh: the model is in $ASSETS (measure it: Tools/toyworld/measure_pareidolia.py --model $ASSETS/demo-model)"
