@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 
-
 def characters_sentence() -> str:
     """The people and cats of the world version in use, and the named individuals' looks."""
     from toyworld import characters as ch
@@ -24,6 +23,7 @@ def characters_sentence() -> str:
             f"and cats (fur {', '.join(palette.FURS)}; {', '.join(ch.CAT_PATTERNS)}); the look-alikes "
             + " and ".join(f"{n} ({look(c)})" for n, c in ch.NAMED.items() if c.kind == "person")
             + " and the cat " + ", ".join(f"{n} ({look(c)})" for n, c in ch.NAMED.items() if c.kind == "cat"))
+
 
 def _read(path: Path):
     return json.loads(path.read_text()) if path.exists() else None

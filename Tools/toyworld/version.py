@@ -1,7 +1,8 @@
 """Which version of the world scenes are drawn in.
 
 A version changes what scenes look like (so the held-out captions and every cache of rendered
-scenes change with it). The shipped demo model was trained in `SHIPPED`; `TOYWORLD_VERSION=N`
+scenes change with it). The shipped demo model was trained last in `SHIPPED` (from version 2 on,
+each version going on from the last one's weights: `retrain.sh`); `TOYWORLD_VERSION=N`
 in the environment draws version N instead, for training the next model before it ships (a
 model must be measured in the world it learned).
 
