@@ -90,6 +90,14 @@ def has_attributes(det, want: dict[str, object]) -> bool:
     return det is not None and all(getattr(det, k) == v for k, v in want.items())
 
 
+def character_read(scene, obj, det) -> tuple[dict, bool | None]:
+    """A person's or cat's captioned attributes and whether its detection (or None) shows them
+    all (None where the caption names none): what the measurement, the probe and the VAE's
+    checks count."""
+    want = captioned_attributes(scene, obj)
+    return want, (has_attributes(det, want) if want else None)
+
+
 def match(scene, chars, dets) -> dict[int, object]:
     """Object id -> the detection that shows it: shapes by shape and colour, characters by class,
     preferring one with the captioned attributes; among equals the nearest (two red circles are
@@ -219,11 +227,10 @@ def measure_heldout(binary, args, work: Path) -> dict:
                                        "cell_ok": det is not None and det.position == o.position,
                                        "captioned_place_ok": claimed_ok})
             else:
-                want = captioned_attributes(scene, o)
+                want, ok = character_read(scene, o, det)
                 c["chars"] += 1
                 c["chars_class"] += det is not None
                 if want:
-                    ok = has_attributes(det, want)
                     c["attrs"] += 1
                     c["attrs_ok"] += ok
                 row["objects"].append({"kind": o.kind, "found": det is not None, "attributes": want})
@@ -378,7 +385,8 @@ def card_summary(r: dict, args) -> str:
              f"{h['objects_in_scene_cell']:.1%}", "–", ""),
             ("people and cats recognised as their class", f"{h['characters_class']:.1%} of {c['chars']}",
              f"≥ {t['characters_class']:.0%}", mark(h["characters_class"], t["characters_class"])),
-            (f"… with every captioned attribute ({'skin, ' if world.WORLD_VERSION >= 5 else ''}hat colour, fur, stripes)", f"{h['characters_attribute']:.1%} of {c['attrs']}",
+            (f"… with every captioned attribute ({'skin, ' if world.WORLD_VERSION >= 5 else ''}hat colour, fur, stripes)",
+             f"{h['characters_attribute']:.1%} of {c['attrs']}",
              f"≥ {t['characters_attribute']:.0%}", mark(h["characters_attribute"], t["characters_attribute"])),
             ("DAAM map of an object's noun peaks inside it", f"{h['daam_peak_in_region']:.1%} of {c['daam_detected']} drawn "
              f"({h['daam_peak_in_region_of_all']:.1%} of all {c['daam_objects']})", f"≥ {t['daam_peak_in_region']:.0%}",

@@ -29,8 +29,8 @@ if __package__ in (None, ""):
 
 from toyworld import stagekit as sk  # noqa: E402  (sets up the Hugging Face environment first)
 from toyworld import detect, trainkit as tk, vae_check, world  # noqa: E402
-from toyworld.measure_pareidolia import captioned_attributes, has_attributes, match  # noqa: E402
-from toyworld.seedweights import SEED_TEXT_PREFIX  # noqa: E402
+from toyworld.measure_pareidolia import character_read, match  # noqa: E402
+from toyworld.seedweights import read_seed  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -39,7 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 def load_pipeline(args):
     from diffusers import AutoencoderKL, StableDiffusionPipeline
-    from safetensors.torch import load_file
     pipe = StableDiffusionPipeline.from_pretrained(args.model, dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
     pipe.scheduler = sk.make_scheduler(args.sampler)
@@ -47,9 +46,8 @@ def load_pipeline(args):
     if args.vae:
         pipe.vae = AutoencoderKL.from_pretrained(args.vae, dtype=torch.float32).eval()
     if args.unet_seed:
-        weights = {k: v.float() for k, v in load_file(args.unet_seed).items()}
-        pipe.unet.load_state_dict({k: v for k, v in weights.items() if not k.startswith(SEED_TEXT_PREFIX)})
-        text = {k[len(SEED_TEXT_PREFIX):]: v for k, v in weights.items() if k.startswith(SEED_TEXT_PREFIX)}
+        own, text = read_seed(args.unet_seed)
+        pipe.unet.load_state_dict(own)
         if text:  # a UNet seed carries the text encoder it was trained with, less the token table
             unused = pipe.text_encoder.load_state_dict(text, strict=False).unexpected_keys
             if unused:
@@ -87,12 +85,11 @@ def score(scenes, images) -> tuple[dict, dict, list]:
                 counts["objects"] += 1
                 counts["recognised"] += d is not None
                 continue
+            want, ok = character_read(s, o, d)
             counts["characters"] += 1
             counts["by_class"] += d is not None
-            want = captioned_attributes(s, o)
             if not want:
                 continue
-            ok = has_attributes(d, want)
             counts["with_attributes"] += 1
             counts["attributes_ok"] += ok
             for k, v in want.items():

@@ -27,13 +27,9 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
     weights and the step they were saved at; the optimizer starts afresh (its moments re-estimate
     within a few dozen steps) and the learning-rate schedule goes on from that step. A UNet seed
     may carry its text encoder (loaded into `text_encoder` when given)."""
-    from safetensors.torch import load_file
-    state = {k: v.float() for k, v in load_file(str(path)).items()}
-    own = {k: v for k, v in state.items() if not k.startswith(SEED_TEXT_PREFIX)}
+    own, text = read_seed(path)
     model.load_state_dict(own, strict=True)
-    if text_encoder is not None and len(own) < len(state):
-        n = len(SEED_TEXT_PREFIX)
-        text = {k[n:]: v for k, v in state.items() if k.startswith(SEED_TEXT_PREFIX)}
+    if text_encoder is not None and text:
         missing, unexpected = text_encoder.load_state_dict(text, strict=False)
         if unexpected or [k for k in missing if not k.endswith(SEED_TOKEN_TABLE)]:
             raise SystemExit(f"[{run.name}] {path}: text-encoder keys do not fit (missing {missing}, unused {unexpected})")
@@ -50,6 +46,15 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
     log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
     return step
+
+
+def read_seed(path) -> tuple[dict, dict]:
+    """A seed file's (model state, text-encoder state; {} where it carries none), in float32."""
+    from safetensors.torch import load_file
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    n = len(SEED_TEXT_PREFIX)
+    return ({k: v for k, v in state.items() if not k.startswith(SEED_TEXT_PREFIX)},
+            {k[n:]: v for k, v in state.items() if k.startswith(SEED_TEXT_PREFIX)})
 
 
 def seed_history_path(seed: Path) -> Path:

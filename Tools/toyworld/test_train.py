@@ -94,6 +94,7 @@ def test_probe_scores_clean_renders_as_drawn_right_and_a_wrong_fur_as_a_miss():
     character is found with its captioned attributes; a cat repainted to another fur keeps its
     class but misses the attribute."""
     from toyworld import palette, probe
+    from toyworld.measure_pareidolia import captioned_attributes
     scenes = [s for s in world.dataset("heldout", 60)]
     counts, tally, misses = probe.score(scenes, [s.image for s in scenes])
     assert counts["objects"] > 20 and counts["recognised"] == counts["objects"]
@@ -101,10 +102,10 @@ def test_probe_scores_clean_renders_as_drawn_right_and_a_wrong_fur_as_a_miss():
     assert counts["attributes_ok"] == counts["with_attributes"] and not misses
     assert all(found == total for found, total in tally.values())
     cats = [s for s in world.dataset("heldout", 400) if any(
-        o.kind == "cat" and "colour" in probe.captioned_attributes(s, o) for o in s.objects)][:1]
+        o.kind == "cat" and "colour" in captioned_attributes(s, o) for o in s.objects)][:1]
     assert cats, "no held-out cat whose caption names its fur"
     s = cats[0]
-    cat = next(o for o in s.objects if o.kind == "cat" and "colour" in probe.captioned_attributes(s, o))
+    cat = next(o for o in s.objects if o.kind == "cat" and "colour" in captioned_attributes(s, o))
     image = s.image.copy()
     fur = np.array(cat.character.rgb)
     other = next(v for k, v in palette.FURS.items() if k != cat.character.colour)

@@ -86,20 +86,20 @@ def characters(vae, scenes, rec, per_individual: int) -> dict:
     """The UNet's ceiling for the character targets: held-out people and cats found by class and
     with their captioned attributes after the round trip (measure_pareidolia's matching), and
     each named individual identified in `per_individual` renders of it alone."""
-    from toyworld.measure_pareidolia import captioned_attributes, has_attributes, match
+    from toyworld.measure_pareidolia import character_read, match
     c = dict(chars=0, chars_class=0, attrs=0, attrs_ok=0)
     for s, im in zip(scenes, rec):
-        chars, dets = detect.analyse(im)
-        found = match(s, chars, dets)
+        found = match(s, *detect.analyse(im))
         for o in s.objects:
             if o.kind == "shape":
                 continue
-            det, want = found.get(o.id), captioned_attributes(s, o)
+            det = found.get(o.id)
+            want, ok = character_read(s, o, det)
             c["chars"] += 1
             c["chars_class"] += det is not None
             if want:
                 c["attrs"] += 1
-                c["attrs_ok"] += has_attributes(det, want)
+                c["attrs_ok"] += ok
     out = {"characters": c["chars"], "characters_class": c["chars_class"] / max(1, c["chars"]),
            "characters_attribute": c["attrs_ok"] / max(1, c["attrs"]), "individual_found": {}}
     for name in world.NAMED if per_individual else ():
