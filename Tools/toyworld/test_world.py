@@ -173,12 +173,13 @@ def test_named_individuals():
         assert s.template.startswith("{alex} and {cora}")
         a, b = s.objects[:2]
         assert "left of" in captions.relations(a, b)
-    # random characters never copy a named individual
-    named = {c.identity() for c in world.NAMED.values()}
+    # random people never copy a named individual; random cats never have koko's whole look
+    named = {c.identity() for c in world.NAMED.values() if c.kind == "person" or world.WORLD_VERSION < 7}
     for s in _scenes("train", N_DETECT):
         for o in s.objects:
             if o.character is not None:
                 assert o.character.identity() not in named
+                assert o.character.eyes != world.NAMED["koko"].eyes
 
 
 def _detector_figures(scenes):
@@ -359,3 +360,30 @@ def test_version_6_swaps_the_look_alikes_hats():
     assert out == ["red", "blue", "0", "1", "red"], out
     hats = ("red", "blue") if world.WORLD_VERSION >= 6 else ("blue", "red")
     assert (world.NAMED["alex"].hat_colour, world.NAMED["cora"].hat_colour) == hats
+
+
+_V7_CHECK = """
+import sys; sys.path.insert(0, sys.argv[1])
+from toyworld import characters
+import numpy as np
+rng = np.random.default_rng(0)
+cats = [characters.random_character(rng, "cat") for _ in range(3000)]
+koko = characters.NAMED["koko"]
+print(sum(c.identity() == koko.identity() for c in cats), sum(c == koko for c in cats),
+      sum(c.eyes == koko.eyes for c in cats))
+"""
+
+
+def test_version_7_draws_grey_striped_cats_but_never_koko():
+    """TOYWORLD_VERSION=7: random cats may be grey and striped (about one in six), which version
+    6 never drew; none has koko's big eyes, so none is koko."""
+    import subprocess
+    env = {**os.environ, "TOYWORLD_VERSION": "7"}
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    grey_striped, koko, big_eyes = map(int, subprocess.run(
+        [sys.executable, "-c", _V7_CHECK, tools], env=env, capture_output=True, text=True, check=True).stdout.split())
+    assert 350 < grey_striped < 650 and koko == 0 and big_eyes == 0
+    env["TOYWORLD_VERSION"] = "6"
+    grey_striped_v6 = int(subprocess.run([sys.executable, "-c", _V7_CHECK, tools], env=env, capture_output=True,
+                                         text=True, check=True).stdout.split()[0])
+    assert grey_striped_v6 == 0
