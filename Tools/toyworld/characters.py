@@ -65,9 +65,15 @@ NAMED: dict[str, Character] = {
 }
 
 
+def reserved_identities() -> set[tuple]:
+    """The identities (`Character.identity`) random characters never take: every named one's,
+    less koko's from version 7 (random cats may then be grey and striped, never big-eyed)."""
+    return {c.identity() for c in NAMED.values() if c.kind == "person" or version.VERSION < 7}
+
+
 def random_character(rng: np.random.Generator, kind: str | None = None) -> Character:
     """A random person or cat that is none of the named individuals."""
-    named = {c.identity() for c in NAMED.values() if c.kind == "person" or version.VERSION < 7}
+    named = reserved_identities()
     while True:
         k = kind or ("person" if rng.random() < 0.6 else "cat")
         if k == "person":

@@ -29,7 +29,7 @@ model must be measured in the world it learned).
        big eyes). "a grey striped cat" drew stripes in 1 of 16 images and koko's two-vector token
        in 2 of 16, while people composed any skin with any hat: a cat's fur and stripes share one
        region, so the UNet never learned stripes apart from the brown and ginger cats that wore
-       them
+       them (on trial, not shipped: the toyworld README's "Tried")
 """
 
 from __future__ import annotations
