@@ -175,6 +175,10 @@ struct ServerTests {
                 }
             }
             reader.start()
+            // The handshake completes before the server's handler subscribes; post only once it
+            // has, or the one-off "start" event can go out to no page (seen once in CI).
+            let subscribed = Date().addingTimeInterval(5)
+            while server.hub.subscriberCount == 0 && Date() < subscribed { try await Task.sleep(nanoseconds: 5_000_000) }
             let queued = try await client.execute(uri: "/api/runs", method: .post, headers: Self.pageHeaders,
                                                   body: Self.body(#"{"prompt": "a witch and her black cat", "steps": 3, "seed": 7, "sampler": "euler_a", "width": 64, "height": 64}"#)) { r in
                 #expect(r.status == .accepted)
