@@ -156,6 +156,8 @@ def _ears(cv, ch, hx, hy, w, h, s, obj):
         outer = [(hx + side * 0.5 * w, hy - 0.02 * h), (hx + side * 0.38 * w, hy - 0.86 * h),
                  (hx + side * 0.02 * w, hy - 0.38 * h)]
         cv.polygons([outer], [], ch.rgb, obj, "head")
+        if version.VERSION >= 8:  # one fur colour: the UNet drew a brown cat's lighter inner ears red
+            continue
         inner = [(hx + side * 0.4 * w, hy - 0.3 * h), (hx + side * 0.36 * w, hy - 0.68 * h),
                  (hx + side * 0.17 * w, hy - 0.42 * h)]
         # A lighter fur shade, not pink: blurred, pink and grey would mix into a background

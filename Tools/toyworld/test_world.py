@@ -388,3 +388,30 @@ def test_version_7_draws_grey_striped_cats_but_never_koko():
     grey_striped, koko, big_eyes = counts("7")
     assert 350 < grey_striped < 650 and koko == 0 and big_eyes == 0
     assert counts("6")[0] == 0
+
+
+_V8_CHECK = """
+import sys; sys.path.insert(0, sys.argv[1])
+from toyworld import characters, world
+import numpy as np
+koko = characters.NAMED["koko"]
+inner = np.array(characters.shade(koko.rgb, 1.18))
+near = 0
+for shot in world.individual_images("koko", 6):
+    near += int((np.abs(shot.image.astype(int) - inner).max(axis=-1) <= 3).sum())
+print(near)
+"""
+
+
+def test_version_8_draws_cat_ears_in_the_fur_colour_alone():
+    """TOYWORLD_VERSION=8: no cat has the lighter inner ear (the UNet drew a brown cat's red),
+    which version 7 drew on every cat."""
+    import subprocess
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def inner_ear_pixels(version: str) -> int:   # pixels of koko's inner-ear shade in 6 renders
+        env = {**os.environ, "TOYWORLD_VERSION": version}
+        return int(subprocess.run([sys.executable, "-c", _V8_CHECK, tools], env=env, capture_output=True,
+                                  text=True, check=True).stdout)
+    with_ears, without = inner_ear_pixels("7"), inner_ear_pixels("8")
+    assert with_ears > 100 and without < with_ears / 20, (with_ears, without)

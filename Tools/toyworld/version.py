@@ -30,6 +30,10 @@ model must be measured in the world it learned).
        in 2 of 16, while people composed any skin with any hat: a cat's fur and stripes share one
        region, so the UNet never learned stripes apart from the brown and ginger cats that wore
        them (on trial, not shipped: the toyworld README's "Tried")
+    8  version 7 with a cat's ears in its fur colour alone (the inner ear was 1.18 times lighter).
+       "a brown cat on grass" came out with round red ears in 15 of 16 images, which the detector
+       reads as a brown person under a red hat: 6 of the probe's 16 misses were brown cats, while
+       the VAE's round trip alone kept brown cats in 13 of 16
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from __future__ import annotations
 import os
 
 SHIPPED = 6
-KNOWN = (2, 4, 5, 6, 7)
+KNOWN = (2, 4, 5, 6, 7, 8)
 
 
 def current() -> int:
