@@ -33,7 +33,8 @@ model must be measured in the world it learned).
     8  version 7 with a cat's ears in its fur colour alone (the inner ear was 1.18 times lighter).
        "a brown cat on grass" came out with round red ears in 15 of 16 images, which the detector
        reads as a brown person under a red hat: 6 of the probe's 16 misses were brown cats, while
-       the VAE's round trip alone kept brown cats in 13 of 16
+       the VAE's round trip alone kept brown cats in 13 of 16 (on trial, not shipped: the toyworld
+       README's "Tried")
 """
 
 from __future__ import annotations
