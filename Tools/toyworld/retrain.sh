@@ -4,12 +4,12 @@
 #     bash Tools/toyworld/retrain.sh [WORK]          # DRY=1 prints the commands instead
 #
 # The model was trained across sessions and world versions (version.py): the cpu preset in world 2
-# to UNet step 80 000, then world 4, 5 and 6, each phase going on from the weights the last one
+# to UNet step 80 000, then worlds 4 to 8, each phase going on from the weights the last one
 # ended with (`train.py seed`: the UNet's EMA in fp16, a fresh optimizer), as the README's
 # "Training path" tells. Each phase has its own work folder under WORK; a phase's UNet stops at
 # the step where the next one took over (--stop-at), its learning-rate schedule still the one it
 # ran on. Every stage checkpoints and resumes: re-run the same command to continue after a stop.
-# 2-core CPU: about 12 h (the UNet's 114 000 steps at 0.3-0.4 s); the textual inversion, export
+# 2-core CPU: about 14 h (the UNet's 128 000 steps at 0.3-0.4 s); the textual inversion, export
 # and measurement at the end as the shipped model's.
 set -euo pipefail
 WORK=${1:-/work/toyworld-retrain}
@@ -60,13 +60,34 @@ run 5 unet --work "$W" --unet-init "$WORK/w4/seeds/unet.safetensors" --unet-step
     --unet-repeat characters=3 --unet-repeat-from 92152 --stop-at 103732
 for stage in decoder unet; do seed 5 "$W" "$stage"; done
 
-# world 6 (alex's and cora's hats swapped): a ninth cosine from 8e-5, then textual inversion and export
+# world 6 (alex's and cora's hats swapped): a ninth cosine from 8e-5 to 114 000
 W=$WORK/w6
 chain 6 "$W"
 run 6 decoder --work "$W" --decoder-init "$WORK/w5/seeds/decoder.safetensors" --decoder-steps 2000
 run 6 unet --work "$W" --unet-init "$WORK/w5/seeds/unet.safetensors" --unet-steps 114000 \
     --unet-restart-from $R,86871,92000,103732 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5 \
     --unet-repeat characters=3 --unet-repeat-from 103732
-run 6 ti --work "$W" --ti-vectors 2
-run 6 export --work "$W" --assets "$ASSETS"
+for stage in decoder unet; do seed 6 "$W" "$stage"; done
+
+# world 7 (random cats grey and striped too): a tenth cosine from 8e-5 to 119 000, character
+# scenes three times an epoch
+W=$WORK/w7
+chain 7 "$W"
+run 7 decoder --work "$W" --decoder-init "$WORK/w6/seeds/decoder.safetensors" --decoder-steps 2000
+run 7 unet --work "$W" --unet-init "$WORK/w6/seeds/unet.safetensors" --unet-steps 119000 \
+    --unet-restart-from $R,86871,92000,103732,114000 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5,8e-5 \
+    --unet-repeat characters=3 --unet-repeat-from 114000
+for stage in decoder unet; do seed 7 "$W" "$stage"; done
+
+# world 8 (a cat's ears in its fur colour alone): an eleventh cosine from 8e-5 to 128 000, then
+# textual inversion (alex's token in three vectors: with two his hat came out orange on grass) and export
+W=$WORK/w8
+chain 8 "$W"
+run 8 decoder --work "$W" --decoder-init "$WORK/w7/seeds/decoder.safetensors" --decoder-steps 2000
+run 8 unet --work "$W" --unet-init "$WORK/w7/seeds/unet.safetensors" --unet-steps 128000 \
+    --unet-restart-from $R,86871,92000,103732,114000,119000 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5,8e-5,8e-5 \
+    --unet-repeat characters=3 --unet-repeat-from 114000
+run 8 ti --work "$W" --ti-concepts alex --ti-vectors 3
+run 8 ti --work "$W" --ti-concepts cora,koko,alexcora --ti-vectors 2
+run 8 export --work "$W" --assets "$ASSETS"
 echo "retrain.sh: the model is in $ASSETS (measure it: Tools/toyworld/measure_pareidolia.py --model $ASSETS/demo-model)"
