@@ -30,6 +30,7 @@ if version.VERSION >= 4:  # a few attributes each (version.py)
     CAT_PATTERNS, EYES = ("plain", "stripes"), ("dots",)
 # A cat's forehead bars: width (of the head size), spacing (of the head width), shade (of the fur).
 STRIPE_WIDTH, STRIPE_SPREAD, STRIPE_SHADE = (0.08, 0.17, 0.45) if version.VERSION >= 5 else (0.06, 0.12, 0.7)
+INNER_EAR_SHADE = 1.18  # a cat's inner ear against its fur, before version 8 (one colour since)
 # Hats take object colours; the detector reads a hat's colour like an object's.
 HAT_COLOURS = tuple(palette.COLOURS)
 
@@ -162,7 +163,7 @@ def _ears(cv, ch, hx, hy, w, h, s, obj):
                  (hx + side * 0.17 * w, hy - 0.42 * h)]
         # A lighter fur shade, not pink: blurred, pink and grey would mix into a background
         # colour and cut the ear off the head.
-        cv.polygons([inner], [], shade(ch.rgb, 1.18), obj, "head")
+        cv.polygons([inner], [], shade(ch.rgb, INNER_EAR_SHADE), obj, "head")
 
 
 def _pattern(cv, ch, hx, hy, w, h, s, obj):

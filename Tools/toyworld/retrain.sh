@@ -36,6 +36,14 @@ chain() {   # WORLD_VERSION DIR: the stages every phase starts with, from phase 
     run "$1" vae --work "$2" --vae-init "$WORK/w2/seeds/vae.safetensors"
     run "$1" latents --work "$2"
 }
+phase() {   # WORLD_VERSION PREVIOUS UNET_ARGS...: a later world's stages, from the weights phase
+            # PREVIOUS ended with (its decoder 2 000 steps, its UNet on with UNET_ARGS); W = its folder
+    local version=$1 previous=$WORK/w$2/seeds; shift 2
+    W=$WORK/w$version
+    chain "$version" "$W"
+    run "$version" decoder --work "$W" --decoder-init "$previous/decoder.safetensors" --decoder-steps 2000
+    run "$version" unet --work "$W" --unet-init "$previous/unet.safetensors" "$@"
+}
 
 # world 2: the cpu preset from scratch, UNet to 80 000
 W=$WORK/w2
@@ -43,48 +51,32 @@ for stage in data clip vae latents decoder unet; do run 2 "$stage" --work "$W"; 
 for stage in clip vae decoder unet; do seed 2 "$W" "$stage"; done
 
 # world 4 (a few attributes a character): the decoder 1 000 steps more, the UNet a sixth cosine, 80 000 -> 86 871
-W=$WORK/w4
-chain 4 "$W"
-run 4 decoder --work "$W" --decoder-init "$WORK/w2/seeds/decoder.safetensors" --decoder-steps 2000
-run 4 unet --work "$W" --unet-init "$WORK/w2/seeds/unet.safetensors" --unet-steps 90000 \
-    --unet-restart-from $R --unet-restart-lr $L --stop-at 86871
+phase 4 2 --unet-steps 90000 --unet-restart-from $R --unet-restart-lr $L --stop-at 86871
 for stage in decoder unet; do seed 4 "$W" "$stage"; done
 
 # world 5 (skin said, bolder stripes): a seventh cosine to 92 000, an eighth toward 110 000 with
 # character scenes three times an epoch from 92 152, stopped at 103 732
-W=$WORK/w5
-chain 5 "$W"
-run 5 decoder --work "$W" --decoder-init "$WORK/w4/seeds/decoder.safetensors" --decoder-steps 2000
-run 5 unet --work "$W" --unet-init "$WORK/w4/seeds/unet.safetensors" --unet-steps 110000 \
+phase 5 4 --unet-steps 110000 \
     --unet-restart-from $R,86871,92000 --unet-restart-lr $L,1.5e-4,1.5e-4 \
     --unet-repeat characters=3 --unet-repeat-from 92152 --stop-at 103732
 for stage in decoder unet; do seed 5 "$W" "$stage"; done
 
 # world 6 (alex's and cora's hats swapped): a ninth cosine from 8e-5 to 114 000
-W=$WORK/w6
-chain 6 "$W"
-run 6 decoder --work "$W" --decoder-init "$WORK/w5/seeds/decoder.safetensors" --decoder-steps 2000
-run 6 unet --work "$W" --unet-init "$WORK/w5/seeds/unet.safetensors" --unet-steps 114000 \
+phase 6 5 --unet-steps 114000 \
     --unet-restart-from $R,86871,92000,103732 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5 \
     --unet-repeat characters=3 --unet-repeat-from 103732
 for stage in decoder unet; do seed 6 "$W" "$stage"; done
 
 # world 7 (random cats grey and striped too): a tenth cosine from 8e-5 to 119 000, character
 # scenes three times an epoch
-W=$WORK/w7
-chain 7 "$W"
-run 7 decoder --work "$W" --decoder-init "$WORK/w6/seeds/decoder.safetensors" --decoder-steps 2000
-run 7 unet --work "$W" --unet-init "$WORK/w6/seeds/unet.safetensors" --unet-steps 119000 \
+phase 7 6 --unet-steps 119000 \
     --unet-restart-from $R,86871,92000,103732,114000 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5,8e-5 \
     --unet-repeat characters=3 --unet-repeat-from 114000
 for stage in decoder unet; do seed 7 "$W" "$stage"; done
 
 # world 8 (a cat's ears in its fur colour alone): an eleventh cosine from 8e-5 to 128 000, then
 # textual inversion (alex's token in three vectors: with two his hat came out orange on grass) and export
-W=$WORK/w8
-chain 8 "$W"
-run 8 decoder --work "$W" --decoder-init "$WORK/w7/seeds/decoder.safetensors" --decoder-steps 2000
-run 8 unet --work "$W" --unet-init "$WORK/w7/seeds/unet.safetensors" --unet-steps 128000 \
+phase 8 7 --unet-steps 128000 \
     --unet-restart-from $R,86871,92000,103732,114000,119000 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5,8e-5,8e-5 \
     --unet-repeat characters=3 --unet-repeat-from 114000
 run 8 ti --work "$W" --ti-concepts alex --ti-vectors 3

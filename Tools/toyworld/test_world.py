@@ -299,6 +299,15 @@ if __name__ == "__main__":
             print("ok", name)
 
 
+def _in_version(check: str, version: str) -> list[str]:
+    """The words a check script prints when the world is drawn in another version (a fresh
+    interpreter: the version is read once, at import)."""
+    import subprocess
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-c", check, tools], env={**os.environ, "TOYWORLD_VERSION": version},
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
 _V5_CHECK = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -321,12 +330,7 @@ print(said, skins, striped, striped_found)
 def test_version_5_says_skin_and_draws_stripes_the_detector_reads():
     """TOYWORLD_VERSION=5: most people's captions name their skin (a 'colour' mention, which the
     measurement then checks), and every striped cat of a clean render reads as striped."""
-    import subprocess
-    env = {**os.environ, "TOYWORLD_VERSION": "5"}
-    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _V5_CHECK, tools], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
-    said, skins, striped, striped_found = map(int, out)
+    said, skins, striped, striped_found = map(int, _in_version(_V5_CHECK, "5"))
     people = sum(o.kind == "person" for s in _scenes("heldout", 400) for o in s.objects)
     assert said == skins and 0.4 * people < said < 0.8 * people, (said, people)
     assert striped >= 10 and striped_found == striped, (striped, striped_found)
@@ -353,11 +357,7 @@ def test_version_6_swaps_the_look_alikes_hats():
     """TOYWORLD_VERSION=6: alex wears the red top hat and cora the blue one (the VAE lost a peach
     face under a blue hat); random people then never draw alex's new identity but may draw his
     old one. Versions before 6 keep alex's blue hat."""
-    import subprocess
-    env = {**os.environ, "TOYWORLD_VERSION": "6"}
-    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _V6_CHECK, tools], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _in_version(_V6_CHECK, "6")
     assert out == ["red", "blue", "0", "1", "red"], out
     hats = ("red", "blue") if world.WORLD_VERSION >= 6 else ("blue", "red")
     assert (world.NAMED["alex"].hat_colour, world.NAMED["cora"].hat_colour) == hats
@@ -378,13 +378,8 @@ print(sum(c.identity() == koko.identity() for c in cats), sum(c == koko for c in
 def test_version_7_draws_grey_striped_cats_but_never_koko():
     """TOYWORLD_VERSION=7: random cats may be grey and striped (about one in six), which version
     6 never drew; none has koko's big eyes, so none is koko."""
-    import subprocess
-    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
     def counts(version: str) -> list[int]:   # grey striped, koko, big-eyed among 3 000 random cats
-        env = {**os.environ, "TOYWORLD_VERSION": version}
-        return list(map(int, subprocess.run([sys.executable, "-c", _V7_CHECK, tools], env=env, capture_output=True,
-                                            text=True, check=True).stdout.split()))
+        return list(map(int, _in_version(_V7_CHECK, version)))
     grey_striped, koko, big_eyes = counts("7")
     assert 350 < grey_striped < 650 and koko == 0 and big_eyes == 0
     assert counts("6")[0] == 0
@@ -395,7 +390,7 @@ import sys; sys.path.insert(0, sys.argv[1])
 from toyworld import characters, world
 import numpy as np
 koko = characters.NAMED["koko"]
-inner = np.array(characters.shade(koko.rgb, 1.18))
+inner = np.array(characters.shade(koko.rgb, characters.INNER_EAR_SHADE))
 near = 0
 for shot in world.individual_images("koko", 6):
     near += int((np.abs(shot.image.astype(int) - inner).max(axis=-1) <= 3).sum())
@@ -406,12 +401,7 @@ print(near)
 def test_version_8_draws_cat_ears_in_the_fur_colour_alone():
     """TOYWORLD_VERSION=8: no cat has the lighter inner ear (the UNet drew a brown cat's red),
     which version 7 drew on every cat."""
-    import subprocess
-    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
     def inner_ear_pixels(version: str) -> int:   # pixels of koko's inner-ear shade in 6 renders
-        env = {**os.environ, "TOYWORLD_VERSION": version}
-        return int(subprocess.run([sys.executable, "-c", _V8_CHECK, tools], env=env, capture_output=True,
-                                  text=True, check=True).stdout)
+        return int(_in_version(_V8_CHECK, version)[0])
     with_ears, without = inner_ear_pixels("7"), inner_ear_pixels("8")
     assert with_ears > 100 and without < with_ears / 20, (with_ears, without)
