@@ -22,13 +22,14 @@ SEED_TEXT_PREFIX = "text_encoder."   # a UNet seed's text-encoder keys (save_see
 SEED_TOKEN_TABLE = "embeddings.token_embedding.weight"   # (key suffix) left out of UNet seeds
 
 
-def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) -> int:
+def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None, parts: tuple[str, ...] = ()) -> int:
     """Continues a stage from committed weights (a work folder lost with its machine): the model's
     weights and the step they were saved at; the optimizer starts afresh (its moments re-estimate
     within a few dozen steps) and the learning-rate schedule goes on from that step. A UNet seed
-    may carry its text encoder (loaded into `text_encoder` when given)."""
+    may carry its text encoder (loaded into `text_encoder` when given). With `parts`, only the
+    weights under those key prefixes come from the seed (a decoder's: the rest is the VAE stage's)."""
     own, text = read_seed(path)
-    model.load_state_dict(own, strict=True)
+    load_seed_state(model, own, parts, f"[{run.name}] {path}")
     if text_encoder is not None and text:
         missing, unexpected = text_encoder.load_state_dict(text, strict=False)
         if unexpected or [k for k in missing if not k.endswith(SEED_TOKEN_TABLE)]:
@@ -46,6 +47,21 @@ def seed_from_weights(model, path: Path, run: tk.StageRun, text_encoder=None) ->
     run.history.setdefault("seeded_from", []).append({"file": str(path), "step": step})
     log(f"[{run.name}] continuing from the weights in {path} (step {step}; fresh optimizer)")
     return step
+
+
+def load_seed_state(model, state: dict, parts: tuple[str, ...], where: str) -> None:
+    """`state` into `model`: every weight, or with `parts` those under these key prefixes (a seed
+    holding more, such as a decoder seed that carries the whole VAE, gives only these)."""
+    wanted = {k for k in model.state_dict() if not parts or k.startswith(parts)}
+    given = {k: v for k, v in state.items() if not parts or k.startswith(parts)}
+    missing, unused = sorted(wanted - set(given)), sorted(set(given) - wanted)
+    if missing or unused:
+        raise SystemExit(f"{where}: the seed's {', '.join(parts) or 'model'} weights do not fit "
+                         f"(missing {missing[:4]}, unused {unused[:4]})")
+    try:
+        model.load_state_dict(given, strict=not parts)
+    except RuntimeError as e:   # a weight of another shape (another preset's model)
+        raise SystemExit(f"{where}: the seed's weights do not fit ({str(e).splitlines()[-1].strip()})") from None
 
 
 def read_seed(path) -> tuple[dict, dict]:
@@ -74,12 +90,14 @@ def seed_history(history: dict) -> dict:
             "wall_s": history.get("wall_s", 0.0), "seeded_from": history.get("seeded_from", [])}
 
 
-def save_seed_weights(model, path: Path, step: int, text_encoder_state: dict | None = None) -> None:
-    """The model's weights in fp16 with the step, for `--STAGE-init` on another machine; a UNet
-    trained with its text encoder carries that too (keys under SEED_TEXT_PREFIX)."""
+def save_seed_weights(model, path: Path, step: int, text_encoder_state: dict | None = None,
+                      parts: tuple[str, ...] = ()) -> None:
+    """The model's weights in fp16 with the step, for `--STAGE-init` on another machine (with
+    `parts`, only those under these key prefixes); a UNet trained with its text encoder carries
+    that too (keys under SEED_TEXT_PREFIX)."""
     from safetensors.torch import save_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = dict(model.state_dict())
+    state = {k: v for k, v in model.state_dict().items() if not parts or k.startswith(parts)}
     # the token table is the CLIP's (frozen in the UNet stage): 6 MB not stored twice
     state.update({SEED_TEXT_PREFIX + k: v for k, v in (text_encoder_state or {}).items()
                   if not k.endswith(SEED_TOKEN_TABLE)})

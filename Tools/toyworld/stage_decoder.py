@@ -114,7 +114,7 @@ def stage_decoder(args) -> bool:
     objects = {"model": vae, "opt": opt}
     step = run.resume(objects)
     if step == 0 and args.decoder_init:
-        step = seed_from_weights(vae, Path(args.decoder_init), run)
+        step = seed_from_weights(vae, Path(args.decoder_init), run, parts=DECODER_PARTS)
     batches = DecoderBatches(args, work, lat_done, individual_latents(args, vae, dev) if args.decoder_individual_share > 0 else None)
     checks = DecoderChecks(args, noisy=args.decoder_latent_noise > 0)
 
@@ -135,10 +135,14 @@ def stage_decoder(args) -> bool:
     return run.finish(step, objects, digest=tk.file_digest(sorted(final.glob("*.safetensors"))))
 
 
+# What the decoder stage tunes (and its seed holds), as state-dict key prefixes of the VAE.
+DECODER_PARTS = ("decoder.", "post_quant_conv.")
+
+
 def decoder_optimizer(vae, lr: float):
     """The decoder and post_quant_conv trainable, the encoder frozen (every cached latent holds)."""
     vae.requires_grad_(False)
-    tuned = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    tuned = [p for k, p in vae.named_parameters() if k.startswith(DECODER_PARTS)]
     for p in tuned:
         p.requires_grad_(True)
     return tuned, torch.optim.AdamW(tuned, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)

@@ -151,3 +151,34 @@ def test_object_weighted_mean_counts_object_pixels_more():
     got = object_weighted_mean(err, masks, 3.0)
     want0 = (err[0].sum() + 3.0 * err[0, 2, 3]) / (16 + 3.0)
     assert torch.allclose(got[0], want0) and torch.allclose(got[1], err[1].mean())
+
+
+def test_decoder_seed_holds_the_decoder_alone(tmp_path):
+    """A decoder's seed keeps the decoder and post_quant_conv only (the encoder is the VAE seed's):
+    loading it changes those weights and leaves the encoder; an older seed holding the whole VAE
+    still gives only its decoder; a seed missing some of them, or of another width, is refused."""
+    from diffusers import AutoencoderKL
+    from toyworld import seedweights
+    from toyworld.stage_decoder import DECODER_PARTS
+
+    def vae(width=8):
+        return AutoencoderKL(block_out_channels=(width,) * 2, down_block_types=("DownEncoderBlock2D",) * 2,
+                             up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4)
+    torch.manual_seed(0)
+    tuned, other = vae(), vae()
+    path = tmp_path / "decoder.safetensors"
+    seedweights.save_seed_weights(tuned, path, 700, parts=DECODER_PARTS)
+    state, text = seedweights.read_seed(path)
+    assert not text and state and all(k.startswith(DECODER_PARTS) for k in state)
+    assert seedweights.seed_step(path) == 700
+    encoder_before = other.encoder.conv_in.weight.clone()
+    seedweights.load_seed_state(other, state, DECODER_PARTS, "test")
+    assert torch.equal(other.encoder.conv_in.weight, encoder_before)
+    assert torch.allclose(other.decoder.conv_out.weight, tuned.decoder.conv_out.weight.half().float())
+    whole = vae().state_dict()
+    seedweights.load_seed_state(other, whole, DECODER_PARTS, "test")
+    assert torch.equal(other.encoder.conv_in.weight, encoder_before)
+    with pytest.raises(SystemExit, match="do not fit"):
+        seedweights.load_seed_state(other, {k: v for k, v in state.items() if "conv_out" not in k}, DECODER_PARTS, "test")
+    with pytest.raises(SystemExit, match="do not fit"):
+        seedweights.load_seed_state(other, vae(16).state_dict(), DECODER_PARTS, "test")

@@ -304,9 +304,11 @@ def main(argv=None) -> int:
     if args.command == "seed":
         stage = args.seed_stage
         ck = torch.load(str(work / stage / "ckpt.pt"), map_location="cpu", weights_only=False)
-        text_state = None
-        if stage in ("vae", "decoder"):   # a decoder's seed is the whole VAE, its encoder unchanged
+        text_state, parts = None, ()
+        if stage in ("vae", "decoder"):   # a decoder's seed holds the decoder alone (the encoder is the VAE's)
             from diffusers import AutoencoderKL
+            from toyworld.stage_decoder import DECODER_PARTS
+            parts = DECODER_PARTS if stage == "decoder" else ()
             model = AutoencoderKL(**vae_kwargs(args))
             model.load_state_dict(ck["objects"]["model"])
         elif stage == "clip":
@@ -321,7 +323,7 @@ def main(argv=None) -> int:
             model.load_state_dict(ck["objects"]["ema"]["shadow"])
             text_state = ck["objects"].get("ema_text", {}).get("shadow")
         out = Path(args.seed_out or work / f"{stage}-seed.safetensors")
-        save_seed_weights(model, out, int(ck["step"]), text_state)
+        save_seed_weights(model, out, int(ck["step"]), text_state, parts)
         tk.write_json_atomic(seed_history_path(out), seed_history(ck["history"]))
         log(f"[seed] {out}: the {stage} at step {ck['step']}, fp16, with its history ({seed_history_path(out).name})")
         return 0
