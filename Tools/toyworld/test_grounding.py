@@ -122,7 +122,8 @@ def test_ground_weights_follow_their_steps():
 def test_repeat_draws_some_scenes_more_often():
     """--unet-repeat two=2,characters=3: an epoch lists each scene with two things twice, each with a
     person or cat three times (the larger where both hold), the others once, and draws each exactly
-    so often; without it the world's own order stays; a bad spec is refused."""
+    so often; cats=N counts scenes with a cat alone; without it the world's own order stays; a bad
+    spec is refused."""
     pytest.importorskip("diffusers")
     from toyworld import train, unet_parts
     masks = torch.zeros(6, grounding.MAX_OBJECTS, 16, 16)           # [N, O, 16, 16]
@@ -134,6 +135,10 @@ def test_repeat_draws_some_scenes_more_often():
     order = unet_parts.focus_batch_order(args, masks, captions)
     drawn = np.concatenate([order(s) for s in range(11)])             # one epoch: 1 + 2 + 3 + 1 + 3 + 1 draws
     assert np.bincount(drawn, minlength=6).tolist() == [1, 2, 3, 1, 3, 1]
+    cats = train.parse_args(["unet", "--unet-repeat", "characters=2,cats=4", "--unet-batch", "1"])
+    order = unet_parts.focus_batch_order(cats, masks, captions)     # the cat's scene 4 times, the person's twice
+    drawn = np.concatenate([order(s) for s in range(10)])
+    assert np.bincount(drawn, minlength=6).tolist() == [1, 1, 4, 1, 2, 1]
     assert unet_parts.focus_batch_order(train.parse_args(["unet"]), masks, captions) is None
     with pytest.raises(SystemExit):
         train.parse_args(["unet", "--unet-repeat", "shapes=2"])

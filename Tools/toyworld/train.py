@@ -237,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps (comma-separated) from which the grounding weights of the same position hold")
     g.add_argument("--unet-repeat", type=repeat_spec, default={},
                    help="from --unet-repeat-from, draw some train scenes more often: two=N, a scene with two "
-                        "things N times per epoch; characters=N, one with a person or cat (comma-separated; "
-                        "the largest that applies; others once)")
+                        "things N times per epoch; characters=N, one with a person or cat; cats=N, one with a "
+                        "cat (comma-separated; the largest that applies; others once)")
     from_step(g, "unet-repeat", "drawing some scenes more often")
     g.add_argument("--sample-every", type=int, default=500)
     g.add_argument("--sample-captions", type=int, default=8)

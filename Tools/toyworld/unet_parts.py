@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -169,13 +170,17 @@ def unet_lr(args, opt, s: int, steps: int) -> float:
     return tk.set_lr(opt, s, args.unet_lr, args.unet_warmup, args.unet_cosine_steps or steps)
 
 
+REPEAT_KINDS = ("two", "characters", "cats")   # --unet-repeat's kinds of scene (focus_batch_order)
+CAT_WORDS = re.compile(r"\b(cat|cats)\b")
+
+
 def repeat_spec(text: str) -> dict[str, int]:
     """--unet-repeat: 'two=2,characters=3' -> {'two': 2, 'characters': 3}."""
     out = {}
     for part in filter(None, text.split(",")):
         key, _, n = part.partition("=")
-        if key not in ("two", "characters") or not n.isdigit() or int(n) < 1:
-            raise argparse.ArgumentTypeError(f"{part!r}: expected two=N or characters=N (N ≥ 1)")
+        if key not in REPEAT_KINDS or not n.isdigit() or int(n) < 1:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected {', '.join(k + '=N' for k in REPEAT_KINDS)} (N ≥ 1)")
         out[key] = int(n)
     return out
 
@@ -184,17 +189,17 @@ def focus_batch_order(args, masks, captions: list[str]) -> tk.BatchOrder | None:
     """The batch order from --unet-repeat-from on: an epoch lists each train scene as many times
     as --unet-repeat asks for its kind (the largest that applies: `two`, a scene with two things,
     by the grounding cache's object masks [N, O, 16, 16]; `characters`, one with a person or cat,
-    by its caption's class word), others once; None when nothing repeats."""
+    by its caption's class word; `cats`, one with a cat), others once; None when nothing repeats."""
     if not any(n > 1 for n in args.unet_repeat.values()):
         return None
     things = (masks.flatten(2).sum(-1) > 0).sum(1).numpy()                  # [N]
-    characters = np.array([bool(CHARACTER_WORDS.search(c)) for c in captions])
-    repeat = np.maximum(np.where(things >= 2, args.unet_repeat.get("two", 1), 1),
-                        np.where(characters, args.unet_repeat.get("characters", 1), 1))
+    kinds = {"two": things >= 2,
+             "characters": np.array([bool(CHARACTER_WORDS.search(c)) for c in captions]),
+             "cats": np.array([bool(CAT_WORDS.search(c)) for c in captions])}
+    repeat = np.max([np.where(kinds[k], args.unet_repeat.get(k, 1), 1) for k in REPEAT_KINDS], axis=0)   # [N]
     pool = np.repeat(np.arange(len(repeat)), repeat)
     log(f"[unet] from step {args.unet_repeat_from}: scenes repeated {args.unet_repeat}; an epoch draws "
-        + ", ".join(f"{k} {int(repeat[m].sum())} of {len(pool)}" for k, m in
-                    (("two-thing scenes", things >= 2), ("character scenes", characters))))
+        + ", ".join(f"{k} scenes {int(repeat[m].sum())} of {len(pool)}" for k, m in kinds.items()))
     return tk.BatchOrder(pool, args.unet_batch, args.seed, "unet", sub=1)
 
 
