@@ -68,14 +68,15 @@ def _sessions(hist) -> str:
     ss = (hist or {}).get("sessions", [])
     if not ss:
         return "–"
-    kept = [s for s in ss if not s.get("rolled_back")]
+    # a session that trained no step (a stage re-run to write its final weights) says nothing
+    kept = [s for s in ss if not s.get("rolled_back") and s["end_step"] > s["start_step"]]
     parts = [f"{s['start_step']}→{s['end_step']} ({_dur(s['wall_s'])}, {s.get('device', 'cpu')}, "
              f"{s['threads']} thr)" for s in kept]
     lost = [s for s in ss if s.get("rolled_back")]
     if lost:   # work thrown away (counted in the wall time, not in the weights)
         parts.append(f"and {len(lost)} sessions rolled back ({_dur(sum(s['wall_s'] for s in lost))}: "
                      f"{lost[0].get('why', 'undone')})")
-    return "; ".join(parts)
+    return "; ".join(parts) or "–"
 
 
 def grounding_sentence(unet_cfg: dict) -> str:

@@ -3,8 +3,9 @@
     /work/venv/bin/python Tools/toyworld/vae_check.py PATH [--n 200] [--sheet OUT.png]
 
 PATH: a diffusers VAE folder (`vae/final`, `Assets/demo-model/vae`), a train.py checkpoint
-(`vae/ckpt.pt`, the cpu preset's architecture) or a `train.py seed` file. Prints PSNR, the share of
-objects the world's detector still recognises by shape, colour and place (the bar: ≥ 97%), the mean
+(`vae/ckpt.pt`, the cpu preset's architecture) or a `train.py seed` file (a decoder's seed takes
+its encoder from `vae.safetensors` beside it). Prints PSNR, the share of objects the world's
+detector still recognises by shape, colour and place (the bar: ≥ 97%), the mean
 colour shift inside each colour's objects (masks eroded by 2 px, so blurred edges do not count;
 max over R, G, B, in levels), and how many scenes have a speck: a background pixel (3 px away
 from every object and outside every object's convex hull) off by more than 60 levels. Such pixels
@@ -41,9 +42,18 @@ def load(path: str):
     vae = AutoencoderKL(**stagekit.vae_kwargs(args))
     if p.suffix == ".pt":
         vae.load_state_dict(torch.load(str(p), map_location="cpu", weights_only=False)["objects"]["model"])
-    else:
-        from safetensors.torch import load_file
-        vae.load_state_dict({k: v.float() for k, v in load_file(str(p)).items()})
+    else:   # a seed; a decoder's holds the decoder alone, its encoder the VAE seed's beside it
+        from toyworld.seedweights import load_seed_state, read_seed
+        from toyworld.stage_decoder import DECODER_PARTS
+        state, _ = read_seed(p)
+        if all(k.startswith(DECODER_PARTS) for k in state):
+            encoder = p.with_name("vae.safetensors")
+            if not encoder.exists():
+                raise SystemExit(f"{p}: a decoder's seed; its encoder is expected in {encoder}")
+            load_seed_state(vae, read_seed(encoder)[0], (), str(encoder))
+            load_seed_state(vae, state, DECODER_PARTS, str(p))
+        else:
+            load_seed_state(vae, state, (), str(p))
     return vae
 
 
