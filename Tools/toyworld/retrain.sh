@@ -9,7 +9,7 @@
 # "Training path" tells. Each phase has its own work folder under WORK; a phase's UNet stops at
 # the step where the next one took over (--stop-at), its learning-rate schedule still the one it
 # ran on. Every stage checkpoints and resumes: re-run the same command to continue after a stop.
-# 2-core CPU: about 14 h (the UNet's 128 000 steps at 0.3-0.4 s); the textual inversion, export
+# 2-core CPU: about 15 h (the UNet's 128 000 steps at 0.3-0.4 s, world 8's decoder 1.2 h); the textual inversion, export
 # and measurement at the end as the shipped model's.
 set -euo pipefail
 WORK=${1:-/work/toyworld-retrain}
@@ -37,11 +37,14 @@ chain() {   # WORLD_VERSION DIR: the stages every phase starts with, from phase 
     run "$1" latents --work "$2"
 }
 phase() {   # WORLD_VERSION PREVIOUS UNET_ARGS...: a later world's stages, from the weights phase
-            # PREVIOUS ended with (its decoder 2 000 steps, its UNet on with UNET_ARGS); W = its folder
+            # PREVIOUS ended with (its UNet on with UNET_ARGS); W = its folder. The decoder runs to
+            # step 2 000 unless DECODER_ARGS say otherwise: world 4's 1 000 steps, none in worlds 5 to
+            # 7, which began at 2 000 (so world 7's grey striped cats decoded lavender until world 8)
     local version=$1 previous=$WORK/w$2/seeds; shift 2
     W=$WORK/w$version
     chain "$version" "$W"
-    run "$version" decoder --work "$W" --decoder-init "$previous/decoder.safetensors" --decoder-steps 2000
+    # shellcheck disable=SC2086 # DECODER_ARGS is a list of options
+    run "$version" decoder --work "$W" --decoder-init "$previous/decoder.safetensors" ${DECODER_ARGS:---decoder-steps 2000}
     run "$version" unet --work "$W" --unet-init "$previous/unet.safetensors" "$@"
 }
 
@@ -74,12 +77,21 @@ phase 7 6 --unet-steps 119000 \
     --unet-repeat characters=3 --unet-repeat-from 114000
 for stage in decoder unet; do seed 7 "$W" "$stage"; done
 
-# world 8 (a cat's ears in its fur colour alone): an eleventh cosine from 8e-5 to 128 000, then
-# textual inversion (alex's token in three vectors: with two his hat came out orange on grass) and export
+# world 8 (a cat's ears in its fur colour alone): an eleventh cosine from 8e-5 to 128 000; the
+# decoder 3 000 steps on world-8 scenes (an eighth of each batch the individuals' renders), then a
+# second cosine to 9 000 in its own folder D from the 5 000 seed (peak 2e-4, character share 0.6);
+# in D textual inversion (alex's token in three vectors: with two his hat came out orange on grass)
+# and export
+DECODER_ARGS="--decoder-steps 5000 --decoder-individual-share 0.125 --eval-every 1000" \
 phase 8 7 --unet-steps 128000 \
     --unet-restart-from $R,86871,92000,103732,114000,119000 --unet-restart-lr $L,1.5e-4,1.5e-4,8e-5,8e-5,8e-5 \
     --unet-repeat characters=3 --unet-repeat-from 114000
-run 8 ti --work "$W" --ti-concepts alex --ti-vectors 3
-run 8 ti --work "$W" --ti-concepts cora,koko,alexcora --ti-vectors 2
-run 8 export --work "$W" --assets "$ASSETS"
+run 8 seed --seed-stage decoder --work "$W" --seed-out "$W/seeds/decoder-5000.safetensors"
+D=$WORK/w8-decoder
+[ -n "${DRY:-}" ] || { mkdir -p "$D"; for s in data clip vae latents unet; do ln -sfn "$W/$s" "$D/$s"; done; }
+run 8 decoder --work "$D" --decoder-init "$W/seeds/decoder-5000.safetensors" --decoder-steps 9000 \
+    --decoder-lr 2e-4 --decoder-character-share 0.6 --decoder-individual-share 0.125 --eval-every 1000
+run 8 ti --work "$D" --ti-concepts alex --ti-vectors 3
+run 8 ti --work "$D" --ti-concepts cora,koko,alexcora --ti-vectors 2
+run 8 export --work "$D" --assets "$ASSETS"
 echo "retrain.sh: the model is in $ASSETS (measure it: Tools/toyworld/measure_pareidolia.py --model $ASSETS/demo-model)"
