@@ -170,7 +170,9 @@ def unet_lr(args, opt, s: int, steps: int) -> float:
     return tk.set_lr(opt, s, args.unet_lr, args.unet_warmup, args.unet_cosine_steps or steps)
 
 
-REPEAT_KINDS = ("two", "characters", "cats")   # --unet-repeat's kinds of scene (focus_batch_order)
+# --unet-repeat's kinds of scene (focus_batch_order), and what its log calls them
+SCENE_NAMES = {"two": "two-thing scenes", "characters": "character scenes", "cats": "cat scenes"}
+REPEAT_KINDS = tuple(SCENE_NAMES)
 CAT_WORDS = re.compile(r"\b(cat|cats)\b")
 
 
@@ -199,7 +201,7 @@ def focus_batch_order(args, masks, captions: list[str]) -> tk.BatchOrder | None:
     repeat = np.max([np.where(kinds[k], args.unet_repeat.get(k, 1), 1) for k in REPEAT_KINDS], axis=0)   # [N]
     pool = np.repeat(np.arange(len(repeat)), repeat)
     log(f"[unet] from step {args.unet_repeat_from}: scenes repeated {args.unet_repeat}; an epoch draws "
-        + ", ".join(f"{k} scenes {int(repeat[m].sum())} of {len(pool)}" for k, m in kinds.items()))
+        + ", ".join(f"{SCENE_NAMES[k]} {int(repeat[m].sum())} of {len(pool)}" for k, m in kinds.items()))
     return tk.BatchOrder(pool, args.unet_batch, args.seed, "unet", sub=1)
 
 
