@@ -9,8 +9,8 @@
 # "Training path" tells. Each phase has its own work folder under WORK; a phase's UNet stops at
 # the step where the next one took over (--stop-at), its learning-rate schedule still the one it
 # ran on. Every stage checkpoints and resumes: re-run the same command to continue after a stop.
-# 2-core CPU: about 15 h (the UNet's 128 000 steps at 0.3-0.4 s, world 8's decoder 1.2 h); the textual inversion, export
-# and measurement at the end as the shipped model's.
+# 2-core CPU: about 15 h (the UNet's 128 000 steps at 0.3-0.4 s, world 8's decoder 1.2 h); the
+# textual inversion, export and measurement at the end as the shipped model's.
 set -euo pipefail
 WORK=${1:-/work/toyworld-retrain}
 PY=${PYTHON:-/work/venv/bin/python}
