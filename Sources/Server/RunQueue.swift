@@ -132,8 +132,7 @@ public final class RunQueue: @unchecked Sendable {
             guard (2...4).contains(subjects.count), subjects.allSatisfy({ !$0.isEmpty && $0.count <= 100 }) else {
                 throw bad("separate: two to four words of the prompt")
             }
-            var separation = Separation(subjects: subjects, boxes: Separation.columns(subjects.count))
-            separation.until = 1
+            let separation = Separation(subjects: subjects, boxes: Separation.columns(subjects.count))
             do { try separation.validate() } catch { throw bad("separate: \(error)") }
             s.separation = separation
         }

@@ -27,7 +27,7 @@ public final class MergeRemedy {
         public var traces: [String]
         public var subjects: [String]
         public var regions: Regions = .halves
-        public var until: Float = 1
+        public var until: Float = Separation.defaultUntil
         public var ablate = false
         public var output: String
         /// Load this model instead of the one each run.json names.

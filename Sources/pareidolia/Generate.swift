@@ -96,8 +96,8 @@ struct Generate: ParsableCommand {
     @Option(name: .long, help: "With --separate: halves (default: a column each, left to right), auto (from a run of the same seed with the subjects' class words, their map split into instances) or boxes \"A=x0,y0,x1,y1;B=…\" (normalised, top-left origin).")
     var regions = "halves"
 
-    @Option(name: .long, help: "With --separate: the share of evaluations bounded, from the first (default 1: all).")
-    var separateUntil: Float = 1
+    @Option(name: .long, help: "With --separate: the share of evaluations bounded, from the first (1: all).")
+    var separateUntil: Float = Separation.defaultUntil
 
     @Option(name: .long, help: "With --separate: which channels are closed, cumulatively: text (each subject encoded alone), cross (+ regional cross-attention), full (+ bounded self-attention; default).")
     var separateStage = "full"
@@ -229,7 +229,7 @@ struct Generate: ParsableCommand {
     /// three are given without the first).
     func chosenSeparation() throws -> Separation? {
         guard let separate else {
-            if regions != "halves" || separateUntil != 1 || separateStage != "full" {
+            if regions != "halves" || separateUntil != Separation.defaultUntil || separateStage != "full" {
                 FileHandle.standardError.write(Data("warning: --regions, --separate-until and --separate-stage do nothing without --separate\n".utf8))
             }
             return nil

@@ -23,7 +23,7 @@ struct Remedy: ParsableCommand {
     var classes: String?
 
     @Option(name: .long, help: "The share of evaluations bounded, from the first.")
-    var until: Float = 1
+    var until: Float = Separation.defaultUntil
 
     @Flag(name: .long, help: "Also run the partial remedies (text encoding only; + cross-attention), to tell which channel carried the merge.")
     var ablate = false

@@ -415,8 +415,9 @@ def card_summary(r: dict, args) -> str:
             f"(the detector's outcome: both individuals / only one / a merged character, in brackets how many of "
             f"those are a true mix, each attribute one of theirs and one from each / none; and in how many "
             f"images it found at least two characters of any identity), as drawn and with the "
-            f"merge remedy (bounded regional attention, halves; `text`: each subject encoded alone, `cross`: + regional "
-            f"cross-attention, `full`: + bounded self-attention):\n\n{pairs}\n{MARK_END}")
+            f"merge remedy (bounded regional attention, halves, the first 70% of evaluations bounded; `text`: each "
+            f"subject encoded alone, `cross`: + regional cross-attention, `full`: + bounded self-attention):"
+            f"\n\n{pairs}\n{MARK_END}")
 
 
 def main(argv=None) -> int:
