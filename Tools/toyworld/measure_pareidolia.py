@@ -140,6 +140,13 @@ def traced_images(trace: Path) -> dict[tuple[str, int], Path]:
     return {(r["prompt"], r["seed"]): trace / r["trace"] / "image.png" for r in index["runs"]}
 
 
+def remedy_until(trace: Path) -> float:
+    """The share of evaluations the remedy bounded (`--separate-until`, the engine's default here),
+    as the first run of a multi-run trace folder records it."""
+    first = json.loads((trace / "runs.json").read_text())["runs"][0]["trace"]
+    return float(json.loads((trace / first / "run.json").read_text())["remedy"]["until"])
+
+
 def rgb(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
@@ -336,7 +343,7 @@ def measure_remedy(binary, args, work: Path) -> dict:
             extra = ("--separate", f"{a},{b}", "--separate-stage", stage)
             stages[stage] = pair_outcomes(binary, args, d, prompt, a, b, embs, extra)
             print(f"{prompt!r} --separate {a},{b} --separate-stage {stage}: {brief(stages[stage])}", flush=True)
-        out[prompt] = {"separate": f"{a},{b}", "regions": "halves", "stages": stages}
+        out[prompt] = {"separate": f"{a},{b}", "regions": "halves", "until": remedy_until(d / "trace"), "stages": stages}
     return out
 
 
@@ -409,13 +416,16 @@ def card_summary(r: dict, args) -> str:
     pairs = ("| prompt | setting | both | one | merged (a true mix) | none | two characters drawn |\n|---|---|---|---|---|---|---|\n"
              + "".join(f"| `{p}` | {st} | {v['both']} | {v['one']} | {v['merged']} ({v.get('mixed', '–')}) | {v['none']} | "
                        f"{v.get('two_characters', '–')} |\n" for p, st, v in pairs_table(r)))
+    until = {v.get("until", 1.0) for v in r.get("remedy", {}).values()}   # as the engine recorded it
+    bounded = ("every evaluation bounded" if until == {1.0} else
+               "the first " + " / ".join(f"{u:.0%}" for u in sorted(until)) + " of evaluations bounded")
     return (f"{MARK_START}\n**Measured with Pareidolia** (`Tools/toyworld/measure_pareidolia.py`, {'the release build' if not args.bin else args.bin}; "
             f"{args.n} held-out captions, seeds {h['seeds']}; {args.sampler} {args.steps} steps, guidance {args.guidance}, "
             f"128×128; the world's detector):\n\n{table}\nTwo individuals in one prompt, over {args.pair_seeds} seeds each "
             f"(the detector's outcome: both individuals / only one / a merged character, in brackets how many of "
             f"those are a true mix, each attribute one of theirs and one from each / none; and in how many "
             f"images it found at least two characters of any identity), as drawn and with the "
-            f"merge remedy (bounded regional attention, halves, the first 70% of evaluations bounded; `text`: each "
+            f"merge remedy (bounded regional attention, halves, {bounded}; `text`: each "
             f"subject encoded alone, `cross`: + regional cross-attention, `full`: + bounded self-attention):"
             f"\n\n{pairs}\n{MARK_END}")
 

@@ -63,6 +63,7 @@ SD15_SCHEDULER = {
 
 # a caption that shows people or cats (the decoder's and the UNet's batches draw them more often)
 CHARACTER_WORDS = re.compile(r"\b(person|people|cat|cats)\b")
+CAT_WORDS = re.compile(r"\b(cat|cats)\b")
 
 
 # ============================================================================================

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch  # noqa: E402
 from toyworld import detect, world  # noqa: E402
 from toyworld import grounding as gr  # noqa: E402
 from toyworld import trainkit as tk  # noqa: E402
-from toyworld.stagekit import (CHARACTER_WORDS, IMAGE_SIZE, TOKENIZER_DIR, generate, log,  # noqa: E402
+from toyworld.stagekit import (CAT_WORDS, CHARACTER_WORDS, IMAGE_SIZE, TOKENIZER_DIR, generate, log,  # noqa: E402
                                plain_attention, tokenize, unet_kwargs)
 
 
@@ -173,7 +172,6 @@ def unet_lr(args, opt, s: int, steps: int) -> float:
 # --unet-repeat's kinds of scene (focus_batch_order), and what its log calls them
 SCENE_NAMES = {"two": "two-thing scenes", "characters": "character scenes", "cats": "cat scenes"}
 REPEAT_KINDS = tuple(SCENE_NAMES)
-CAT_WORDS = re.compile(r"\b(cat|cats)\b")
 
 
 def repeat_spec(text: str) -> dict[str, int]:
