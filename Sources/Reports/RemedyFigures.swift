@@ -125,6 +125,8 @@ struct RemedySummary: Figure {
     let prompt: String
     let sentence: String
     let channel: String?
+    /// Which stage to run instead where the full remedy parted fewer seeds (MergeRemedy.Counts.advice).
+    var advice: String? = nil
     /// Column heads (run kinds) and, per seed, each run's verdict.
     let columns: [String]
     let table: [(seed: UInt64, cells: [Verdict?])]
@@ -139,10 +141,12 @@ struct RemedySummary: Figure {
         let m = try? Canvas.image(width: 1, height: 1)
         let sentenceHeight = m?.measure(sentence, font: Font(size: 13), maxWidth: width - 20, maxLines: 3).height ?? 48
         let channelHeight = channel.map { m?.measure(channelText($0), font: Font(size: 13, bold: true), maxWidth: width - 20, maxLines: 2).height ?? 34 } ?? 0
-        return 8 + sentenceHeight + (channel == nil ? 0 : 6 + channelHeight) + 10
+        let adviceHeight = advice.map { m?.measure(adviceText($0), font: Font(size: 13), maxWidth: width - 20, maxLines: 2).height ?? 34 } ?? 0
+        return 8 + sentenceHeight + (channel == nil ? 0 : 6 + channelHeight) + (advice == nil ? 0 : 6 + adviceHeight) + 10
     }
 
     func channelText(_ channel: String) -> String { "The channel that carried the merge, by the ablation — \(channel)." }
+    func adviceText(_ advice: String) -> String { "For this model: \(advice)." }
     var height: Double { 64 + boxHeight + 24 + 26 + Double(table.count) * Self.rowHeight }
 
     func draw(_ c: Canvas, x: Double, y: Double) throws {
@@ -151,10 +155,12 @@ struct RemedySummary: Figure {
         let top = y + 56
         c.roundedRect(x: x, y: top, w: width, h: boxHeight, radius: 6, fill: .panel)
         let h = c.text(sentence, x: x + 10, y: top + 8, font: Font(size: 13), maxWidth: width - 20, maxLines: 3).height
+        var ay = top + 14 + h
         if let channel {
-            c.text(channelText(channel), x: x + 10, y: top + 14 + h, font: Font(size: 13, bold: true),
-                   maxWidth: width - 20, maxLines: 2)
+            ay += c.text(channelText(channel), x: x + 10, y: ay, font: Font(size: 13, bold: true),
+                         maxWidth: width - 20, maxLines: 2).height + 6
         }
+        if let advice { c.text(adviceText(advice), x: x + 10, y: ay, font: Font(size: 13), maxWidth: width - 20, maxLines: 2) }
         var ty = top + boxHeight + 24
         let cw = (width - Self.seedWidth) / Double(max(1, columns.count))
         c.text("seed", x: x, y: ty, font: Font(size: 11, bold: true), colour: .muted)

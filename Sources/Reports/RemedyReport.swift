@@ -18,6 +18,8 @@ public enum RemedyReport {
         /// MergeRemedy.Counts' sentence and channel; nil: the sentence counted here, no channel.
         public var sentence: String?
         public var channel: String?
+        /// MergeRemedy.Counts' advice: the stage to run instead where the full remedy parted fewer seeds.
+        public var advice: String?
         /// How each seed's regions were found ("halves", "auto (blobs of 'person')").
         public var regionSources: [UInt64: String] = [:]
         public var options = ReportOptions()
@@ -111,11 +113,13 @@ public enum RemedyReport {
                 }
             })
         }
-        let summary = RemedySummary(title: "The merge remedy on \(a) and \(b)", prompt: prompt, sentence: sentence, channel: request.channel,
+        var summary = RemedySummary(title: "The merge remedy on \(a) and \(b)", prompt: prompt, sentence: sentence, channel: request.channel,
                                     columns: cmp.prompts.indices.map { cmp.rowLabel($0, short: true) }, table: table)
+        summary.advice = request.advice
         try pdf.page(width: summary.width + 60, height: summary.height + 60) { try summary.draw($0, x: 30, y: 30) }
         var html = "<p class=\"answer\">\(HTMLPage.escape(sentence))"
         if let channel = request.channel { html += "<br><b>The channel that carried the merge, by the ablation — \(HTMLPage.escape(channel)).</b>" }
+        if let advice = request.advice { html += "<br>\(HTMLPage.escape(summary.adviceText(advice)))" }
         html += "</p>"
         if cmp.prompts.count == 2 { html += "<p class=\"note\">Run pareidolia remedy with --ablate to tell which channel (text encoder, cross-attention, self-attention) carried the merge.</p>" }
         html += "<table><tr><th>seed</th>" + heads.map { "<th>\(HTMLPage.escape($0))</th>" }.joined() + "</tr>" + table.map { row in

@@ -79,6 +79,23 @@ public final class MergeRemedy {
             }
             return "\(best.0) (\(best.1 > 0 ? "+" : "")\(best.1) seed\(best.1 == 1 ? "" : "s") apart when it is closed)"
         }
+
+        /// The ablation's stage with the most seeds apart, the fewest channels closed among equals:
+        /// closing a channel can cost seeds on a model whose layer does something else than the
+        /// remedy assumes (the demo model's self-attention pools the whole picture, docs/REMEDY.md).
+        public var bestStage: Separation.Stage? {
+            guard Separation.Stage.allCases.allSatisfy({ apartAfter[$0] != nil }) else { return nil }
+            return Separation.Stage.allCases.reduce(nil) { best, s in
+                best.map { apartAfter[s]! > apartAfter[$0]! ? s : $0 } ?? s
+            }
+        }
+
+        /// Where the full remedy parts fewer seeds than a partial one: which stage to run instead.
+        public var advice: String? {
+            guard let best = bestStage, best != .full, let full = apartAfter[.full], let b = apartAfter[best], b > full else { return nil }
+            let closed = best == .text ? "the text encoder alone" : "the text encoder and cross-attention"
+            return "closing \(closed) parts more seeds (\(b) of \(seeds)) than the full remedy (\(full)): run this model's remedy with --separate-stage \(best.rawValue)"
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible { public let description: String }
@@ -140,7 +157,7 @@ public final class MergeRemedy {
         let folder = URL(fileURLWithPath: request.output).appendingPathComponent("report").path
         var r = RemedyReport.Request(before: outcomes.map(\.before), remedied: outcomes.flatMap { o in o.runs.keys.sorted().compactMap { o.runs[$0] } },
                                      subjects: request.subjects, output: folder)
-        (r.sentence, r.channel) = (counts.sentence, counts.channel)
+        (r.sentence, r.channel, r.advice) = (counts.sentence, counts.channel, counts.advice)
         r.regionSources = Dictionary(outcomes.map { ($0.seed, $0.regionSource) }, uniquingKeysWith: { first, _ in first })
         r.options = options
         // The model the runs were made with decodes their x̂₀.

@@ -80,6 +80,7 @@ struct Remedy: ParsableCommand {
         }
         print(result.counts.sentence)
         if let channel = result.counts.channel { print("the merge travelled through \(channel)") }
+        if let advice = result.counts.advice { print(advice) }
         print("wrote \(output) (runs.json lists the runs)")
         guard !noReport else { return }
         let reportBar = ProgressBar(label: "report")

@@ -67,6 +67,7 @@ struct RemedyReportTests {
         var request = RemedyReport.Request(before: before, remedied: remedied, subjects: Self.subjects, output: s.path("report"))
         request.sentence = "witch and robot end on separate regions in k of 2 seeds before, m of 2 with the remedy."
         request.channel = "cross-attention (+1 seed apart when it is closed)"
+        request.advice = "closing the text encoder and cross-attention parts more seeds (2 of 2) than the full remedy (1): run this model's remedy with --separate-stage cross"
         request.regionSources = [5: "halves", 9: "halves"]
         request.options = ReportBuilderTests.cheap()
         let summary = try RemedyReport.build(request)
@@ -93,6 +94,7 @@ struct RemedyReportTests {
         // The page: the answer first, a row per run kind (the test fails if the report fell back to a sweep).
         let html = try String(contentsOfFile: s.path("report/index.html"), encoding: .utf8)
         #expect(html.contains(HTMLPage.escape(request.sentence!)) && html.contains(HTMLPage.escape(request.channel!)))
+        #expect(html.contains(HTMLPage.escape("For this model: \(request.advice!).")))
         for id in ["summary", "images", "regions", "subjects", "overlap", "heatmaps", "denoising", "divergence", "prompts"] {
             #expect(html.contains("<section id=\"\(id)\">"), "no section \(id)")
         }

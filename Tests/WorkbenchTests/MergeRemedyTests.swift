@@ -1,3 +1,4 @@
+import Analysis
 import Checkpoints
 import Foundation
 import Testing
@@ -60,6 +61,24 @@ struct MergeRemedyTests {
         #expect(line.hasPrefix("witch and robot end on separate regions in \(counts.apartBefore) of 2 seeds before, \(counts.apartAfter[.full]!) of 2 after"), "\(line)")
         #expect(line.contains("text encoding alone: \(counts.apartAfter[.text]!); + cross-attention: \(counts.apartAfter[.cross]!)"), "\(line)")
         #expect(summary.files.contains("regions.png") && summary.files.contains("heatmaps/00-witch/full-seed8.png"), "\(summary.files)")
+    }
+
+    @Test("the ablation's best stage: most seeds apart, fewest channels among equals; advice only where full parts fewer")
+    func bestStage() {
+        let verdict = MergeVerdict(a: "alex", b: "cora", timelines: [], inputCosine: nil, contextualCosine: nil, context: nil)
+        func counts(_ text: Int, _ cross: Int, _ full: Int) -> MergeRemedy.Counts {
+            MergeRemedy.Counts(seeds: 4, apartBefore: 2, apartAfter: [.text: text, .cross: cross, .full: full], before: verdict, after: verdict)
+        }
+        // The demo's look-alikes: cross-attention parts all four, self-attention too costs one.
+        #expect(counts(2, 4, 3).bestStage == .cross)
+        #expect(counts(2, 4, 3).advice == "closing the text encoder and cross-attention parts more seeds (4 of 4) than the full remedy (3): run this model's remedy with --separate-stage cross")
+        #expect(counts(3, 2, 1).bestStage == .text && counts(3, 2, 1).advice?.hasSuffix("--separate-stage text") == true)
+        // A tie goes to the fewer channels, but the full remedy is not advised against for a tie.
+        #expect(counts(2, 4, 4).bestStage == .cross && counts(2, 4, 4).advice == nil)
+        #expect(counts(1, 2, 4).bestStage == .full && counts(1, 2, 4).advice == nil)
+        // Without the ablation there is nothing to compare.
+        let plain = MergeRemedy.Counts(seeds: 4, apartBefore: 2, apartAfter: [.full: 3], before: verdict, after: verdict)
+        #expect(plain.bestStage == nil && plain.advice == nil)
     }
 
     @Test("a pair the prompt lacks, or a bad box, fails before any run")
