@@ -405,3 +405,39 @@ def test_version_8_draws_cat_ears_in_the_fur_colour_alone():
         return int(_in_version(_V8_CHECK, version)[0])
     with_ears, without = inner_ear_pixels("7"), inner_ear_pixels("8")
     assert with_ears > 100 and without < with_ears / 20, (with_ears, without)
+
+
+_HAT_CHECK = """
+import sys, dataclasses; sys.path.insert(0, sys.argv[1])
+from toyworld import characters, detect, palette, scenes, world
+import numpy as np
+out = []
+for shot in world.individual_images("koko", 4):
+    (cat,) = detect.detect_characters(shot.image)
+    x0, y0, x1, y1 = cat.bbox
+    image = shot.image.copy()
+    yy, xx = np.mgrid[:128, :128]
+    image[np.hypot(xx - (x0 + 0.12 * (x1 - x0)), yy - y0) <= 3.2] = palette.COLOURS["purple"]  # a fringe on one ear tip
+    out += [c.kind + ":" + str(c.name) for c in detect.detect_characters(image)]
+rng = np.random.default_rng(0)
+bare = dataclasses.replace(characters.NAMED["alex"], hat="none", hat_colour=None)
+items = [scenes.character_item(rng, 128, bare, size="large")]
+image, objs = scenes.render(items, scenes.place(items, rng, 128, cells=["centre"]), "plain", rng, 128)
+ys, xs = np.nonzero(objs[0].parts["head"])
+w = xs.max() - xs.min() + 1
+cx = (xs.min() + xs.max()) / 2
+for left, right in ((-0.28, 0.28), (0.05, 0.41)):   # squat and centred; lopsided
+    hatted = image.copy()
+    hatted[ys.min() - int(0.4 * w):ys.min() + 1, int(cx + left * w):int(cx + right * w) + 1] = palette.COLOURS["yellow"]
+    (p,) = detect.detect_characters(hatted)
+    out += [p.kind, p.hat.replace(" ", "-"), str(p.hat_colour)]
+print(" ".join(out))
+"""
+
+
+def test_version_8_reads_only_its_own_hats():
+    """TOYWORLD_VERSION=8 draws top hats only: a colour fringe on a cat's ear tip (as a decoder's
+    purple ear tips, read as a "bow") leaves it a cat, and a squat or lopsided hat on a round head
+    is a top hat."""
+    out = _in_version(_HAT_CHECK, "8")
+    assert out == ["cat:koko"] * 4 + ["person", "top-hat", "yellow"] * 2, out
