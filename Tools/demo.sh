@@ -57,7 +57,7 @@ pairs_table() {
 cat > "$out/index.html" <<HTML
 <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Pareidolia demo</title><style>body{font:16px/1.5 "DejaVu Sans",sans-serif;max-width:1600px;margin:0 auto;padding:12px 20px;color:#1f2328}
-.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;overflow-x:auto}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}img{max-width:100%;height:auto}pre{background:#f6f8fa;padding:8px;white-space:pre-wrap;overflow-wrap:anywhere}
 table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:right}th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}</style></head><body>
 <h1>Pareidolia demo — the embedded Shapes-world model</h1>
 <ul>
