@@ -313,16 +313,16 @@ def _hat(labels, filled, bbox, obj_ids, names):
 
 def _worlds_hat(hat, hat_colour, hat_mask, bbox, eared: bool):
     """A hat reading of a kind this world never draws (version 4 on: top hats only): a top hat
-    out of shape, or a colour fringe that is no hat. Centred over the head and broad, it is a
-    hat (a squat one on a person whose uneven top would read as ears); else on a head with ears
-    it is a fringe — a decoder's purple ear tips or smudged whiskers beside a cat read as a "bow",
-    and so as a person, in 4 of the 6 people and cats the shipped model missed by class (0.17-0.33
-    of the head wide, their centres 0.24-0.35 of it off the middle) —; on a round head it is a
-    lopsided hat."""
+    out of shape, or a colour fringe that is no hat. Centred over the head and broad, it is a hat
+    (a squat one, on a person whose uneven top would read as ears). Otherwise, on a head with ears
+    it is a fringe: a decoder's purple ear tips or smudged whiskers beside a cat had read as a
+    "bow", and so as a person, in 4 of the 6 people and cats the shipped model missed by class
+    (0.17-0.33 of the head wide, their centres 0.24-0.35 of it off the middle). On a round head it
+    is a lopsided hat."""
     x0, _, x1, _ = bbox
     xs = np.nonzero(hat_mask)[1]
     bw = x1 - x0
-    centred = len(xs) and abs(xs.mean() - (x0 + x1) / 2) <= 0.15 * bw and xs.max() - xs.min() + 1 >= 0.4 * bw
+    centred = len(xs) > 0 and abs(xs.mean() - (x0 + x1) / 2) <= 0.15 * bw and xs.max() - xs.min() + 1 >= 0.4 * bw
     if "top hat" in HATS and (centred or not eared):
         return "top hat", hat_colour, hat_mask
     return "none", None, np.zeros_like(hat_mask)
