@@ -84,10 +84,9 @@ public final class MergeRemedy {
         /// closing a channel can cost seeds on a model whose layer does something else than the
         /// remedy assumes (the demo model's self-attention pools the whole picture, docs/REMEDY.md).
         public var bestStage: Separation.Stage? {
-            guard Separation.Stage.allCases.allSatisfy({ apartAfter[$0] != nil }) else { return nil }
-            return Separation.Stage.allCases.reduce(nil) { best, s in
-                best.map { apartAfter[s]! > apartAfter[$0]! ? s : $0 } ?? s
-            }
+            let ablation = Separation.Stage.allCases.compactMap { s in apartAfter[s].map { (stage: s, apart: $0) } }
+            guard let first = ablation.first, ablation.count == Separation.Stage.allCases.count else { return nil }
+            return ablation.reduce(first) { $1.apart > $0.apart ? $1 : $0 }.stage
         }
 
         /// Where the full remedy parts fewer seeds than a partial one: which stage to run instead.
