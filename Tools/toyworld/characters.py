@@ -29,7 +29,9 @@ if version.VERSION >= 4:  # a few attributes each (version.py)
     HEAD_SHAPES, HATS, PERSON_PATTERNS = ("round",), ("none", "top hat"), ("plain",)
     CAT_PATTERNS, EYES = ("plain", "stripes"), ("dots",)
 # A cat's forehead bars: width (of the head size), spacing (of the head width), shade (of the fur).
-STRIPE_WIDTH, STRIPE_SPREAD, STRIPE_SHADE = (0.08, 0.17, 0.45) if version.VERSION >= 5 else (0.06, 0.12, 0.7)
+STRIPE_WIDTH, STRIPE_SPREAD, STRIPE_SHADE = (
+    (0.14, 0.22, 0.25) if version.VERSION >= 9 else (0.08, 0.17, 0.45) if version.VERSION >= 5
+    else (0.06, 0.12, 0.7))
 INNER_EAR_SHADE = 1.18  # a cat's inner ear against its fur, before version 8 (one colour since)
 # Hats take object colours; the detector reads a hat's colour like an object's.
 HAT_COLOURS = tuple(palette.COLOURS)

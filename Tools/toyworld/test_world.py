@@ -441,3 +441,30 @@ def test_version_8_reads_only_its_own_hats():
     is a top hat."""
     out = _in_version(_HAT_CHECK, "8")
     assert out == ["cat:koko"] * 4 + ["person", "top-hat", "yellow"] * 2, out
+
+
+_V9_CHECK = """
+import sys; sys.path.insert(0, sys.argv[1])
+from toyworld import characters, detect, measure_pareidolia as mp, world
+import numpy as np
+cats = right = 0
+for s in world.dataset("heldout", 400):
+    for o in s.objects:
+        if o.kind == "cat":
+            cats += 1
+            found = mp.match(s, *detect.analyse(s.image)).get(o.id)
+            right += found is not None and found.colour == o.character.colour and found.striped == (o.character.pattern == "stripes")
+koko = characters.NAMED["koko"]
+bar = np.array(characters.shade(koko.rgb, characters.STRIPE_SHADE))
+dark = sum(int((np.abs(shot.image.astype(int) - bar).max(axis=-1) <= 3).sum()) for shot in world.individual_images("koko", 6))
+print(cats, right, dark)
+"""
+
+
+def test_version_9_draws_bolder_bars_the_detector_reads():
+    """TOYWORLD_VERSION=9: a tabby's forehead bars are wider and darker (the UNet drew version 8's
+    on a third of striped cats), and every held-out cat still reads by fur and stripes."""
+    cats, right, bar_pixels = map(int, _in_version(_V9_CHECK, "9"))
+    assert cats >= 20 and right == cats, (cats, right)
+    bar_pixels_v8 = int(_in_version(_V9_CHECK, "8")[2])
+    assert bar_pixels > 1.4 * bar_pixels_v8, (bar_pixels, bar_pixels_v8)   # 0.14 against 0.08 of a head wide
