@@ -1,6 +1,7 @@
 import Diffusion
 import Foundation
 import Models
+import Probes
 
 /// Where a set of embedding vectors (and words' token vectors) sit: norms and their vocabulary
 /// percentile, nearest vocabulary tokens, cosines between vectors and between each embedding's
@@ -109,6 +110,22 @@ public struct MergeVerdict {
             s.allSatisfy { $0.isLetter || $0.isNumber || "/._-+=,".contains($0) } ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
         }
         return (["pareidolia", "remedy"] + traces.map(quoted) + ["--pair", quoted("\(a),\(b)"), "--ablate"]).joined(separator: " ")
+    }
+
+    /// Trace folders as one would type them into that command: the seed folders of one sweep as
+    /// the sweep's folder (where its run index lists exactly them), and a path under the working
+    /// directory relative to it (a report page shows the command, not this machine's layout).
+    public static func commandLineFolders(_ folders: [String], workingDirectory: String = FileManager.default.currentDirectoryPath) -> [String] {
+        let absolute = folders.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        var named = absolute
+        let parents = Set(absolute.map { URL(fileURLWithPath: $0).deletingLastPathComponent().path })
+        if absolute.count > 1, parents.count == 1, let sweep = parents.first,
+           let index = try? RunIndex.read(folder: sweep),
+           Set(index.traceFolders(in: sweep).map { URL(fileURLWithPath: $0).standardizedFileURL.path }) == Set(absolute) {
+            named = [sweep]
+        }
+        let base = URL(fileURLWithPath: workingDirectory).standardizedFileURL.path + "/"
+        return named.map { $0.hasPrefix(base) ? String($0.dropFirst(base.count)) : $0 }
     }
 
     /// E.g. "alex and cora compete for one region from evaluation 4 on in 3 of 4 seeds; their

@@ -45,7 +45,7 @@ public struct MergePage: Figure {
     public var width: Double = 760
     public var height: Double { boxHeight + 44 + imagesHeight + chart.height + 10 }
     /// The remedy to try, where the verdict is a merge.
-    var remedy: String? { study.verdict.remedyCommand(traces: study.folders) }
+    var remedy: String? { study.verdict.remedyCommand(traces: MergeVerdict.commandLineFolders(study.folders)) }
     var boxHeight: Double { remedy == nil ? 62 : 100 }
     static let gap = 10.0, maxSide = 170.0
 

@@ -49,6 +49,23 @@ struct TraceWordMapsTests {
         #expect(throws: PairStudy.Failure.self) { try PairStudy(folders: [apart], a: "alex", b: "nobody") }
     }
 
+    /// The remedy's command names a whole sweep by its folder, relative to the working directory,
+    /// and keeps the seed folders where they are not all of the sweep's.
+    @Test func commandLineFolders() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cmdfolders-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let sweep = root + "/demo/trace"
+        for seed in ["11", "22"] { try FileManager.default.createDirectory(atPath: sweep + "/" + seed, withIntermediateDirectories: true) }
+        let index = #"{"format": "pareidolia-runs", "version": 1, "runs": [{"prompt": "p", "prompt_index": 0, "seed": 11, "trace": "11"}, {"prompt": "p", "prompt_index": 0, "seed": 22, "trace": "22"}]}"#
+        try Data(index.utf8).write(to: URL(fileURLWithPath: sweep + "/runs.json"))
+        let seeds = [sweep + "/11", sweep + "/22"]
+        #expect(MergeVerdict.commandLineFolders(seeds, workingDirectory: root) == ["demo/trace"])
+        #expect(MergeVerdict.commandLineFolders(seeds, workingDirectory: "/elsewhere") == [sweep])
+        #expect(MergeVerdict.commandLineFolders([seeds[0]], workingDirectory: root) == ["demo/trace/11"])
+        try FileManager.default.createDirectory(atPath: sweep + "/33", withIntermediateDirectories: true)
+        #expect(MergeVerdict.commandLineFolders(seeds + [sweep + "/33"], workingDirectory: root) == ["demo/trace/11", "demo/trace/22", "demo/trace/33"])
+    }
+
     @Test func notATrace() {
         #expect(throws: TraceWordMaps.Failure.self) { try TraceWordMaps(directory: "/nonexistent") }
     }
