@@ -124,8 +124,7 @@ public struct MergeVerdict {
            Set(index.traceFolders(in: sweep).map { URL(fileURLWithPath: $0).standardizedFileURL.path }) == Set(absolute) {
             named = [sweep]
         }
-        let base = URL(fileURLWithPath: workingDirectory).standardizedFileURL.path + "/"
-        return named.map { $0.hasPrefix(base) ? String($0.dropFirst(base.count)) : $0 }
+        return named.map { DisplayPath.of($0, workingDirectory: workingDirectory) }
     }
 
     /// E.g. "alex and cora compete for one region from evaluation 4 on in 3 of 4 seeds; their

@@ -2,6 +2,7 @@ import Analysis
 import ArgumentParser
 import Diffusion
 import Foundation
+import Probes
 import Reports
 import Tensors
 import Workbench
@@ -76,12 +77,12 @@ struct Remedy: ParsableCommand {
         bar?.finish()
         for o in result.outcomes {
             let boxes = o.boxes.map { "[" + $0.map { String(format: "%.2f", $0) }.joined(separator: ",") + "]" }.joined(separator: " ")
-            print("seed \(o.seed): regions \(o.regionSource) \(boxes); after: \(o.runs[.full] ?? "")")
+            print("seed \(o.seed): regions \(o.regionSource) \(boxes); after: \(o.runs[.full].map { DisplayPath.of($0) } ?? "")")
         }
         print(result.counts.sentence)
         if let channel = result.counts.channel { print("the merge travelled through \(channel)") }
         if let advice = result.counts.advice { print(advice) }
-        print("wrote \(output) (runs.json lists the runs)")
+        print("wrote \(DisplayPath.of(output)) (runs.json lists the runs)")
         guard !noReport else { return }
         let reportBar = ProgressBar(label: "report")
         let summary: ReportSummary
@@ -89,6 +90,6 @@ struct Remedy: ParsableCommand {
             summary = try remedy.report(result.outcomes, counts: result.counts) { what, done, total in reportBar.tick(label: what, done: done, total: total) }
         } catch { reportBar.finish(); throw CLIError("\(error)") }
         reportBar.finish()
-        print(String(format: "wrote the report %@/index.html (and report.pdf): decodes %.1f s, drawing %.1f s", summary.directory, summary.decodeSeconds, summary.drawSeconds))
+        print(String(format: "wrote the report %@/index.html (and report.pdf): decodes %.1f s, drawing %.1f s", DisplayPath.of(summary.directory), summary.decodeSeconds, summary.drawSeconds))
     }
 }

@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import Probes
 import Reports
 import Tensors
 
@@ -60,7 +61,7 @@ struct Report: ParsableCommand {
             }
         } catch { bar.finish(); throw CLIError("\(error)") }
         print(String(format: "wrote %@ (%d trace%@, %d evaluations, %d files): decodes %.1f s, drawing %.1f s",
-                     summary.directory, summary.traces, summary.traces == 1 ? "" : "s", summary.evaluations, summary.files.count,
+                     DisplayPath.of(summary.directory), summary.traces, summary.traces == 1 ? "" : "s", summary.evaluations, summary.files.count,
                      summary.decodeSeconds, summary.drawSeconds))
         for line in summary.lines { print("  " + line) }
     }
