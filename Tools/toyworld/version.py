@@ -40,7 +40,8 @@ model must be measured in the world it learned).
        to half of a latent pixel). The UNet drew "a grey striped cat" striped in 20 of 64 seeds
        and koko's token found him in 4 of 16: his renders came out grey, without bars. A bar's
        weight in the noise loss grows with its area and the square of its contrast, about 3x
-       here
+       here. Tried, not shipped: koko 5 of 16, and the near-black bars blurred into a band the
+       detector reads as a black hat (README, "Tried")
 """
 
 from __future__ import annotations
