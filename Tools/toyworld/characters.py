@@ -30,8 +30,11 @@ if version.VERSION >= 4:  # a few attributes each (version.py)
     CAT_PATTERNS, EYES = ("plain", "stripes"), ("dots",)
 # A cat's forehead bars: width (of the head size), spacing (of the head width), shade (of the fur).
 STRIPE_WIDTH, STRIPE_SPREAD, STRIPE_SHADE = (
-    (0.14, 0.22, 0.25) if version.VERSION >= 9 else (0.08, 0.17, 0.45) if version.VERSION >= 5
-    else (0.06, 0.12, 0.7))
+    (0.12, 0.22, 0.35) if version.VERSION >= 10 else (0.14, 0.22, 0.25) if version.VERSION == 9
+    else (0.08, 0.17, 0.45) if version.VERSION >= 5 else (0.06, 0.12, 0.7))
+# Where the bars run, above the head's centre (of its height): from the top, clipped to the inner
+# head; from version 10 short of the outline, so a blurred band of them stays inside the fur.
+STRIPE_TOP, STRIPE_BOTTOM = (0.36, 0.16) if version.VERSION >= 10 else (0.5, 0.2)
 INNER_EAR_SHADE = 1.18  # a cat's inner ear against its fur, before version 8 (one colour since)
 # Hats take object colours; the detector reads a hat's colour like an object's.
 HAT_COLOURS = tuple(palette.COLOURS)
@@ -190,8 +193,8 @@ def _pattern(cv, ch, hx, hy, w, h, s, obj):
             dot(hx + dx * w, hy + dy * h, r * s)
     elif ch.kind == "cat":  # tabby: three bars on the forehead, two on each cheek
         for dx in (-STRIPE_SPREAD, 0, STRIPE_SPREAD):
-            d.line([(hx + dx * w) * S, (hy - 0.5 * h) * S, (hx + dx * 0.7 * w) * S,
-                    (hy - 0.2 * h) * S], fill=255, width=round(STRIPE_WIDTH * s * S))
+            d.line([(hx + dx * w) * S, (hy - STRIPE_TOP * h) * S, (hx + dx * 0.7 * w) * S,
+                    (hy - STRIPE_BOTTOM * h) * S], fill=255, width=round(STRIPE_WIDTH * s * S))
         for side in (-1, 1):
             for dy in (-0.05, 0.08):
                 d.line([(hx + side * 0.5 * w) * S, (hy + dy * h) * S,

@@ -463,8 +463,11 @@ print(cats, right, dark)
 
 def test_version_9_draws_bolder_bars_the_detector_reads():
     """TOYWORLD_VERSION=9: a tabby's forehead bars are wider and darker (the UNet drew version 8's
-    on a third of striped cats), and every held-out cat still reads by fur and stripes."""
+    on a third of striped cats), and every held-out cat still reads by fur and stripes, as in
+    version 10 (bars short of the head's outline)."""
     cats, right, bar_pixels = map(int, _in_version(_V9_CHECK, "9"))
     assert cats >= 20 and right == cats, (cats, right)
     bar_pixels_v8 = int(_in_version(_V9_CHECK, "8")[2])
+    cats10, right10, _ = map(int, _in_version(_V9_CHECK, "10"))   # version 10: shorter, lighter bars
+    assert cats10 >= 20 and right10 == cats10, (cats10, right10)
     assert bar_pixels > 1.4 * bar_pixels_v8, (bar_pixels, bar_pixels_v8)   # 0.14 against 0.08 of a head wide
