@@ -461,7 +461,7 @@ print(cats, right, dark)
 """
 
 
-def test_version_9_draws_bolder_bars_the_detector_reads():
+def test_versions_9_and_10_draw_bars_the_detector_reads():
     """TOYWORLD_VERSION=9: a tabby's forehead bars are wider and darker (the UNet drew version 8's
     on a third of striped cats), and every held-out cat still reads by fur and stripes, as in
     version 10 (bars short of the head's outline)."""
